@@ -1,0 +1,45 @@
+# Helpers for nsl's own targets (tests, examples, benchmarks). Nothing here
+# touches the `nsl` interface target, so consumers inherit none of it.
+include_guard(GLOBAL)
+
+# nsl_target_defaults(<target>): links nsl::nsl and adds the project's warning
+# flags (-Werror under NSL_WERROR) and, under NSL_SANITIZE, ASan + UBSan.
+function(nsl_target_defaults target)
+  target_link_libraries(${target} PRIVATE nsl::nsl)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+    if(NSL_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
+    if(NSL_SANITIZE)
+      set(_nsl_san -fsanitize=address,undefined -fno-omit-frame-pointer
+                   -fno-sanitize-recover=all)
+      target_compile_options(${target} PRIVATE ${_nsl_san})
+      target_link_options(${target} PRIVATE ${_nsl_san})
+    endif()
+  elseif(MSVC)
+    target_compile_options(${target} PRIVATE /W4 /permissive-)
+    if(NSL_WERROR)
+      target_compile_options(${target} PRIVATE /WX)
+    endif()
+  endif()
+endfunction()
+
+# Debian 12's libxsimd-dev (8.1) exports `xsimd` with INTERFACE_LINK_LIBRARIES
+# "xtl" but neither depends on nor finds xtl, so linking it adds a bogus -lxtl.
+# xsimd's headers only need xtl under XSIMD_ENABLE_XTL_COMPLEX, so when no xtl
+# target can be found the dangling item is dropped. nslConfig.cmake repeats
+# this for consumers.
+macro(nsl_fix_xsimd_target)
+  if(TARGET xsimd AND NOT TARGET xtl)
+    get_target_property(_nsl_xsimd_libs xsimd INTERFACE_LINK_LIBRARIES)
+    if(_nsl_xsimd_libs AND "xtl" IN_LIST _nsl_xsimd_libs)
+      find_package(xtl QUIET)
+      if(NOT TARGET xtl)
+        list(REMOVE_ITEM _nsl_xsimd_libs xtl)
+        set_target_properties(xsimd PROPERTIES INTERFACE_LINK_LIBRARIES "${_nsl_xsimd_libs}")
+      endif()
+    endif()
+    unset(_nsl_xsimd_libs)
+  endif()
+endmacro()

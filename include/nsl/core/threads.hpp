@@ -1,0 +1,51 @@
+// nsl/core/threads.hpp — the library's one global setting: how many threads
+// its OpenMP loops and Eigen's GEMMs may use.
+#pragma once
+
+#include <Eigen/Core>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "nsl/core/error.hpp"
+
+// NSL_OMP(parallel for ...) expands to `#pragma omp parallel for ...` when
+// compiled with OpenMP and to nothing otherwise (no unknown-pragma warnings).
+#ifdef _OPENMP
+#define NSL_OMP_PRAGMA_(text) _Pragma(#text)
+#define NSL_OMP(directive) NSL_OMP_PRAGMA_(omp directive)
+#else
+#define NSL_OMP(directive)
+#endif
+
+namespace nsl {
+
+/// Threads nsl uses (1 when built without OpenMP).
+inline int num_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// Sets the thread count for nsl's OpenMP loops and for Eigen (n >= 1).
+inline void set_num_threads(int n) {
+  require(n >= 1, ErrorKind::argument, "set_num_threads: expected n >= 1, got ", n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+  Eigen::setNbThreads(n);
+}
+
+/// True while inside a parallel region (then work must not spawn more threads).
+inline bool in_parallel_region() {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace nsl

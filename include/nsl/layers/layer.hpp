@@ -1,0 +1,93 @@
+// nsl/layers/layer.hpp — what every layer promises.
+//
+// A layer owns its parameters and their gradients and has a forward and a
+// backward pass. The contract, kept by every layer in nsl:
+//
+//   forward(x)         computes y and keeps, in named members, exactly what
+//                      backward needs (in training and in evaluation mode).
+//   backward(dy)       for the most recent forward, returns dL/dx for the
+//                      scalar L = <y, dy> (ASSIGNED: a fresh tensor, or the
+//                      given buffer overwritten), and ADDS dL/dθ into each
+//                      parameter's gradient buffer (accumulated, so a loop
+//                      can sum over micro-batches or share parameters).
+//   backward_into(dy, dx)  the same into a caller's buffer; an empty dx view
+//                      skips the input gradient (a network's first layer).
+//   parameters()       name, value, gradient and whether weight decay applies.
+//
+// `Layer<T>` is the run-time interface for containers that assemble a network
+// from a flag; the per-element work stays in non-virtual ops.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nsl/core/tensor.hpp"
+
+namespace nsl {
+
+/// A trainable tensor of a layer, as the optimiser sees it.
+template <class T>
+struct Parameter {
+  std::string name;       ///< e.g. "weight", "bias", "m"
+  TensorView<T> value;    ///< the parameter itself
+  TensorView<T> grad;     ///< its accumulated gradient, same shape
+  bool weight_decay;      ///< whether L2 weight decay applies
+};
+
+template <class T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  /// Human-readable type and configuration, e.g. "Conv2d(3->32, k=3, s=1, p=1)".
+  virtual std::string describe() const = 0;
+  /// The output shape for an input shape; fails with a ShapeError if it does not fit.
+  virtual Shape output_shape(const Shape& input) const = 0;
+  /// Forward pass into y (of shape output_shape(x.shape())), keeping what backward needs.
+  virtual void forward_into(TensorView<const T> x, TensorView<T> y) = 0;
+  /// Backward pass for the most recent forward (see the contract above).
+  virtual void backward_into(TensorView<const T> dy, TensorView<T> dx) = 0;
+  /// The layer's parameters (empty for parameter-free layers).
+  virtual std::vector<Parameter<T>> parameters() { return {}; }
+  /// Switches between training and evaluation behaviour (BatchNorm, dropout).
+  virtual void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
+
+  /// Forward pass returning a new output tensor.
+  Tensor<T> forward(TensorView<const T> x) {
+    Tensor<T> y(output_shape(x.shape()));
+    forward_into(x, y.view());
+    return y;
+  }
+  /// Backward pass returning a new input-gradient tensor.
+  Tensor<T> backward(TensorView<const T> dy) {
+    require(input_shape_.rank() != 0, ErrorKind::state, describe(),
+            ": backward called before forward");
+    Tensor<T> dx(input_shape_);
+    backward_into(dy, dx.view());
+    return dx;
+  }
+
+ protected:
+  /// Records the input shape of a forward pass; layers call it in forward_into.
+  void remember_input_shape(const Shape& s) { input_shape_ = s; }
+  /// Fails unless a forward pass happened and dy has its output's shape.
+  void check_backward(const char* op, const Shape& dy, const TensorView<T>& dx) const {
+    require(input_shape_.rank() != 0, ErrorKind::state, op, ": backward called before forward");
+    check_shape(op, "output gradient", dy, output_shape(input_shape_));
+    if (dx.size()) check_shape(op, "input gradient", dx.shape(), input_shape_);
+  }
+  const Shape& input_shape() const { return input_shape_; }
+
+ private:
+  Shape input_shape_;
+  bool training_ = true;
+};
+
+/// Sets every parameter gradient to zero.
+template <class T>
+void zero_gradients(const std::vector<Parameter<T>>& params) {
+  for (const auto& p : params) p.grad.vec().setZero();
+}
+
+}  // namespace nsl

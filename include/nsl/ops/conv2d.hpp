@@ -1,0 +1,196 @@
+// nsl/ops/conv2d.hpp — 2-D convolution (cross-correlation, as in every
+// framework) with a square kernel, stride and zero padding, and its gradients.
+//
+// Forward, for x (N x C x H x W), w (O x C x k x k), bias b (O) or none:
+//
+//     y[n, o, oh, ow] = b[o] + sum_{c, di, dj} w[o, c, di, dj] * x[n, c, oh*s - p + di, ow*s - p + dj]
+//
+// In matrix form, per image, with X_n = im2col(x_n) and W the O x (C K) matrix:
+//     Y_n = W X_n + b 1^T
+// Backward, given dy = dL/dy (docs/conv2d_backward.md derives it):
+//     dW  = sum_n dY_n X_n^T           dX_n = col2im(W^T dY_n)
+//     db  = sum_n dY_n 1
+// Contract: dx is assigned; dw and db are accumulated (+=).
+//
+// `conv2d_forward_reference` / `conv2d_backward_reference` are the formulas as
+// loops; `conv2d_forward` / `conv2d_backward` are im2col + Eigen GEMM with
+// OpenMP over the batch. Tests compare the two.
+#pragma once
+
+#include <vector>
+
+#include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
+#include "nsl/ops/im2col.hpp"
+
+namespace nsl {
+
+/// Checks x, w, bias (rank 0, an empty view, = no bias) and returns the output shape.
+inline Shape conv2d_output_shape(const char* op, const Shape& x, const Shape& w, const Shape& bias,
+                          const ConvGeometry& g) {
+  check_rank(op, "input", x, 4);
+  check_rank(op, "weight", w, 4);
+  require(w[2] == g.kernel && w[3] == g.kernel, ErrorKind::shape, op, ": weight: expected [",
+          w[0], ", ", x[1], ", ", g.kernel, ", ", g.kernel, "], got ", w);
+  require(w[1] == x[1], ErrorKind::shape, op, ": weight: expected [", w[0], ", ", x[1], ", ",
+          g.kernel, ", ", g.kernel, "] for an input of ", x[1], " channels, got ", w);
+  if (bias.rank() != 0) check_shape(op, "bias", bias, Shape{w[0]});
+  check_geometry(op, g, x[2], x[3]);
+  return Shape{x[0], w[0], g.output_extent(x[2]), g.output_extent(x[3])};
+}
+
+// ---------------------------------------------------------------------------
+// Reference: the formulas as loops.
+
+template <class T>
+void conv2d_forward_reference(TensorView<const T> x, TensorView<const T> w,
+                              TensorView<const T> bias, const ConvGeometry& g, TensorView<T> y) {
+  const Shape out = conv2d_output_shape("conv2d_forward_reference", x.shape(), w.shape(),
+                                           bias.shape(), g);
+  check_shape("conv2d_forward_reference", "output", y.shape(), out);
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), k = g.kernel;
+  for (index n = 0; n < N; ++n)
+    for (index o = 0; o < O; ++o)
+      for (index oh = 0; oh < out[2]; ++oh)
+        for (index ow = 0; ow < out[3]; ++ow) {
+          T sum = bias.size() ? bias[o] : T(0);
+          for (index c = 0; c < C; ++c)
+            for (index di = 0; di < k; ++di)
+              for (index dj = 0; dj < k; ++dj) {
+                const index ih = oh * g.stride - g.padding + di;
+                const index iw = ow * g.stride - g.padding + dj;
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W) sum += w(o, c, di, dj) * x(n, c, ih, iw);
+              }
+          y(n, o, oh, ow) = sum;
+        }
+}
+
+/// dx assigned (skipped when dx.size() == 0); dw, db accumulated (db skipped when empty).
+template <class T>
+void conv2d_backward_reference(TensorView<const T> x, TensorView<const T> w,
+                               const ConvGeometry& g, TensorView<const T> dy, TensorView<T> dx,
+                               TensorView<T> dw, TensorView<T> db) {
+  const Shape out = conv2d_output_shape("conv2d_backward_reference", x.shape(), w.shape(),
+                                           db.shape(), g);
+  check_shape("conv2d_backward_reference", "output gradient", dy.shape(), out);
+  check_shape("conv2d_backward_reference", "weight gradient", dw.shape(), w.shape());
+  if (dx.size()) check_shape("conv2d_backward_reference", "input gradient", dx.shape(), x.shape());
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), k = g.kernel;
+  for (index i = 0; i < dx.size(); ++i) dx[i] = T(0);
+  for (index n = 0; n < N; ++n)
+    for (index o = 0; o < O; ++o)
+      for (index oh = 0; oh < out[2]; ++oh)
+        for (index ow = 0; ow < out[3]; ++ow) {
+          const T g_out = dy(n, o, oh, ow);
+          if (db.size()) db[o] += g_out;
+          for (index c = 0; c < C; ++c)
+            for (index di = 0; di < k; ++di)
+              for (index dj = 0; dj < k; ++dj) {
+                const index ih = oh * g.stride - g.padding + di;
+                const index iw = ow * g.stride - g.padding + dj;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                dw(o, c, di, dj) += g_out * x(n, c, ih, iw);
+                if (dx.size()) dx(n, c, ih, iw) += g_out * w(o, c, di, dj);
+              }
+        }
+}
+
+// ---------------------------------------------------------------------------
+// Fast path: im2col + GEMM.
+
+/// Scratch memory of the fast convolution, kept by the caller across calls so
+/// that a training step allocates nothing after the first.
+template <class T>
+struct Conv2dWorkspace {
+  std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) patch matrix per thread
+  std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread
+  std::vector<Vector<T>> bias_partials;    ///< one db partial sum per thread
+
+  void reserve_columns(int threads, index rows, index cols) {
+    if (static_cast<int>(columns.size()) < threads) columns.resize(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) columns[static_cast<std::size_t>(t)].resize(rows, cols);
+  }
+};
+
+namespace detail {
+// Threads for a loop over `batch` items: spread the batch over OpenMP threads
+// when there are at least as many items as threads (each GEMM then runs
+// single-threaded); otherwise one thread here and Eigen's GEMM threads inside.
+inline int batch_threads(index batch) {
+  const int threads = in_parallel_region() ? 1 : num_threads();
+  return batch >= threads ? threads : 1;
+}
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+}  // namespace detail
+
+template <class T>
+void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                    const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws) {
+  const Shape out = conv2d_output_shape("conv2d_forward", x.shape(), w.shape(), bias.shape(), g);
+  check_shape("conv2d_forward", "output", y.shape(), out);
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
+  const index rows = C * g.slots(), pixels = out[2] * out[3];
+  const auto weight = w.matrix(O, rows);
+  const int threads = detail::batch_threads(N);
+  ws.reserve_columns(threads, rows, pixels);
+NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
+  for (index n = 0; n < N; ++n) {
+    Matrix<T>& columns = ws.columns[static_cast<std::size_t>(detail::thread_id())];
+    im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
+    auto y_n = y.sample(n).matrix(O, pixels);
+    y_n.noalias() = weight * columns;
+    if (bias.size()) y_n.colwise() += bias.vec();
+  }
+}
+
+/// dx assigned (skipped when dx.size() == 0); dw, db accumulated (db skipped when empty).
+template <class T>
+void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
+                     TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
+                     Conv2dWorkspace<T>& ws) {
+  const Shape out = conv2d_output_shape("conv2d_backward", x.shape(), w.shape(), db.shape(), g);
+  check_shape("conv2d_backward", "output gradient", dy.shape(), out);
+  check_shape("conv2d_backward", "weight gradient", dw.shape(), w.shape());
+  if (dx.size()) check_shape("conv2d_backward", "input gradient", dx.shape(), x.shape());
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
+  const index rows = C * g.slots(), pixels = out[2] * out[3];
+  const auto weight = w.matrix(O, rows);
+  const int threads = detail::batch_threads(N);
+  ws.reserve_columns(threads, rows, pixels);
+  ws.weight_partials.resize(static_cast<std::size_t>(threads));
+  ws.bias_partials.resize(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    ws.weight_partials[static_cast<std::size_t>(t)].setZero(O, rows);
+    ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
+  }
+NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
+  for (index n = 0; n < N; ++n) {
+    const auto t = static_cast<std::size_t>(detail::thread_id());
+    Matrix<T>& columns = ws.columns[t];
+    const auto dy_n = dy.sample(n).matrix(O, pixels);
+    im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
+    ws.weight_partials[t].noalias() += dy_n * columns.transpose();
+    ws.bias_partials[t] += dy_n.rowwise().sum();
+    if (dx.size()) {
+      // The patch matrix is no longer needed: reuse it for dX_n = W^T dY_n.
+      columns.noalias() = weight.transpose() * dy_n;
+      T* dx_n = dx.data() + n * C * H * W;
+      std::fill(dx_n, dx_n + C * H * W, T(0));
+      col2im_add(columns.data(), C, H, W, g, dx_n);
+    }
+  }
+  // Sum the per-thread partials in thread order: deterministic for a fixed thread count.
+  auto dweight = dw.matrix(O, rows);
+  for (int t = 0; t < threads; ++t) {
+    dweight += ws.weight_partials[static_cast<std::size_t>(t)];
+    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(t)];
+  }
+}
+
+}  // namespace nsl

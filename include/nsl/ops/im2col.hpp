@@ -1,0 +1,142 @@
+// nsl/ops/im2col.hpp — patches of one image as the columns of a matrix.
+//
+// For one image x (C x H x W), a square k x k kernel, stride s and zero
+// padding p, `im2col` writes the matrix X with C*K rows (K = k*k) and
+// Ho*Wo columns:
+//
+//     X[(c, r), (oh, ow)] = x[c, oh*s - p + di, ow*s - p + dj]     (0 outside)
+//
+// where r = di*k + dj is the kernel slot in row-major order (NSL.md §1) and
+// the column index is oh*Wo + ow. A convolution is then one GEMM, W X, with W
+// the C_out x (C*K) weight matrix. `col2im` is the adjoint: it scatters-adds
+// a C*K x Ho*Wo matrix back onto the C x H x W image, which is how the
+// gradient of a patch matrix reaches the input.
+#pragma once
+
+#include <algorithm>
+
+#include "nsl/core/tensor.hpp"
+
+namespace nsl {
+
+/// Kernel size, stride and zero padding of a square convolution window.
+struct ConvGeometry {
+  index kernel = 3;
+  index stride = 1;
+  index padding = 0;
+
+  /// Output extent for an input extent (floor division, as PyTorch).
+  index output_extent(index input_extent) const {
+    return (input_extent + 2 * padding - kernel) / stride + 1;
+  }
+  /// Number of kernel slots K = k*k.
+  index slots() const { return kernel * kernel; }
+};
+
+/// Fails unless the geometry is valid and gives a non-empty output on H x W.
+inline void check_geometry(const char* op, const ConvGeometry& g, index height, index width) {
+  require(g.kernel >= 1, ErrorKind::argument, op, ": kernel size must be >= 1, got ", g.kernel);
+  require(g.stride >= 1, ErrorKind::argument, op, ": stride must be >= 1, got ", g.stride);
+  require(g.padding >= 0, ErrorKind::argument, op, ": padding must be >= 0, got ", g.padding);
+  require(height + 2 * g.padding >= g.kernel && width + 2 * g.padding >= g.kernel,
+          ErrorKind::shape, op, ": a ", g.kernel, "x", g.kernel, " kernel with padding ",
+          g.padding, " does not fit a ", height, "x", width, " input");
+}
+
+namespace detail {
+// Integer division rounding towards -infinity / +infinity (b > 0).
+inline index floor_div(index a, index b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+inline index ceil_div(index a, index b) { return -floor_div(-a, b); }
+}  // namespace detail
+
+/// Writes the (C*K) x (Ho*Wo) patch matrix of one C x H x W image into `columns`
+/// (row-major, resized by the caller to exactly that size).
+template <class T>
+void im2col(const T* image, index channels, index height, index width, const ConvGeometry& g,
+            T* columns) {
+  const index k = g.kernel, s = g.stride, p = g.padding;
+  const index out_h = g.output_extent(height), out_w = g.output_extent(width);
+  const index pixels = out_h * out_w;
+  using detail::ceil_div;
+  using detail::floor_div;
+  for (index c = 0; c < channels; ++c) {
+    const T* plane = image + c * height * width;
+    for (index di = 0; di < k; ++di) {
+      for (index dj = 0; dj < k; ++dj) {
+        T* row = columns + (c * k * k + di * k + dj) * pixels;
+        // Output columns [ow_begin, ow_end) read input columns inside [0, W).
+        const index ow_begin = std::clamp<index>(ceil_div(p - dj, s), 0, out_w);
+        const index ow_end = std::clamp<index>(floor_div(width - 1 + p - dj, s) + 1, ow_begin, out_w);
+        for (index oh = 0; oh < out_h; ++oh) {
+          T* out = row + oh * out_w;
+          const index ih = oh * s - p + di;
+          if (ih < 0 || ih >= height) {
+            std::fill(out, out + out_w, T(0));
+            continue;
+          }
+          const T* in = plane + ih * width;
+          const index shift = dj - p;  // input column = ow*s + shift
+          std::fill(out, out + ow_begin, T(0));
+          if (s == 1) {
+            std::copy(in + ow_begin + shift, in + ow_end + shift, out + ow_begin);
+          } else {
+            for (index ow = ow_begin; ow < ow_end; ++ow) out[ow] = in[ow * s + shift];
+          }
+          std::fill(out + ow_end, out + out_w, T(0));
+        }
+      }
+    }
+  }
+}
+
+/// Adjoint of im2col: image[c, ih, iw] += sum of the column entries that
+/// im2col would have read from (c, ih, iw). The caller zeroes `image` first
+/// when it wants an assignment.
+template <class T>
+void col2im_add(const T* columns, index channels, index height, index width,
+                const ConvGeometry& g, T* image) {
+  const index k = g.kernel, s = g.stride, p = g.padding;
+  const index out_h = g.output_extent(height), out_w = g.output_extent(width);
+  const index pixels = out_h * out_w;
+  using detail::ceil_div;
+  using detail::floor_div;
+  for (index c = 0; c < channels; ++c) {
+    T* plane = image + c * height * width;
+    for (index di = 0; di < k; ++di) {
+      for (index dj = 0; dj < k; ++dj) {
+        const T* row = columns + (c * k * k + di * k + dj) * pixels;
+        const index ow_begin = std::clamp<index>(ceil_div(p - dj, s), 0, out_w);
+        const index ow_end = std::clamp<index>(floor_div(width - 1 + p - dj, s) + 1, ow_begin, out_w);
+        for (index oh = 0; oh < out_h; ++oh) {
+          const index ih = oh * s - p + di;
+          if (ih < 0 || ih >= height) continue;
+          const T* in = row + oh * out_w;
+          T* out = plane + ih * width;
+          const index shift = dj - p;
+          for (index ow = ow_begin; ow < ow_end; ++ow) out[ow * s + shift] += in[ow];
+        }
+      }
+    }
+  }
+}
+
+/// Reference im2col written as the formula reads; tests compare it with im2col.
+template <class T>
+void im2col_reference(const T* image, index channels, index height, index width,
+                      const ConvGeometry& g, T* columns) {
+  const index k = g.kernel;
+  const index out_h = g.output_extent(height), out_w = g.output_extent(width);
+  for (index c = 0; c < channels; ++c)
+    for (index di = 0; di < k; ++di)
+      for (index dj = 0; dj < k; ++dj)
+        for (index oh = 0; oh < out_h; ++oh)
+          for (index ow = 0; ow < out_w; ++ow) {
+            const index ih = oh * g.stride - g.padding + di;
+            const index iw = ow * g.stride - g.padding + dj;
+            const bool inside = ih >= 0 && ih < height && iw >= 0 && iw < width;
+            columns[(c * k * k + di * k + dj) * out_h * out_w + oh * out_w + ow] =
+                inside ? image[(c * height + ih) * width + iw] : T(0);
+          }
+}
+
+}  // namespace nsl

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages nsl's build, tests and demo need.
+# A no-op when all are present: apt-get runs only if dpkg-query misses one.
+# Usage: bash scripts/install-deps.sh   (as root, or with sudo available)
+set -euo pipefail
+
+NSL_DEB_PACKAGES=(
+  build-essential
+  cmake
+  libeigen3-dev
+  libxsimd-dev
+  doctest-dev
+  zlib1g-dev
+  libbenchmark-dev
+  python3-numpy
+  python3-torch
+  dataset-fashion-mnist
+)
+
+missing=()
+for pkg in "${NSL_DEB_PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
+  if [[ "$status" != ii* ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#NSL_DEB_PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+as_root=()
+if [[ "$(id -u)" != 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "install-deps: missing packages and not root (no sudo): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# nsl's full check, from any working directory (as root on Debian 12):
+#   1. install missing Debian packages (scripts/install-deps.sh);
+#   2. Release build in build/release (tests, examples, benchmarks built but
+#      not run) and ctest;
+#   3. ASan+UBSan build in build/asan (NSL_SANITIZE=ON) and ctest.
+# NSL_JOBS overrides the parallelism (default: nproc). Exit status 0 iff all
+# steps passed; a summary is printed at the end either way.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+JOBS="${NSL_JOBS:-$(nproc)}"
+
+bash "$ROOT/scripts/install-deps.sh"
+
+summary=()
+failed=0
+# step NAME COMMAND...: runs the command, records PASS/FAIL and its duration.
+step() {
+  local name="$1"; shift
+  local start=$SECONDS
+  echo
+  echo "==== $name: $*"
+  if "$@"; then
+    summary+=("PASS  $name ($((SECONDS - start)) s)")
+    return 0
+  else
+    summary+=("FAIL  $name ($((SECONDS - start)) s)")
+    failed=1
+    return 1
+  fi
+}
+
+# ---- Release ---------------------------------------------------------------
+if step "release: configure" cmake -S "$ROOT" -B "$ROOT/build/release" \
+     -DCMAKE_BUILD_TYPE=Release -DNSL_SANITIZE=OFF \
+     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=ON &&
+   step "release: build" cmake --build "$ROOT/build/release" -j "$JOBS"; then
+  step "release: ctest" ctest --test-dir "$ROOT/build/release" --output-on-failure -j "$JOBS" || true
+fi
+
+# ---- ASan + UBSan ----------------------------------------------------------
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+if step "asan: configure" cmake -S "$ROOT" -B "$ROOT/build/asan" \
+     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNSL_SANITIZE=ON \
+     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=OFF &&
+   step "asan: build" cmake --build "$ROOT/build/asan" -j "$JOBS"; then
+  step "asan: ctest" ctest --test-dir "$ROOT/build/asan" --output-on-failure -j "$JOBS" || true
+fi
+
+echo
+echo "==== summary (jobs: $JOBS)"
+printf '  %s\n' "${summary[@]}"
+if ((failed)); then
+  echo "test.sh: FAILED"
+  exit 1
+fi
+echo "test.sh: all passed"

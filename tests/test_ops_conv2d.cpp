@@ -1,0 +1,100 @@
+#include <doctest/doctest.h>
+
+#include "nsl/ops/conv2d.hpp"
+#include "test_util.hpp"
+
+using nsl::Shape;
+using nsl::Tensor;
+
+namespace {
+template <class T>
+struct ConvProblem {
+  Tensor<T> x, w, b, dy;
+  nsl::ConvGeometry g;
+  Shape out;
+};
+
+template <class T>
+ConvProblem<T> random_problem(nsl::Rng& rng) {
+  ConvProblem<T> p;
+  const nsl::index n = 1 + nsl::index(rng.below(4)), c = 1 + nsl::index(rng.below(5)), o = 1 + nsl::index(rng.below(6));
+  const nsl::index k = 1 + 2 * nsl::index(rng.below(3)), s = 1 + nsl::index(rng.below(2));
+  const nsl::index pad = nsl::index(rng.below(std::uint64_t(k / 2 + 2)));
+  const nsl::index h = std::max<nsl::index>(k, 1 + nsl::index(rng.below(12))), w = std::max<nsl::index>(k, 1 + nsl::index(rng.below(12)));
+  p.g = {k, s, pad};
+  p.x = nsl::test::randn<T>(Shape{n, c, h, w}, rng);
+  p.w = nsl::test::randn<T>(Shape{o, c, k, k}, rng);
+  p.b = nsl::test::randn<T>(Shape{o}, rng);
+  p.out = nsl::conv2d_output_shape("test", p.x.shape(), p.w.shape(), p.b.shape(), p.g);
+  p.dy = nsl::test::randn<T>(p.out, rng);
+  return p;
+}
+}  // namespace
+
+TEST_CASE("the fast convolution equals the reference loops in float on random shapes") {
+  nsl::Rng rng(11);
+  nsl::Conv2dWorkspace<float> ws;
+  for (int trial = 0; trial < 40; ++trial) {
+    auto p = random_problem<float>(rng);
+    CAPTURE(p.x.shape().str()); CAPTURE(p.w.shape().str()); CAPTURE(p.g.stride); CAPTURE(p.g.padding);
+    Tensor<float> fast(p.out, 5.0f), reference(p.out, -5.0f);
+    nsl::conv2d_forward<float>(p.x.view(), p.w.view(), p.b.view(), p.g, fast.view(), ws);
+    nsl::conv2d_forward_reference<float>(p.x.view(), p.w.view(), p.b.view(), p.g, reference.view());
+    CHECK(nsl::test::max_relative_difference(fast, reference) < 1e-5);
+
+    Tensor<float> dx_fast(p.x.shape(), 7.0f), dx_ref(p.x.shape(), -7.0f);
+    Tensor<float> dw_fast(p.w.shape(), 1.0f), dw_ref(p.w.shape(), 1.0f);  // accumulated onto 1
+    Tensor<float> db_fast(p.b.shape(), 2.0f), db_ref(p.b.shape(), 2.0f);
+    nsl::conv2d_backward<float>(p.x.view(), p.w.view(), p.g, p.dy.view(), dx_fast.view(),
+                                dw_fast.view(), db_fast.view(), ws);
+    nsl::conv2d_backward_reference<float>(p.x.view(), p.w.view(), p.g, p.dy.view(), dx_ref.view(),
+                                          dw_ref.view(), db_ref.view());
+    CHECK(nsl::test::max_relative_difference(dx_fast, dx_ref) < 1e-5);
+    CHECK(nsl::test::max_relative_difference(dw_fast, dw_ref) < 1e-5);
+    CHECK(nsl::test::max_relative_difference(db_fast, db_ref) < 1e-5);
+  }
+}
+
+TEST_CASE("the reference convolution is the formula: a hand-computed 3x3 example") {
+  // One 1x3x3 image, one 3x3 filter of ones, padding 1: each output is the
+  // sum of the input's 3x3 neighbourhood.
+  Tensor<double> x(Shape{1, 1, 3, 3}), w(Shape{1, 1, 3, 3}, 1.0), y(Shape{1, 1, 3, 3});
+  for (nsl::index i = 0; i < 9; ++i) x[i] = double(i + 1);
+  nsl::conv2d_forward_reference<double>(x.view(), w.view(), {}, {3, 1, 1}, y.view());
+  CHECK(y(0, 0, 0, 0) == 1 + 2 + 4 + 5);
+  CHECK(y(0, 0, 1, 1) == 45);
+  CHECK(y(0, 0, 2, 1) == 4 + 5 + 6 + 7 + 8 + 9);
+}
+
+TEST_CASE("without a bias the bias gradient is skipped; an empty dx skips the input gradient") {
+  nsl::Rng rng(5);
+  auto x = nsl::test::randn<double>(Shape{2, 3, 6, 6}, rng);
+  auto w = nsl::test::randn<double>(Shape{4, 3, 3, 3}, rng);
+  Tensor<double> y(Shape{2, 4, 6, 6}), y_ref(y.shape());
+  nsl::Conv2dWorkspace<double> ws;
+  nsl::conv2d_forward<double>(x.view(), w.view(), {}, {3, 1, 1}, y.view(), ws);
+  nsl::conv2d_forward_reference<double>(x.view(), w.view(), {}, {3, 1, 1}, y_ref.view());
+  CHECK(nsl::test::max_relative_difference(y, y_ref) < 1e-12);
+  Tensor<double> dw(w.shape()), dw_ref(w.shape());
+  nsl::conv2d_backward<double>(x.view(), w.view(), {3, 1, 1}, y.view(), {}, dw.view(), {}, ws);
+  nsl::conv2d_backward_reference<double>(x.view(), w.view(), {3, 1, 1}, y.view(), {}, dw_ref.view(), {});
+  CHECK(nsl::test::max_relative_difference(dw, dw_ref) < 1e-12);
+}
+
+TEST_CASE("convolution shape errors name the operation, the expected and the actual shape") {
+  Tensor<float> x(Shape{2, 3, 8, 8}), w(Shape{4, 2, 3, 3}), b(Shape{4}), y(Shape{2, 4, 8, 8});
+  nsl::Conv2dWorkspace<float> ws;
+  CHECK_THROWS_WITH_AS(nsl::conv2d_forward<float>(x.view(), w.view(), b.view(), {3, 1, 1}, y.view(), ws),
+                       "conv2d_forward: weight: expected [4, 3, 3, 3] for an input of 3 channels, got [4, 2, 3, 3]",
+                       nsl::ShapeError);
+  Tensor<float> w3(Shape{4, 3, 3, 3}), b5(Shape{5}), y_bad(Shape{2, 4, 6, 6});
+  CHECK_THROWS_WITH_AS(nsl::conv2d_forward<float>(x.view(), w3.view(), b5.view(), {3, 1, 1}, y.view(), ws),
+                       "conv2d_forward: bias: expected [4], got [5]", nsl::ShapeError);
+  CHECK_THROWS_WITH_AS(nsl::conv2d_forward<float>(x.view(), w3.view(), b.view(), {3, 1, 1}, y_bad.view(), ws),
+                       "conv2d_forward: output: expected [2, 4, 8, 8], got [2, 4, 6, 6]", nsl::ShapeError);
+  Tensor<float> x3(Shape{3, 8, 8});
+  CHECK_THROWS_WITH_AS(nsl::conv2d_forward<float>(x3.view(), w3.view(), b.view(), {3, 1, 1}, y.view(), ws),
+                       "conv2d_forward: input: expected rank 4, got [3, 8, 8]", nsl::ShapeError);
+  CHECK_THROWS_AS(nsl::conv2d_forward<float>(x.view(), w3.view(), b.view(), {5, 1, 1}, y.view(), ws),
+                  nsl::ShapeError);  // weight is 3x3, geometry says 5x5
+}
