@@ -1,0 +1,105 @@
+// nsl/layers/batch_norm2d.hpp — BatchNorm2d (math: nsl/ops/batchnorm.hpp).
+//
+// Training mode normalises with the batch's statistics and updates the
+// running statistics as an exponential moving average,
+//     running = decay * running + (1 - decay) * batch
+// (the variance with Bessel's correction, m / (m - 1)); evaluation mode uses
+// the running statistics. Defaults follow the reference recipe: eps 1e-3,
+// decay 0.999. Parameters "gamma" (init 1) and "beta" (init 0), both decayed
+// (the recipe's weight decay covers BN's γ and β).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nsl/layers/layer.hpp"
+#include "nsl/ops/batchnorm.hpp"
+
+namespace nsl {
+
+struct BatchNormOptions {
+  double eps = 1e-3;     ///< added to the variance
+  double decay = 0.999;  ///< EMA decay of the running statistics
+};
+
+template <class T>
+class BatchNorm2d : public Layer<T> {
+ public:
+  explicit BatchNorm2d(index channels, BatchNormOptions options = {}) : options_(options) {
+    require(channels >= 1, ErrorKind::argument, "BatchNorm2d: channels must be >= 1, got ", channels);
+    require(options.eps > 0 && options.decay >= 0 && options.decay < 1, ErrorKind::argument,
+            "BatchNorm2d: expected eps > 0 and 0 <= decay < 1, got eps ", options.eps, " and decay ",
+            options.decay);
+    const Shape s{channels};
+    gamma_ = Tensor<T>(s, T(1));
+    beta_ = Tensor<T>(s);
+    gamma_grad_ = Tensor<T>(s);
+    beta_grad_ = Tensor<T>(s);
+    running_mean_ = Tensor<T>(s);
+    running_variance_ = Tensor<T>(s, T(1));
+    batch_mean_ = Tensor<T>(s);
+    batch_variance_ = Tensor<T>(s);
+  }
+
+  std::string describe() const override { return cat("BatchNorm2d(", channels(), ")"); }
+  Shape output_shape(const Shape& input) const override {
+    detail::check_batchnorm("BatchNorm2d", input, Shape{channels()});
+    return input;
+  }
+
+  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+    output_shape(x.shape());
+    normalized_.resize(x.shape());
+    const T eps = T(options_.eps);
+    if (this->training()) {
+      batchnorm_statistics<T>(x, batch_mean_.view(), batch_variance_.view());
+      batchnorm_forward<T>(x, batch_mean_.view(), batch_variance_.view(), gamma_.view(), beta_.view(), eps, y,
+                           normalized_.view());
+      const double m = double(x.dim(0) * x.dim(2) * x.dim(3));
+      const T bessel = m > 1 ? T(m / (m - 1)) : T(1);
+      const T d = T(options_.decay);
+      running_mean_.vec() = d * running_mean_.vec() + (T(1) - d) * batch_mean_.vec();
+      running_variance_.vec() = d * running_variance_.vec() + (T(1) - d) * bessel * batch_variance_.vec();
+      used_batch_statistics_ = true;
+    } else {
+      batchnorm_forward<T>(x, running_mean_.view(), running_variance_.view(), gamma_.view(), beta_.view(), eps,
+                           y, normalized_.view());
+      used_batch_statistics_ = false;
+    }
+    this->remember_input_shape(x.shape());
+  }
+
+  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+    this->check_backward("BatchNorm2d::backward", dy.shape(), dx);
+    const T eps = T(options_.eps);
+    if (used_batch_statistics_)
+      batchnorm_backward<T>(normalized_.view(), batch_variance_.view(), gamma_.view(), eps, dy, dx,
+                            gamma_grad_.view(), beta_grad_.view());
+    else
+      batchnorm_backward_fixed<T>(normalized_.view(), running_variance_.view(), gamma_.view(), eps, dy, dx,
+                                  gamma_grad_.view(), beta_grad_.view());
+  }
+
+  std::vector<Parameter<T>> parameters() override {
+    return {{"gamma", gamma_.view(), gamma_grad_.view(), true}, {"beta", beta_.view(), beta_grad_.view(), true}};
+  }
+
+  index channels() const { return gamma_.dim(0); }
+  const BatchNormOptions& options() const { return options_; }
+  Tensor<T>& gamma() { return gamma_; }
+  Tensor<T>& beta() { return beta_; }
+  Tensor<T>& running_mean() { return running_mean_; }
+  Tensor<T>& running_variance() { return running_variance_; }
+  const Tensor<T>& running_mean() const { return running_mean_; }
+  const Tensor<T>& running_variance() const { return running_variance_; }
+
+ private:
+  BatchNormOptions options_;
+  Tensor<T> gamma_, beta_, gamma_grad_, beta_grad_;
+  Tensor<T> running_mean_, running_variance_;
+  Tensor<T> batch_mean_, batch_variance_;  ///< statistics of the last training forward
+  Tensor<T> normalized_;                   ///< x̂ of the last forward
+  bool used_batch_statistics_ = true;
+};
+
+}  // namespace nsl

@@ -1,0 +1,137 @@
+// nsl/layers/dynamic_ns_conv2d.hpp — dynamic neural similarity convolution.
+//
+//     M(p) = I + G(x)(p)                 G from a SimilarityPredictor on the same input
+//     y_o(p) = b_o + sum_i w_{o,i}^T M(p) x_i(p)                  (NSL.md §3)
+//
+// Structures: diagonal (dynamic DNS, M(p) = diag(1 + g(p))) and
+// channel_shared (dynamic UNS, a K x K M(p) shared by the channels). The
+// kernel is odd and padded to 'same' (padding k/2), so the main convolution
+// and the predictor's 3x3 convolutions with the same stride give the same
+// output grid.
+//
+// Forward: G = predictor(x); per image X = im2col(x), V = (I + G) X, Y = W V + b
+// (nsl/ops/dynamic_conv2d.hpp). Backward: dW, db, dG and the direct dx from
+// dynamic_conv2d_backward; then the predictor's backward on dG, whose input
+// gradient is added to dx (x feeds both paths).
+//
+// Kept for backward: the input, G. Parameters: "weight" (He-normal, decayed),
+// optional "bias", and the predictor's as "predictor.<name>".
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "nsl/layers/similarity_predictor.hpp"
+#include "nsl/ops/dynamic_conv2d.hpp"
+
+namespace nsl {
+
+struct DynamicNSConvOptions {
+  index stride = 1;
+  bool bias = false;
+  PredictorOptions predictor = PredictorOptions::dns();
+};
+
+template <class T>
+class DynamicNSConv2d : public Layer<T> {
+ public:
+  DynamicNSConv2d(index in_channels, index out_channels, index kernel, Structure structure,
+                  const DynamicNSConvOptions& options, Rng& rng)
+      : structure_(structure),
+        geometry_{checked_kernel(kernel), options.stride, kernel / 2},
+        predictor_(in_channels, kernel, options.stride, structure, options.predictor, rng) {
+    require(in_channels >= 1 && out_channels >= 1, ErrorKind::argument,
+            "DynamicNSConv2d: channel counts must be >= 1, got ", in_channels, " -> ", out_channels);
+    require(options.stride >= 1, ErrorKind::argument, "DynamicNSConv2d: stride must be >= 1, got ", options.stride);
+    weight_ = Tensor<T>(Shape{out_channels, in_channels, kernel, kernel});
+    weight_grad_ = Tensor<T>(weight_.shape());
+    fill_normal<T>(weight_.view(), rng, 0.0, std::sqrt(2.0 / double(in_channels * kernel * kernel)));
+    if (options.bias) {
+      bias_ = Tensor<T>(Shape{out_channels});
+      bias_grad_ = Tensor<T>(bias_.shape());
+    }
+  }
+
+  std::string describe() const override {
+    return cat("DynamicNSConv2d(", in_channels(), "->", out_channels(), ", k=", geometry_.kernel, ", s=",
+               geometry_.stride, ", M(p) ", to_string(structure_), bias_.empty() ? ", no bias" : "", ", ",
+               predictor_.describe(), ")");
+  }
+  Shape output_shape(const Shape& input) const override {
+    const Shape out = conv2d_output_shape("DynamicNSConv2d", input, weight_.shape(), bias_.shape(), geometry_);
+    const Shape g = predictor_.output_shape(input);
+    require(g[2] == out[2] && g[3] == out[3], ErrorKind::shape,
+            "DynamicNSConv2d: predictor grid ", g, " does not match the output ", out);
+    return out;
+  }
+
+  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+    const Shape out = output_shape(x.shape());
+    check_shape("DynamicNSConv2d", "output", y.shape(), out);
+    similarity_.resize(predictor_.output_shape(x.shape()));
+    predictor_.forward_into(x, similarity_.view());
+    dynamic_conv2d_forward<T>(structure_, x, weight_.view(), bias_.view(), similarity_.view(), geometry_, y,
+                              workspace_);
+    input_.resize(x.shape());
+    copy<T>(x, input_.view());
+    this->remember_input_shape(x.shape());
+  }
+
+  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+    this->check_backward("DynamicNSConv2d::backward", dy.shape(), dx);
+    similarity_grad_.resize(similarity_.shape());
+    dynamic_conv2d_backward<T>(structure_, input_.view(), weight_.view(), similarity_.view(), geometry_, dy, dx,
+                               weight_grad_.view(), bias_grad_.view(), similarity_grad_.view(), workspace_);
+    if (dx.size()) {
+      predictor_input_grad_.resize(dx.shape());
+      predictor_.backward_into(similarity_grad_.view(), predictor_input_grad_.view());
+      dx.vec() += predictor_input_grad_.vec();
+    } else {
+      predictor_.backward_into(similarity_grad_.view(), {});
+    }
+  }
+
+  std::vector<Parameter<T>> parameters() override {
+    std::vector<Parameter<T>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
+    if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
+    for (auto& p : predictor_.parameters())
+      params.push_back({"predictor." + p.name, p.value, p.grad, p.weight_decay});
+    return params;
+  }
+  void set_training(bool training) override {
+    Layer<T>::set_training(training);
+    predictor_.set_training(training);
+  }
+
+  Structure structure() const { return structure_; }
+  index in_channels() const { return weight_.dim(1); }
+  index out_channels() const { return weight_.dim(0); }
+  const ConvGeometry& geometry() const { return geometry_; }
+  Tensor<T>& weight() { return weight_; }
+  const Tensor<T>& weight() const { return weight_; }
+  Tensor<T>& bias() { return bias_; }
+  Tensor<T>& weight_grad() { return weight_grad_; }
+  SimilarityPredictor<T>& predictor() { return predictor_; }
+  /// G of the last forward: N x R x Ho x Wo, M(p) = I + G(p).
+  const Tensor<T>& predicted_similarity() const { return similarity_; }
+
+ private:
+  static index checked_kernel(index kernel) {
+    require(kernel >= 1 && kernel % 2 == 1, ErrorKind::argument,
+            "DynamicNSConv2d: kernel size must be odd (padded to 'same'), got ", kernel);
+    return kernel;
+  }
+
+  Structure structure_;
+  ConvGeometry geometry_;
+  SimilarityPredictor<T> predictor_;
+  Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
+  Tensor<T> input_;                  ///< the last forward's input
+  Tensor<T> similarity_;             ///< G of the last forward
+  Tensor<T> similarity_grad_;        ///< dL/dG, scratch for backward
+  Tensor<T> predictor_input_grad_;   ///< the predictor's dL/dx, scratch
+  DynamicConv2dWorkspace<T> workspace_;
+};
+
+}  // namespace nsl

@@ -1,0 +1,155 @@
+// nsl/layers/similarity_predictor.hpp — the neural similarity predictor g,
+// the meta-network that predicts G(x)(p) for dynamic NSL (NSL.md §3).
+//
+//     h = ReLU(BN(conv1(x) / norms))       conv1: 3x3, C -> hidden, stride of the main layer
+//     G = BN(conv2(h) / norms)             conv2: 3x3, hidden -> K (DNS) or K*K (UNS)
+//
+// Reference configurations (factories below):
+//   dns():         conv1 divided by the local input norm, BN, ReLU; conv2, BN
+//   uns():         conv1 divided by the local input norm, ReLU (no BN); conv2 (no BN)
+//   dns_sphere():  both convs cosine (input and filter norm), each followed by BN
+// Initial weights N(0, (s sqrt(2 / (9 C_in)))^2) with s = 0.1 for conv1 and
+// 0.001 for conv2, so G starts near 0 and the dynamic layer near the plain
+// convolution. Each conv is a SphereConv2d (identity response without filter
+// norm is the plain input-normalised convolution), so every gradient here is
+// the composition of already-checked pieces.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsl/layers/batch_norm2d.hpp"
+#include "nsl/layers/relu.hpp"
+#include "nsl/layers/sphere_conv2d.hpp"
+#include "nsl/similarity/bilinear.hpp"
+#include "nsl/ops/patch_transform.hpp"
+
+namespace nsl {
+
+struct PredictorOptions {
+  index hidden = 64;               ///< width of the hidden layer
+  bool input_norm = true;          ///< conv1 divided by the local input norm
+  bool sphere = false;             ///< both convs cosine: input and filter norm
+  bool batch_norm = true;          ///< BN after each conv
+  double first_scale = 0.1;        ///< init scale of conv1 (times He)
+  double second_scale = 0.001;     ///< init scale of conv2 (times He)
+  BatchNormOptions bn{};
+
+  static PredictorOptions dns() { return {}; }
+  static PredictorOptions uns() {
+    PredictorOptions o;
+    o.hidden = 128;
+    o.batch_norm = false;
+    return o;
+  }
+  static PredictorOptions dns_sphere() {
+    PredictorOptions o;
+    o.sphere = true;
+    return o;
+  }
+};
+
+template <class T>
+class SimilarityPredictor : public Layer<T> {
+ public:
+  /// Predicts G for a dynamic layer of `structure` with k x k kernels and the
+  /// given stride, from inputs of `in_channels` channels.
+  SimilarityPredictor(index in_channels, index kernel, index stride, Structure structure,
+                      const PredictorOptions& options, Rng& rng)
+      : options_(options),
+        structure_(structure),
+        rows_(predicted_rows(structure, kernel * kernel)),
+        conv1_(in_channels, options.hidden, 3, first_options(stride, options), rng, options.first_scale),
+        conv2_(options.hidden, rows_, 3, second_options(options), rng, options.second_scale) {
+    require(options.hidden >= 1, ErrorKind::argument, "SimilarityPredictor: hidden width must be >= 1, got ",
+            options.hidden);
+    if (options.batch_norm) {
+      bn1_.emplace(options.hidden, options.bn);
+      bn2_.emplace(rows_, options.bn);
+    }
+  }
+
+  std::string describe() const override {
+    return cat("SimilarityPredictor(", conv1_.describe(), options_.batch_norm ? ", BN" : "", ", ReLU, ",
+               conv2_.describe(), options_.batch_norm ? ", BN)" : ")");
+  }
+  Shape output_shape(const Shape& input) const override {
+    return conv2_.output_shape(conv1_.output_shape(input));
+  }
+
+  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+    hidden_.resize(conv1_.output_shape(x.shape()));
+    conv1_.forward_into(x, hidden_.view());
+    if (bn1_) bn1_->forward_into(hidden_.view(), hidden_.view());  // BN reads x before writing y per element
+    relu_.forward_into(hidden_.view(), hidden_.view());
+    if (bn2_) {
+      raw_.resize(y.shape());
+      conv2_.forward_into(hidden_.view(), raw_.view());
+      bn2_->forward_into(raw_.view(), y);
+    } else {
+      conv2_.forward_into(hidden_.view(), y);
+    }
+    this->remember_input_shape(x.shape());
+  }
+
+  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+    this->check_backward("SimilarityPredictor::backward", dy.shape(), dx);
+    grad_raw_.resize(dy.shape());
+    if (bn2_) bn2_->backward_into(dy, grad_raw_.view());
+    else copy<T>(dy, grad_raw_.view());
+    grad_hidden_.resize(hidden_.shape());
+    conv2_.backward_into(grad_raw_.view(), grad_hidden_.view());
+    relu_.backward_into(grad_hidden_.view(), grad_hidden_.view());
+    if (bn1_) bn1_->backward_into(grad_hidden_.view(), grad_hidden_.view());
+    conv1_.backward_into(grad_hidden_.view(), dx);
+  }
+
+  std::vector<Parameter<T>> parameters() override {
+    std::vector<Parameter<T>> all;
+    auto add = [&all](const char* prefix, Layer<T>& layer) {
+      for (auto& p : layer.parameters()) all.push_back({std::string(prefix) + p.name, p.value, p.grad, p.weight_decay});
+    };
+    add("conv1.", conv1_);
+    if (bn1_) add("bn1.", *bn1_);
+    add("conv2.", conv2_);
+    if (bn2_) add("bn2.", *bn2_);
+    return all;
+  }
+  void set_training(bool training) override {
+    Layer<T>::set_training(training);
+    if (bn1_) bn1_->set_training(training);
+    if (bn2_) bn2_->set_training(training);
+  }
+
+  /// Rows of G: K for diagonal, K*K for channel_shared.
+  index rows() const { return rows_; }
+  Structure structure() const { return structure_; }
+  const PredictorOptions& options() const { return options_; }
+  SphereConv2d<T>& conv1() { return conv1_; }
+  SphereConv2d<T>& conv2() { return conv2_; }
+  BatchNorm2d<T>* bn1() { return bn1_ ? &*bn1_ : nullptr; }
+  BatchNorm2d<T>* bn2() { return bn2_ ? &*bn2_ : nullptr; }
+
+ private:
+  static SphereConvOptions first_options(index stride, const PredictorOptions& o) {
+    return {stride, 1, o.input_norm || o.sphere, o.sphere, o.sphere ? AngularForm::cosine : AngularForm::identity};
+  }
+  static SphereConvOptions second_options(const PredictorOptions& o) {
+    return {1, 1, o.sphere, o.sphere, o.sphere ? AngularForm::cosine : AngularForm::identity};
+  }
+
+  PredictorOptions options_;
+  Structure structure_;
+  index rows_;
+  SphereConv2d<T> conv1_;
+  std::optional<BatchNorm2d<T>> bn1_;
+  ReLU<T> relu_;
+  SphereConv2d<T> conv2_;
+  std::optional<BatchNorm2d<T>> bn2_;
+  Tensor<T> hidden_;                  ///< ReLU output (BN and ReLU run in place)
+  Tensor<T> raw_;                     ///< conv2's output before bn2
+  Tensor<T> grad_raw_, grad_hidden_;  ///< scratch for backward
+};
+
+}  // namespace nsl

@@ -1,0 +1,158 @@
+// nsl/layers/sphere_conv2d.hpp — hyperspherical convolution (SphereConv) and
+// the normalised convolution of the similarity predictor.
+//
+//     z_o(p) = w_o^T x(p)                             (a plain convolution, no bias)
+//     c_o(p) = z_o(p) / (a_o n(p))                    a_o = ||w_o|| if filter_norm else 1
+//                                                     n(p) = local input norm if input_norm else 1
+//     y_o(p) = f(c_o(p))                              f: identity, cosine, linear, sigmoid
+//
+// With both norms c is cos θ, the angle between filter and patch (NSL.md §4).
+// Backward, given dy (docs/dynamic_nsl.md derives it):
+//
+//     dc = dy f'(c)
+//     dz = dc / (a n)                                 -> conv2d_backward: dx, dW
+//     da_o = -sum_{n,p} dc c / a_o                    -> filter_norm_backward: dW +=
+//     dn(p) = -sum_o dc c / n(p)                      -> local_input_norm_backward: dx +=
+//
+// Kept for backward: the input, c (N x O x Ho x Wo), n (N x 1 x Ho x Wo), a (O).
+// Parameter: "weight" (decayed).
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "nsl/core/random.hpp"
+#include "nsl/layers/layer.hpp"
+#include "nsl/ops/conv2d.hpp"
+#include "nsl/ops/sphere.hpp"
+
+namespace nsl {
+
+struct SphereConvOptions {
+  index stride = 1;
+  index padding = 0;
+  bool input_norm = true;                  ///< divide by the local input norm n(p)
+  bool filter_norm = true;                 ///< divide by the filter norm ||w_o||
+  AngularForm form = AngularForm::cosine;  ///< the response f(c)
+};
+
+template <class T>
+class SphereConv2d : public Layer<T> {
+ public:
+  SphereConv2d(index in_channels, index out_channels, index kernel, SphereConvOptions options = {})
+      : options_(options), geometry_{kernel, options.stride, options.padding} {
+    require(in_channels >= 1 && out_channels >= 1, ErrorKind::argument,
+            "SphereConv2d: channel counts must be >= 1, got ", in_channels, " -> ", out_channels);
+    require(kernel >= 1 && options.stride >= 1 && options.padding >= 0, ErrorKind::argument,
+            "SphereConv2d: expected kernel >= 1, stride >= 1, padding >= 0, got ", kernel, ", ",
+            options.stride, ", ", options.padding);
+    require(options.form == AngularForm::identity || options.form == AngularForm::cosine ||
+                (options.input_norm && options.filter_norm),
+            ErrorKind::argument, "SphereConv2d: the ", to_string(options.form),
+            " response needs an angle: enable both input_norm and filter_norm");
+    weight_ = Tensor<T>(Shape{out_channels, in_channels, kernel, kernel});
+    weight_grad_ = Tensor<T>(weight_.shape());
+    filter_norms_ = Tensor<T>(Shape{out_channels}, T(1));
+  }
+  /// Weights ~ N(0, (scale * sqrt(2 / (k*k*C_in)))^2) drawn from rng.
+  SphereConv2d(index in_channels, index out_channels, index kernel, SphereConvOptions options, Rng& rng,
+               double scale = 1.0)
+      : SphereConv2d(in_channels, out_channels, kernel, options) {
+    reset_parameters(rng, scale);
+  }
+
+  void reset_parameters(Rng& rng, double scale = 1.0) {
+    const double fan_in = static_cast<double>(in_channels() * geometry_.slots());
+    fill_normal<T>(weight_.view(), rng, 0.0, scale * std::sqrt(2.0 / fan_in));
+  }
+
+  std::string describe() const override {
+    return cat("SphereConv2d(", in_channels(), "->", out_channels(), ", k=", geometry_.kernel, ", s=",
+               geometry_.stride, ", p=", geometry_.padding, ", ", to_string(options_.form),
+               options_.input_norm ? ", /input norm" : "", options_.filter_norm ? ", /filter norm" : "", ")");
+  }
+  Shape output_shape(const Shape& input) const override {
+    return conv2d_output_shape("SphereConv2d", input, weight_.shape(), Shape(), geometry_);
+  }
+
+  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+    const Shape out = output_shape(x.shape());
+    check_shape("SphereConv2d", "output", y.shape(), out);
+    cosine_.resize(out);
+    conv2d_forward<T>(x, weight_.view(), {}, geometry_, cosine_.view(), workspace_);  // z
+    input_norm_.resize(Shape{out[0], 1, out[2], out[3]});
+    if (options_.input_norm) local_input_norm<T>(x, geometry_, input_norm_.view());
+    else input_norm_.fill(T(1));
+    if (options_.filter_norm) filter_norm<T>(weight_.view(), filter_norms_.view());
+    else filter_norms_.fill(T(1));
+    const index N = out[0], O = out[1], P = out[2] * out[3];
+    for (index n = 0; n < N; ++n)
+      for (index o = 0; o < O; ++o) {
+        T* c = cosine_.data() + (n * O + o) * P;
+        const T* norm = input_norm_.data() + n * P;
+        T* yo = y.data() + (n * O + o) * P;
+        for (index p = 0; p < P; ++p) {
+          c[p] /= filter_norms_[o] * norm[p];
+          yo[p] = angular_response(options_.form, c[p]);
+        }
+      }
+    input_.resize(x.shape());
+    copy<T>(x, input_.view());
+    this->remember_input_shape(x.shape());
+  }
+
+  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+    this->check_backward("SphereConv2d::backward", dy.shape(), dx);
+    const Shape out = cosine_.shape();
+    const index N = out[0], O = out[1], P = out[2] * out[3];
+    dz_.resize(out);
+    Tensor<T> dnorm_in(input_norm_.shape());     // dL/dn(p)
+    Tensor<T> dnorm_filter(filter_norms_.shape());  // dL/da_o
+    for (index n = 0; n < N; ++n)
+      for (index o = 0; o < O; ++o) {
+        const T* c = cosine_.data() + (n * O + o) * P;
+        const T* norm = input_norm_.data() + n * P;
+        const T* g = dy.data() + (n * O + o) * P;
+        T* dz = dz_.data() + (n * O + o) * P;
+        T* dn = dnorm_in.data() + n * P;
+        for (index p = 0; p < P; ++p) {
+          const T dc = g[p] * angular_derivative(options_.form, c[p]);
+          dz[p] = dc / (filter_norms_[o] * norm[p]);
+          dn[p] -= dc * c[p] / norm[p];
+          dnorm_filter[o] -= dc * c[p] / filter_norms_[o];
+        }
+      }
+    conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dz_.view(), dx, weight_grad_.view(), {},
+                       workspace_);
+    if (options_.filter_norm)
+      filter_norm_backward<T>(weight_.view(), filter_norms_.view(), dnorm_filter.view(), weight_grad_.view());
+    if (options_.input_norm && dx.size())
+      local_input_norm_backward<T>(input_.view(), geometry_, input_norm_.view(), dnorm_in.view(), dx);
+  }
+
+  std::vector<Parameter<T>> parameters() override {
+    return {{"weight", weight_.view(), weight_grad_.view(), true}};
+  }
+
+  index in_channels() const { return weight_.dim(1); }
+  index out_channels() const { return weight_.dim(0); }
+  const ConvGeometry& geometry() const { return geometry_; }
+  const SphereConvOptions& options() const { return options_; }
+  Tensor<T>& weight() { return weight_; }
+  const Tensor<T>& weight() const { return weight_; }
+  Tensor<T>& weight_grad() { return weight_grad_; }
+
+ private:
+  SphereConvOptions options_;
+  ConvGeometry geometry_;
+  Tensor<T> weight_, weight_grad_;
+  Tensor<T> input_;         ///< the last forward's input
+  Tensor<T> cosine_;        ///< c = z / (a n) of the last forward
+  Tensor<T> input_norm_;    ///< n(p) (ones without input_norm)
+  Tensor<T> filter_norms_;  ///< a_o (ones without filter_norm)
+  Tensor<T> dz_;            ///< scratch for backward
+  Conv2dWorkspace<T> workspace_;
+};
+
+}  // namespace nsl

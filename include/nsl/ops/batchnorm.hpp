@@ -1,0 +1,115 @@
+// nsl/ops/batchnorm.hpp — batch normalisation over N, H, W per channel.
+//
+// Training (statistics of the batch, m = N H W values per channel c):
+//     μ_c = mean x,   σ²_c = mean (x - μ_c)²  (biased),   x̂ = (x - μ_c) / sqrt(σ²_c + eps)
+//     y = γ_c x̂ + β_c
+// Backward (docs/dynamic_nsl.md derives it), with s_c = 1 / sqrt(σ²_c + eps):
+//     dβ_c = sum dy          dγ_c = sum dy x̂
+//     dx = γ_c s_c (dy - dβ_c / m - x̂ dγ_c / m)
+// Evaluation (fixed statistics μ_c, σ²_c): y is affine in x, so
+//     dx = γ_c s_c dy,  dγ_c = sum dy x̂,  dβ_c = sum dy.
+// dx assigned; dγ, dβ accumulated.
+#pragma once
+
+#include <cmath>
+
+#include "nsl/core/tensor.hpp"
+
+namespace nsl {
+
+namespace detail {
+inline void check_batchnorm(const char* op, const Shape& x, const Shape& per_channel) {
+  check_rank(op, "input", x, 4);
+  check_shape(op, "per-channel statistics", per_channel, Shape{x[1]});
+}
+}  // namespace detail
+
+/// Per-channel mean and biased variance of x over N, H, W.
+template <class T>
+void batchnorm_statistics(TensorView<const T> x, TensorView<T> mean, TensorView<T> variance) {
+  detail::check_batchnorm("batchnorm_statistics", x.shape(), mean.shape());
+  check_shape("batchnorm_statistics", "variance", variance.shape(), mean.shape());
+  const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
+  const double m = double(N * P);
+  for (index c = 0; c < C; ++c) {
+    double sum = 0.0;
+    for (index n = 0; n < N; ++n) sum += x.sample(n).matrix(C, P).row(c).template cast<double>().sum();
+    const double mu = sum / m;
+    double squares = 0.0;
+    for (index n = 0; n < N; ++n)
+      squares += (x.sample(n).matrix(C, P).row(c).template cast<double>().array() - mu).square().sum();
+    mean[c] = T(mu);
+    variance[c] = T(squares / m);
+  }
+}
+
+/// y = γ (x - mean) / sqrt(variance + eps) + β, and x̂ into normalized (if non-empty).
+template <class T>
+void batchnorm_forward(TensorView<const T> x, TensorView<const T> mean, TensorView<const T> variance,
+                       TensorView<const T> gamma, TensorView<const T> beta, T eps, TensorView<T> y,
+                       TensorView<T> normalized) {
+  detail::check_batchnorm("batchnorm_forward", x.shape(), gamma.shape());
+  check_shape("batchnorm_forward", "output", y.shape(), x.shape());
+  const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
+  for (index n = 0; n < N; ++n)
+    for (index c = 0; c < C; ++c) {
+      const T s = T(1) / std::sqrt(variance[c] + eps);
+      const index offset = (n * C + c) * P;
+      for (index p = 0; p < P; ++p) {
+        const T xhat = (x[offset + p] - mean[c]) * s;
+        if (normalized.size()) normalized[offset + p] = xhat;
+        y[offset + p] = gamma[c] * xhat + beta[c];
+      }
+    }
+}
+
+/// Backward through batch statistics (training mode). dx assigned; dγ, dβ accumulated.
+template <class T>
+void batchnorm_backward(TensorView<const T> normalized, TensorView<const T> variance,
+                        TensorView<const T> gamma, T eps, TensorView<const T> dy, TensorView<T> dx,
+                        TensorView<T> dgamma, TensorView<T> dbeta) {
+  detail::check_batchnorm("batchnorm_backward", normalized.shape(), gamma.shape());
+  check_shape("batchnorm_backward", "output gradient", dy.shape(), normalized.shape());
+  const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
+  const T m = T(N * P);
+  for (index c = 0; c < C; ++c) {
+    T sum_dy = 0, sum_dy_xhat = 0;
+    for (index n = 0; n < N; ++n)
+      for (index p = 0; p < P; ++p) {
+        const index i = (n * C + c) * P + p;
+        sum_dy += dy[i];
+        sum_dy_xhat += dy[i] * normalized[i];
+      }
+    dbeta[c] += sum_dy;
+    dgamma[c] += sum_dy_xhat;
+    if (!dx.size()) continue;
+    const T scale = gamma[c] / std::sqrt(variance[c] + eps);
+    for (index n = 0; n < N; ++n)
+      for (index p = 0; p < P; ++p) {
+        const index i = (n * C + c) * P + p;
+        dx[i] = scale * (dy[i] - sum_dy / m - normalized[i] * sum_dy_xhat / m);
+      }
+  }
+}
+
+/// Backward with fixed statistics (evaluation mode). dx assigned; dγ, dβ accumulated.
+template <class T>
+void batchnorm_backward_fixed(TensorView<const T> normalized, TensorView<const T> variance,
+                              TensorView<const T> gamma, T eps, TensorView<const T> dy, TensorView<T> dx,
+                              TensorView<T> dgamma, TensorView<T> dbeta) {
+  detail::check_batchnorm("batchnorm_backward_fixed", normalized.shape(), gamma.shape());
+  check_shape("batchnorm_backward_fixed", "output gradient", dy.shape(), normalized.shape());
+  const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
+  for (index n = 0; n < N; ++n)
+    for (index c = 0; c < C; ++c) {
+      const T scale = gamma[c] / std::sqrt(variance[c] + eps);
+      for (index p = 0; p < P; ++p) {
+        const index i = (n * C + c) * P + p;
+        dbeta[c] += dy[i];
+        dgamma[c] += dy[i] * normalized[i];
+        if (dx.size()) dx[i] = scale * dy[i];
+      }
+    }
+}
+
+}  // namespace nsl

@@ -1,0 +1,166 @@
+// nsl/ops/dynamic_conv2d.hpp — the convolution with a per-pixel similarity
+// M(p) = I + G(p) (dynamic NSL, NSL.md §3), given G.
+//
+// Per image, with X = im2col(x) ((C K) x P), W the O x (C K) weight matrix and
+// the patch transform V = (I + G) X (nsl/ops/patch_transform.hpp):
+//
+//     Y = W V + b 1^T
+//
+// Backward, given dY:
+//
+//     dW += dY V^T        db += dY 1        dV = W^T dY
+//     (dX, dG) = patch_transform_backward(X, G, dV)      dx = col2im(dX)
+//
+// dx and dG are assigned; dW and db accumulated. Memory: a few (C K) x P
+// matrices per thread; the B x K x K x C x H x W tensor of a naive version
+// is never formed. G has shape N x R x Ho x Wo with R = K (diagonal) or K*K
+// (channel_shared); the reference implementation forms M(p) at every pixel.
+#pragma once
+
+#include <vector>
+
+#include "nsl/ops/conv2d.hpp"
+#include "nsl/ops/patch_transform.hpp"
+
+namespace nsl {
+
+/// Checks x, w, bias (rank 0 = none) and G for a dynamic convolution; returns the output shape.
+inline Shape dynamic_conv2d_output_shape(const char* op, Structure s, const Shape& x, const Shape& w,
+                                         const Shape& bias, const Shape& g, const ConvGeometry& geometry) {
+  const Shape out = conv2d_output_shape(op, x, w, bias, geometry);
+  check_shape(op, "predicted similarity G", g,
+              Shape{out[0], predicted_rows(s, geometry.slots()), out[2], out[3]});
+  return out;
+}
+
+/// Scratch of the dynamic convolution, reused across calls (per thread).
+template <class T>
+struct DynamicConv2dWorkspace {
+  struct PerThread {
+    Matrix<T> columns, transformed, transformed_grad, columns_grad, g_grad;
+  };
+  std::vector<PerThread> threads;
+  std::vector<Matrix<T>> weight_partials;
+  std::vector<Vector<T>> bias_partials;
+
+  void reserve(int count, index rows, index pixels, index g_rows) {
+    if (static_cast<int>(threads.size()) < count) threads.resize(static_cast<std::size_t>(count));
+    for (int t = 0; t < count; ++t) {
+      auto& b = threads[static_cast<std::size_t>(t)];
+      b.columns.resize(rows, pixels);
+      b.transformed.resize(rows, pixels);
+      b.transformed_grad.resize(rows, pixels);
+      b.columns_grad.resize(rows, pixels);
+      b.g_grad.resize(g_rows, pixels);
+    }
+  }
+};
+
+template <class T>
+void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                            TensorView<const T> g, const ConvGeometry& geometry, TensorView<T> y,
+                            DynamicConv2dWorkspace<T>& ws) {
+  const Shape out = dynamic_conv2d_output_shape("dynamic_conv2d_forward", s, x.shape(), w.shape(), bias.shape(),
+                                                g.shape(), geometry);
+  check_shape("dynamic_conv2d_forward", "output", y.shape(), out);
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
+  const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
+  const auto weight = w.matrix(O, rows);
+  const int threads = detail::batch_threads(N);
+  ws.reserve(threads, rows, P, R);
+  NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
+  for (index n = 0; n < N; ++n) {
+    auto& b = ws.threads[static_cast<std::size_t>(detail::thread_id())];
+    im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
+    patch_transform(s, b.columns.data(), g.data() + n * R * P, C, K, P, b.transformed.data());
+    auto y_n = y.sample(n).matrix(O, P);
+    y_n.noalias() = weight * b.transformed;
+    if (bias.size()) y_n.colwise() += bias.vec();
+  }
+}
+
+/// dx (skipped when empty) and dg assigned; dw and db (skipped when empty) accumulated.
+template <class T>
+void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<const T> w, TensorView<const T> g,
+                             const ConvGeometry& geometry, TensorView<const T> dy, TensorView<T> dx,
+                             TensorView<T> dw, TensorView<T> db, TensorView<T> dg, DynamicConv2dWorkspace<T>& ws) {
+  const Shape out = dynamic_conv2d_output_shape("dynamic_conv2d_backward", s, x.shape(), w.shape(), db.shape(),
+                                                g.shape(), geometry);
+  check_shape("dynamic_conv2d_backward", "output gradient", dy.shape(), out);
+  check_shape("dynamic_conv2d_backward", "weight gradient", dw.shape(), w.shape());
+  check_shape("dynamic_conv2d_backward", "G gradient", dg.shape(), g.shape());
+  if (dx.size()) check_shape("dynamic_conv2d_backward", "input gradient", dx.shape(), x.shape());
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
+  const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
+  const auto weight = w.matrix(O, rows);
+  const int threads = detail::batch_threads(N);
+  ws.reserve(threads, rows, P, R);
+  ws.weight_partials.resize(static_cast<std::size_t>(threads));
+  ws.bias_partials.resize(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    ws.weight_partials[static_cast<std::size_t>(t)].setZero(O, rows);
+    ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
+  }
+  NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
+  for (index n = 0; n < N; ++n) {
+    const auto t = static_cast<std::size_t>(detail::thread_id());
+    auto& b = ws.threads[t];
+    const T* g_n = g.data() + n * R * P;
+    const auto dy_n = dy.sample(n).matrix(O, P);
+    im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
+    patch_transform(s, b.columns.data(), g_n, C, K, P, b.transformed.data());
+    ws.weight_partials[t].noalias() += dy_n * b.transformed.transpose();
+    ws.bias_partials[t] += dy_n.rowwise().sum();
+    b.transformed_grad.noalias() = weight.transpose() * dy_n;
+    patch_transform_backward(s, b.columns.data(), g_n, b.transformed_grad.data(), C, K, P,
+                             b.columns_grad.data(), dg.data() + n * R * P);
+    if (dx.size()) {
+      T* dx_n = dx.data() + n * C * H * W;
+      std::fill(dx_n, dx_n + C * H * W, T(0));
+      col2im_add(b.columns_grad.data(), C, H, W, geometry, dx_n);
+    }
+  }
+  auto dweight = dw.matrix(O, rows);
+  for (int t = 0; t < threads; ++t) {
+    dweight += ws.weight_partials[static_cast<std::size_t>(t)];
+    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(t)];
+  }
+}
+
+/// Reference: y[n,o,p] = b_o + sum_i w_{o,i}^T M(p) x_i(p), M(p) = I + G(p), as loops.
+template <class T>
+void dynamic_conv2d_forward_reference(Structure s, TensorView<const T> x, TensorView<const T> w,
+                                      TensorView<const T> bias, TensorView<const T> g,
+                                      const ConvGeometry& geometry, TensorView<T> y) {
+  const Shape out = dynamic_conv2d_output_shape("dynamic_conv2d_forward_reference", s, x.shape(), w.shape(),
+                                                bias.shape(), g.shape(), geometry);
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
+  const index k = geometry.kernel, K = k * k, Ho = out[2], Wo = out[3];
+  Matrix<T> M(K, K);
+  Vector<T> patch(K);
+  for (index n = 0; n < N; ++n)
+    for (index i = 0; i < Ho; ++i)
+      for (index j = 0; j < Wo; ++j) {
+        M.setIdentity();
+        for (index a = 0; a < K; ++a)
+          for (index r = 0; r < K; ++r) {
+            if (s == Structure::diagonal && a == r) M(a, r) += g(n, r, i, j);
+            if (s == Structure::channel_shared) M(a, r) += g(n, a * K + r, i, j);
+          }
+        for (index o = 0; o < O; ++o) {
+          T sum = bias.size() ? bias[o] : T(0);
+          for (index c = 0; c < C; ++c) {
+            for (index r = 0; r < K; ++r) {
+              const index u = i * geometry.stride - geometry.padding + r / k;
+              const index v = j * geometry.stride - geometry.padding + r % k;
+              patch[r] = (u >= 0 && u < H && v >= 0 && v < W) ? x(n, c, u, v) : T(0);
+            }
+            for (index a = 0; a < K; ++a)
+              for (index r = 0; r < K; ++r) sum += w(o, c, a / k, a % k) * M(a, r) * patch[r];
+          }
+          y(n, o, i, j) = sum;
+        }
+      }
+}
+
+}  // namespace nsl

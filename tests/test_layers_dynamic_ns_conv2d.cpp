@@ -1,0 +1,93 @@
+#include <doctest/doctest.h>
+
+#include "nsl/check/gradcheck.hpp"
+#include "nsl/layers/conv2d.hpp"
+#include "nsl/layers/dynamic_ns_conv2d.hpp"
+#include "test_util.hpp"
+
+using nsl::PredictorOptions;
+using nsl::Shape;
+using nsl::Structure;
+using nsl::Tensor;
+
+namespace {
+struct Variant {
+  const char* name;
+  Structure structure;
+  PredictorOptions predictor;
+};
+const Variant variants[] = {{"dynamic DNS", Structure::diagonal, PredictorOptions::dns()},
+                            {"dynamic UNS", Structure::channel_shared, PredictorOptions::uns()},
+                            {"dynamic DNS, full sphere", Structure::diagonal, PredictorOptions::dns_sphere()}};
+}  // namespace
+
+TEST_CASE("DynamicNSConv2d passes gradcheck on the input, W, bias and every predictor parameter") {
+  nsl::Rng rng(430);
+  for (const Variant& v : variants)
+    for (nsl::index stride : {1, 2}) {
+      CAPTURE(v.name); CAPTURE(stride);
+      nsl::DynamicNSConvOptions options{stride, true, v.predictor};
+      options.predictor.hidden = 3;
+      options.predictor.second_scale = 0.3;  // G well away from zero
+      nsl::DynamicNSConv2d<double> layer(2, 3, 3, v.structure, options, rng);  // C_in != C_out
+      nsl::fill_normal<double>(layer.bias().view(), rng);
+      const auto report = nsl::gradcheck(layer, nsl::test::randn<double>(Shape{2, 2, 5, 5}, rng));
+      CAPTURE(report.str());
+      CHECK(report.worst_error < 1e-6);
+      CHECK(report.tensors.size() == layer.parameters().size() + 1);
+    }
+}
+
+TEST_CASE("DynamicNSConv2d with a 5x5 kernel passes gradcheck") {
+  nsl::Rng rng(431);
+  nsl::DynamicNSConvOptions options{1, false, PredictorOptions::dns()};
+  options.predictor.hidden = 2;
+  options.predictor.second_scale = 0.3;
+  nsl::DynamicNSConv2d<double> layer(2, 2, 5, Structure::diagonal, options, rng);
+  const auto report = nsl::gradcheck(layer, nsl::test::randn<double>(Shape{2, 2, 5, 4}, rng));
+  CAPTURE(report.str());
+  CHECK(report.worst_error < 1e-6);
+}
+
+TEST_CASE("with the predictor's last layer zeroed a dynamic layer equals Conv2d") {
+  nsl::Rng rng(432);
+  auto x = nsl::test::randn<float>(Shape{3, 4, 9, 9}, rng);
+  for (const Variant& v : variants)
+    for (nsl::index stride : {1, 2}) {
+      CAPTURE(v.name); CAPTURE(stride);
+      nsl::DynamicNSConv2d<float> layer(4, 6, 3, v.structure, {stride, true, v.predictor}, rng);
+      nsl::fill_normal<float>(layer.bias().view(), rng);
+      layer.predictor().conv2().weight().set_zero();  // and BN's beta starts at 0
+      nsl::Conv2d<float> conv(4, 6, 3, {stride, 1, true});
+      conv.weight() = layer.weight();
+      conv.bias() = layer.bias();
+      CHECK(nsl::test::max_relative_difference(layer.forward(x), conv.forward(x)) < 1e-6);
+      CHECK(layer.predicted_similarity().vec().cwiseAbs().maxCoeff() == 0.0f);
+    }
+}
+
+TEST_CASE("a new dynamic layer starts near the plain convolution (in evaluation mode, before BN statistics)") {
+  nsl::Rng rng(433);
+  auto x = nsl::test::randn<float>(Shape{2, 4, 8, 8}, rng);
+  for (const Variant& v : variants) {
+    if (v.predictor.sphere) continue;  // cosine outputs do not scale with the weights
+    CAPTURE(v.name);
+    nsl::DynamicNSConv2d<float> layer(4, 6, 3, v.structure, {1, false, v.predictor}, rng);
+    layer.set_training(false);
+    nsl::Conv2d<float> conv(4, 6, 3, {1, 1, false});
+    conv.weight() = layer.weight();
+    CHECK(nsl::test::max_relative_difference(layer.forward(x), conv.forward(x)) < 1e-2);
+  }
+}
+
+TEST_CASE("DynamicNSConv2d names its parameters and rejects even kernels and bad structures") {
+  nsl::Rng rng(434);
+  nsl::DynamicNSConv2d<float> layer(3, 4, 3, Structure::diagonal, {}, rng);
+  const auto params = layer.parameters();
+  CHECK(params[0].name == "weight");
+  CHECK(params[1].name == "predictor.conv1.weight");
+  CHECK(params.back().name == "predictor.bn2.beta");
+  CHECK_THROWS_AS(nsl::DynamicNSConv2d<float>(3, 4, 4, Structure::diagonal, {}, rng), nsl::ArgumentError);
+  CHECK_THROWS_AS(nsl::DynamicNSConv2d<float>(3, 4, 3, Structure::full, {}, rng), nsl::ArgumentError);
+  CHECK_THROWS_AS(layer.forward(Tensor<float>(Shape{1, 2, 8, 8})), nsl::ShapeError);
+}

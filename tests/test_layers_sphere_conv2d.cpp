@@ -1,0 +1,56 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "nsl/check/gradcheck.hpp"
+#include "nsl/layers/sphere_conv2d.hpp"
+#include "test_util.hpp"
+
+using nsl::AngularForm;
+using nsl::Shape;
+using nsl::Tensor;
+
+TEST_CASE("SphereConv2d passes gradcheck for the cosine, linear and sigmoid forms, and the normalised conv") {
+  nsl::Rng rng(410);
+  struct Case {
+    AngularForm form;
+    bool input_norm, filter_norm;
+  };
+  for (const Case c : {Case{AngularForm::cosine, true, true}, Case{AngularForm::linear, true, true},
+                       Case{AngularForm::sigmoid, true, true}, Case{AngularForm::identity, true, false},
+                       Case{AngularForm::cosine, false, true}})
+    for (nsl::index stride : {1, 2}) {
+      CAPTURE(nsl::to_string(c.form)); CAPTURE(c.input_norm); CAPTURE(c.filter_norm); CAPTURE(stride);
+      nsl::SphereConv2d<double> layer(3, 4, 3, {stride, 1, c.input_norm, c.filter_norm, c.form}, rng);
+      const auto x = nsl::test::randn<double>(Shape{2, 3, 6, 5}, rng);
+      // Stay away from θ = 0 and π, where linear and sigmoid have no derivative.
+      const Tensor<double> y = layer.forward(x);
+      if (c.input_norm && c.filter_norm) REQUIRE(y.vec().cwiseAbs().maxCoeff() < 0.99);
+      const auto report = nsl::gradcheck(layer, x);
+      CAPTURE(report.str());
+      CHECK(report.worst_error < 1e-6);
+    }
+}
+
+TEST_CASE("a cosine SphereConv2d outputs cos(angle between filter and patch) and ignores their scale") {
+  nsl::Rng rng(411);
+  nsl::SphereConv2d<double> layer(2, 3, 3, {1, 0, true, true, AngularForm::cosine}, rng);
+  auto x = nsl::test::randn<double>(Shape{1, 2, 3, 3}, rng);  // one patch
+  const Tensor<double> y = layer.forward(x);
+  for (nsl::index o = 0; o < 3; ++o) {
+    const auto w = layer.weight().matrix().row(o);
+    const double expected = w.dot(x.vec().transpose()) / (std::sqrt(w.squaredNorm() + 1e-4) *
+                                                         std::sqrt(x.vec().squaredNorm() + 1e-4));
+    CHECK(y[o] == doctest::Approx(expected).epsilon(1e-12));
+  }
+  Tensor<double> scaled = x;
+  scaled.vec() *= 100.0;
+  layer.weight().vec() *= 7.0;
+  // Invariant up to the eps = 1e-4 inside both square roots.
+  CHECK(nsl::test::max_relative_difference(layer.forward(scaled), y) < 1e-4);
+}
+
+TEST_CASE("angular forms other than cosine need both norms") {
+  CHECK_THROWS_WITH_AS(nsl::SphereConv2d<float>(3, 4, 3, {1, 1, true, false, AngularForm::linear}),
+                       doctest::Contains("needs an angle"), nsl::ArgumentError);
+}
