@@ -5,12 +5,14 @@
 
 #ifdef NSL_TEST_TORCH_PYTHON
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "nsl/io/npy.hpp"
 #include "nsl/layers/conv2d.hpp"
+#include "nsl/layers/dynamic_ns_conv2d.hpp"
 #include "nsl/layers/linear.hpp"
 #include "nsl/layers/static_ns_conv2d.hpp"
 #include "test_util.hpp"
@@ -18,12 +20,14 @@
 namespace fs = std::filesystem;
 
 namespace {
-// Runs tests/torch/reference_layers.py on the files in `dir`.
-void run_torch(const std::string& layer, const fs::path& dir, const std::string& options) {
-  const std::string command = std::string(NSL_TEST_TORCH_PYTHON) + " " + NSL_TEST_SOURCE_DIR +
-                              "/tests/torch/reference_layers.py " + layer + " " + dir.string() +
-                              " " + options;
+// Runs tests/torch/<script> with the given arguments.
+void run_torch_script(const std::string& script, const std::string& arguments) {
+  const std::string command = std::string(NSL_TEST_TORCH_PYTHON) + " " + NSL_TEST_SOURCE_DIR + "/tests/torch/" +
+                              script + " " + arguments;
   REQUIRE(std::system(command.c_str()) == 0);
+}
+void run_torch(const std::string& layer, const fs::path& dir, const std::string& options) {
+  run_torch_script("reference_layers.py", layer + " " + dir.string() + " " + options);
 }
 
 fs::path fresh_dir(const std::string& name) {
@@ -94,6 +98,52 @@ TEST_CASE("StaticNSConv2d matches a PyTorch fold-then-convolve: output, dx, dW, 
                   " --padding " + std::to_string(k / 2),
               rng, &layer.similarity(), &layer.similarity_grad());
     }
+}
+
+TEST_CASE("DynamicNSConv2d matches PyTorch autograd: output, dx and every parameter gradient, float32") {
+  nsl::Rng rng(80);
+  struct Case {
+    const char* name;
+    nsl::Structure structure;
+    nsl::PredictorOptions predictor;
+    nsl::index kernel, stride;
+  };
+  for (Case c : {Case{"diagonal", nsl::Structure::diagonal, nsl::PredictorOptions::dns(), 3, 1},
+                 Case{"diagonal", nsl::Structure::diagonal, nsl::PredictorOptions::dns(), 5, 2},
+                 Case{"channel_shared", nsl::Structure::channel_shared, nsl::PredictorOptions::uns(), 3, 2},
+                 Case{"diagonal", nsl::Structure::diagonal, nsl::PredictorOptions::dns_sphere(), 3, 1}}) {
+    CAPTURE(c.name); CAPTURE(c.kernel); CAPTURE(c.stride); CAPTURE(c.predictor.sphere);
+    c.predictor.hidden = 6;
+    c.predictor.second_scale = 0.5;  // a G far from zero
+    nsl::DynamicNSConv2d<float> layer(3, 4, c.kernel, c.structure, {c.stride, true, c.predictor}, rng);
+    nsl::fill_normal<float>(layer.bias().view(), rng);
+    const auto x = nsl::test::randn<float>(nsl::Shape{3, 3, 8, 7}, rng);
+    const fs::path dir = fresh_dir(std::string("dynamic_") + c.name + std::to_string(c.kernel) +
+                                   std::to_string(c.stride) + (c.predictor.sphere ? "_sphere" : ""));
+    const nsl::Tensor<float> y = layer.forward(x);
+    const auto dy = nsl::test::randn<float>(y.shape(), rng);
+    auto params = layer.parameters();
+    nsl::zero_gradients(params);
+    const nsl::Tensor<float> dx = layer.backward(dy);
+    auto file = [&](const std::string& prefix, std::string name) {
+      std::replace(name.begin(), name.end(), '.', '_');
+      return dir / (prefix + name + ".npy");
+    };
+    nsl::save_npy(dir / "x.npy", x);
+    nsl::save_npy(dir / "dy.npy", dy);
+    for (const auto& p : params) nsl::save_npy(file("", p.name), nsl::TensorView<const float>(p.value));
+    run_torch_script("reference_dynamic.py", dir.string() +
+                     std::string(" --structure ") + c.name + " --stride " + std::to_string(c.stride) +
+                         " --kernel " + std::to_string(c.kernel) + (c.predictor.sphere ? " --sphere" : "") +
+                         (c.predictor.batch_norm ? " --batch-norm" : ""));
+    CHECK(nsl::test::max_relative_difference(y, nsl::load_npy<float>(dir / "y.npy")) < 1e-4);
+    CHECK(nsl::test::max_relative_difference(dx, nsl::load_npy<float>(dir / "dx.npy")) < 1e-4);
+    for (const auto& p : params) {
+      CAPTURE(p.name);
+      CHECK(nsl::test::max_relative_difference(nsl::Tensor<float>(nsl::TensorView<const float>(p.grad)),
+                                               nsl::load_npy<float>(file("d_", p.name))) < 1e-4);
+    }
+  }
 }
 
 #endif  // NSL_TEST_TORCH_PYTHON
