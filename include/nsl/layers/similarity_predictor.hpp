@@ -95,11 +95,14 @@ class SimilarityPredictor : public Layer<T> {
 
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
     this->check_backward("SimilarityPredictor::backward", dy.shape(), dx);
-    grad_raw_.resize(dy.shape());
-    if (bn2_) bn2_->backward_into(dy, grad_raw_.view());
-    else copy<T>(dy, grad_raw_.view());
     grad_hidden_.resize(hidden_.shape());
-    conv2_.backward_into(grad_raw_.view(), grad_hidden_.view());
+    if (bn2_) {
+      grad_raw_.resize(dy.shape());
+      bn2_->backward_into(dy, grad_raw_.view());
+      conv2_.backward_into(grad_raw_.view(), grad_hidden_.view());
+    } else {
+      conv2_.backward_into(dy, grad_hidden_.view());
+    }
     relu_.backward_into(grad_hidden_.view(), grad_hidden_.view());
     if (bn1_) bn1_->backward_into(grad_hidden_.view(), grad_hidden_.view());
     conv1_.backward_into(grad_hidden_.view(), dx);
