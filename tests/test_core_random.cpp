@@ -23,7 +23,7 @@ TEST_CASE("the first draws of a seed are fixed on every platform") {
   CHECK(v == 9981545732273789042ULL);
 }
 
-TEST_CASE("normals have mean 0 and variance 1; uniforms stay in range; below() is unbiased") {
+TEST_CASE("normals have mean 0 and variance 1 - uniforms stay in range - below() is unbiased") {
   nsl::Rng rng(7);
   const int n = 200000;
   double sum = 0, sum2 = 0;

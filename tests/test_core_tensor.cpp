@@ -12,7 +12,7 @@ TEST_CASE("a tensor is zero-initialised and indexed in C order") {
   CHECK(t.matrix()(0, 20) == 1.0f);  // rank 4 as N x (C*H*W)
 }
 
-TEST_CASE("views share storage; a sample view selects one image of the batch") {
+TEST_CASE("views share storage - a sample view selects one image of the batch") {
   nsl::Tensor<double> t(nsl::Shape{3, 2, 2, 2});
   for (nsl::index i = 0; i < t.size(); ++i) t[i] = double(i);
   nsl::TensorView<double> v = t.view();
@@ -27,7 +27,7 @@ TEST_CASE("views share storage; a sample view selects one image of the batch") {
   CHECK_THROWS_AS(c.reshaped(nsl::Shape{7}), nsl::ShapeError);
 }
 
-TEST_CASE("copies are deep; reshape keeps the elements; cast converts the scalar type") {
+TEST_CASE("copies are deep - reshape keeps the elements - cast converts the scalar type") {
   nsl::Tensor<double> a(nsl::Shape{2, 3}, 1.5);
   nsl::Tensor<double> b = a;
   b[0] = 0.0;

@@ -90,7 +90,7 @@ TEST_CASE("a trained static layer folds into a plain Conv2d with the same output
     }
 }
 
-TEST_CASE("a new layer starts at M = I and reports a flat kernel shape; parameters are named") {
+TEST_CASE("a new layer starts at M = I and reports a flat kernel shape - parameters are named") {
   nsl::Rng rng(204);
   nsl::StaticNSConv2d<float> dns(3, 4, 3, Structure::diagonal, {}, rng);
   CHECK(nsl::learned_kernel_shape(dns).isOnes());

@@ -66,7 +66,7 @@ TEST_CASE("the reference convolution is the formula: a hand-computed 3x3 example
   CHECK(y(0, 0, 2, 1) == 4 + 5 + 6 + 7 + 8 + 9);
 }
 
-TEST_CASE("without a bias the bias gradient is skipped; an empty dx skips the input gradient") {
+TEST_CASE("without a bias the bias gradient is skipped - an empty dx skips the input gradient") {
   nsl::Rng rng(5);
   auto x = nsl::test::randn<double>(Shape{2, 3, 6, 6}, rng);
   auto w = nsl::test::randn<double>(Shape{4, 3, 3, 3}, rng);
