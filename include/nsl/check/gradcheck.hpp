@@ -14,8 +14,10 @@
 //     analytic = what backward(R) returned (input) or added (parameters)
 //     error    = |analytic - numeric| / max(|analytic|, |numeric|, floor)
 //
-// where floor = `relative_floor` times the largest |numeric| of that tensor,
-// so entries far below the tensor's scale are judged against that scale.
+// where floor = `relative_floor` times the largest |numeric| over all checked
+// tensors: an entry far below the gradient's overall scale (a bias before a
+// BatchNorm, whose true gradient is 0) is judged against that scale, not
+// against its own rounding noise.
 // Before backward, the input-gradient buffer is filled with NaN-free garbage
 // and each parameter gradient with known random values, which are subtracted
 // afterwards: an input-gradient entry backward never writes, or a parameter
@@ -114,7 +116,8 @@ GradcheckReport gradcheck(LayerT& layer, const Tensor<double>& x_in, const Gradc
   }
 
   GradcheckReport report;
-  auto check = [&](const std::string& name, TensorView<double> value, const Tensor<double>& grad) {
+  std::vector<Tensor<double>> numerics;  // per checked tensor, in report order
+  auto check = [&](const std::string& name, TensorView<double> value) {
     Tensor<double> numeric(value.shape());
     GradcheckTensorReport r;
     r.name = name;
@@ -144,13 +147,27 @@ GradcheckReport gradcheck(LayerT& layer, const Tensor<double>& x_in, const Gradc
         ++r.step_reductions;
       }
     }
-    const double scale = opt.relative_floor * (numeric.size() ? numeric.vec().cwiseAbs().maxCoeff() : 0.0);
-    for (index i = 0; i < value.size(); ++i) detail::gradcheck_note(r, i, grad[i], numeric[i], scale);
-    report.worst_error = std::max(report.worst_error, r.worst_error);
     report.tensors.push_back(r);
+    numerics.push_back(std::move(numeric));
   };
-  if (opt.check_input) check("input", x.view(), dx);
-  for (std::size_t i = 0; i < params.size(); ++i) check(params[i].name, params[i].value, analytic[i]);
+  std::vector<const Tensor<double>*> analytics;
+  if (opt.check_input) {
+    check("input", x.view());
+    analytics.push_back(&dx);
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    check(params[i].name, params[i].value);
+    analytics.push_back(&analytic[i]);
+  }
+  double largest = 0.0;
+  for (const auto& n : numerics)
+    if (n.size()) largest = std::max(largest, n.vec().cwiseAbs().maxCoeff());
+  for (std::size_t t = 0; t < numerics.size(); ++t) {
+    GradcheckTensorReport& r = report.tensors[t];
+    for (index i = 0; i < numerics[t].size(); ++i)
+      detail::gradcheck_note(r, i, (*analytics[t])[i], numerics[t][i], opt.relative_floor * largest);
+    report.worst_error = std::max(report.worst_error, r.worst_error);
+  }
   return report;
 }
 
