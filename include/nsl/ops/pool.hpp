@@ -1,0 +1,200 @@
+// nsl/ops/pool.hpp — 2-D max pooling with a square window, a stride and
+// TensorFlow's 'same' padding, and its gradient.
+//
+// For x (N x C x H x W), window k and stride s, the output is N x C x Ho x Wo
+// with Ho = ceil(H / s) (likewise Wo). The window is padded by
+//
+//     total = max((Ho - 1) * s + k - H, 0),   before = floor(total / 2)
+//
+// (the larger half after, as TensorFlow), and padded cells never win:
+//
+//     y[n, c, oh, ow] = max { x[n, c, h, w] : h = oh*s - before + di, w = ow*s - before_w + dj,
+//                             0 <= di, dj < k, (h, w) inside the image }
+//
+// so 2x2 stride 2 maps 28 -> 14, 7 -> 4 (the last window holds one row), 8 -> 4.
+// Every window holds at least one real cell (before <= k - 1 and
+// (Ho - 1) * s <= H - 1). Ties go to the first maximum in row-major window
+// order; a NaN in a window wins (the first one), so a diverging network shows.
+//
+// Forward records, for every output, the flat index into x of the cell that
+// won (`argmax`). Backward routes each output gradient to that cell:
+//
+//     dx[i] = sum over outputs j with argmax[j] == i of dy[j]      (dx assigned)
+//
+// `max_pool2d_forward_reference` / `max_pool2d_backward_reference` are the
+// formulas as loops (the reference backward finds the winners again from x);
+// `max_pool2d_forward` / `max_pool2d_backward` clip each window once and run
+// OpenMP over the N*C planes. Tests compare the two.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
+
+namespace nsl {
+
+/// Output extent of 'same' pooling: ceil(input / stride).
+inline index same_pool_output_extent(index input_extent, index stride) {
+  return (input_extent + stride - 1) / stride;
+}
+
+/// Padding before the first window of 'same' pooling (the smaller half).
+inline index same_pool_padding_before(index input_extent, index window, index stride) {
+  const index total = std::max<index>(
+      (same_pool_output_extent(input_extent, stride) - 1) * stride + window - input_extent, 0);
+  return total / 2;
+}
+
+/// Checks the window, stride and input, and returns the output shape.
+inline Shape max_pool2d_output_shape(const char* op, const Shape& x, index window, index stride) {
+  require(window >= 1, ErrorKind::argument, op, ": window must be >= 1, got ", window);
+  require(stride >= 1, ErrorKind::argument, op, ": stride must be >= 1, got ", stride);
+  check_rank(op, "input", x, 4);
+  return Shape{x[0], x[1], same_pool_output_extent(x[2], stride),
+               same_pool_output_extent(x[3], stride)};
+}
+
+namespace detail {
+// Whether `candidate` replaces `best` as the window's maximum: strictly
+// greater (so ties keep the earlier cell), or the first NaN.
+template <class T>
+inline bool pool_candidate_wins(T candidate, T best) {
+  return candidate > best || (std::isnan(candidate) && !std::isnan(best));
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Reference: the formulas as loops.
+
+/// y assigned; argmax resized to y.size() and assigned (flat indices into x).
+template <class T>
+void max_pool2d_forward_reference(TensorView<const T> x, index window, index stride,
+                                  TensorView<T> y, std::vector<index>& argmax) {
+  const Shape out = max_pool2d_output_shape("max_pool2d_forward_reference", x.shape(), window, stride);
+  check_shape("max_pool2d_forward_reference", "output", y.shape(), out);
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const index pad_top = same_pool_padding_before(H, window, stride);
+  const index pad_left = same_pool_padding_before(W, window, stride);
+  argmax.resize(static_cast<std::size_t>(y.size()));
+  for (index n = 0; n < N; ++n)
+    for (index c = 0; c < C; ++c)
+      for (index oh = 0; oh < out[2]; ++oh)
+        for (index ow = 0; ow < out[3]; ++ow) {
+          index winner = -1;
+          for (index di = 0; di < window; ++di)
+            for (index dj = 0; dj < window; ++dj) {
+              const index h = oh * stride - pad_top + di;
+              const index w = ow * stride - pad_left + dj;
+              if (h < 0 || h >= H || w < 0 || w >= W) continue;  // padding never wins
+              const index cell = ((n * C + c) * H + h) * W + w;
+              if (winner < 0 || detail::pool_candidate_wins(x[cell], x[winner])) winner = cell;
+            }
+          const index j = ((n * C + c) * out[2] + oh) * out[3] + ow;
+          y[j] = x[winner];
+          argmax[static_cast<std::size_t>(j)] = winner;
+        }
+}
+
+/// dx assigned: each dy goes to its window's first maximum in x.
+template <class T>
+void max_pool2d_backward_reference(TensorView<const T> x, index window, index stride,
+                                   TensorView<const T> dy, TensorView<T> dx) {
+  const Shape out = max_pool2d_output_shape("max_pool2d_backward_reference", x.shape(), window, stride);
+  check_shape("max_pool2d_backward_reference", "output gradient", dy.shape(), out);
+  check_shape("max_pool2d_backward_reference", "input gradient", dx.shape(), x.shape());
+  Tensor<T> y(out);
+  std::vector<index> winners;
+  max_pool2d_forward_reference<T>(x, window, stride, y.view(), winners);
+  for (index i = 0; i < dx.size(); ++i) dx[i] = T(0);
+  for (index j = 0; j < dy.size(); ++j) dx[winners[static_cast<std::size_t>(j)]] += dy[j];
+}
+
+// ---------------------------------------------------------------------------
+// Fast path: windows clipped to the image once, no per-cell bounds test,
+// OpenMP over the N*C planes.
+
+/// y assigned; argmax resized to y.size() (no allocation once it has that
+/// capacity) and assigned with the flat index into x of each output's maximum.
+template <class T>
+void max_pool2d_forward(TensorView<const T> x, index window, index stride, TensorView<T> y,
+                        std::vector<index>& argmax) {
+  const Shape out = max_pool2d_output_shape("max_pool2d_forward", x.shape(), window, stride);
+  check_shape("max_pool2d_forward", "output", y.shape(), out);
+  const index H = x.dim(2), W = x.dim(3), out_h = out[2], out_w = out[3];
+  const index planes = x.dim(0) * x.dim(1), in_plane = H * W, out_plane = out_h * out_w;
+  const index pad_top = same_pool_padding_before(H, window, stride);
+  const index pad_left = same_pool_padding_before(W, window, stride);
+  argmax.resize(static_cast<std::size_t>(y.size()));
+  index* const winners = argmax.data();
+  const bool parallel = planes > 1 && !in_parallel_region();
+  (void)parallel;  // unused without OpenMP
+NSL_OMP(parallel for schedule(static) if (parallel))
+  for (index plane = 0; plane < planes; ++plane) {
+    const T* x_plane = x.data() + plane * in_plane;
+    T* y_plane = y.data() + plane * out_plane;
+    index* winners_plane = winners + plane * out_plane;
+    for (index oh = 0; oh < out_h; ++oh) {
+      const index h_first = std::max<index>(oh * stride - pad_top, 0);
+      const index h_end = std::min<index>(oh * stride - pad_top + window, H);
+      for (index ow = 0; ow < out_w; ++ow) {
+        const index w_first = std::max<index>(ow * stride - pad_left, 0);
+        const index w_end = std::min<index>(ow * stride - pad_left + window, W);
+        index winner = h_first * W + w_first;
+        T best = x_plane[winner];
+        for (index h = h_first; h < h_end; ++h)
+          for (index w = w_first; w < w_end; ++w) {
+            const T candidate = x_plane[h * W + w];
+            if (detail::pool_candidate_wins(candidate, best)) {
+              best = candidate;
+              winner = h * W + w;
+            }
+          }
+        y_plane[oh * out_w + ow] = best;
+        winners_plane[oh * out_w + ow] = plane * in_plane + winner;
+      }
+    }
+  }
+}
+
+/// dx assigned: zeroed, then dx[argmax[j]] += dy[j]. `argmax` comes from the
+/// forward pass whose input had dx's shape and whose output had dy's.
+template <class T>
+void max_pool2d_backward(const std::vector<index>& argmax, TensorView<const T> dy, TensorView<T> dx) {
+  check_rank("max_pool2d_backward", "output gradient", dy.shape(), 4);
+  check_rank("max_pool2d_backward", "input gradient", dx.shape(), 4);
+  require(dy.dim(0) == dx.dim(0) && dy.dim(1) == dx.dim(1), ErrorKind::shape,
+          "max_pool2d_backward: output gradient: expected [", dx.dim(0), ", ", dx.dim(1),
+          ", *, *] to match the input gradient ", dx.shape(), ", got ", dy.shape());
+  require(static_cast<index>(argmax.size()) == dy.size(), ErrorKind::shape,
+          "max_pool2d_backward: argmax: expected ", dy.size(),
+          " indices (one per output), got ", argmax.size());
+  const index planes = dx.dim(0) * dx.dim(1);
+  const index in_plane = dx.dim(2) * dx.dim(3), out_plane = dy.dim(2) * dy.dim(3);
+  const index* const winners = argmax.data();
+  // Each plane's winners lie in the same plane of x, so planes scatter
+  // independently; an index outside its plane is skipped and reported after.
+  index stray_indices = 0;
+  const bool parallel = planes > 1 && !in_parallel_region();
+  (void)parallel;
+NSL_OMP(parallel for schedule(static) reduction(+ : stray_indices) if (parallel))
+  for (index plane = 0; plane < planes; ++plane) {
+    T* dx_plane = dx.data() + plane * in_plane;
+    std::fill(dx_plane, dx_plane + in_plane, T(0));
+    const index first = plane * in_plane;
+    for (index j = plane * out_plane; j < (plane + 1) * out_plane; ++j) {
+      const index cell = winners[j] - first;
+      if (cell >= 0 && cell < in_plane)
+        dx_plane[cell] += dy[j];
+      else
+        ++stray_indices;
+    }
+  }
+  require(stray_indices == 0, ErrorKind::argument, "max_pool2d_backward: argmax: expected each "
+          "index inside its own plane of the input gradient ", dx.shape(), ", got ", stray_indices,
+          " outside (argmax from another forward pass?)");
+}
+
+}  // namespace nsl

@@ -1,0 +1,88 @@
+// nsl/train/sgd.hpp — stochastic gradient descent with momentum and L2
+// weight decay, in the form TensorFlow's MomentumOptimizer and PyTorch's SGD
+// use (NSL.md §5: μ = 0.9, λ = 5e-4):
+//
+//     g = dL/dw + λ w      (λ w only for parameters whose weight_decay flag is set)
+//     v = μ v + g
+//     w = w - lr v
+//
+// The decay is the gradient of the L2 term (λ/2) ||w||^2, added here rather
+// than to the loss. One velocity per parameter, zero at the start, allocated
+// at construction; `step` allocates nothing and leaves the gradients as they
+// are (call `zero_gradients` before the next backward, which accumulates).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "nsl/layers/layer.hpp"
+
+namespace nsl {
+
+struct SgdOptions {
+  double momentum = 0.9;        ///< μ in [0, 1); 0 is plain SGD
+  double weight_decay = 5e-4;   ///< λ >= 0, for parameters flagged for decay
+};
+
+template <class T>
+class Sgd {
+ public:
+  /// Optimises `parameters` (views into layers, e.g. from `layer.parameters()`,
+  /// which must outlive the optimiser).
+  explicit Sgd(std::vector<Parameter<T>> parameters, SgdOptions options = {})
+      : parameters_(std::move(parameters)), options_(options) {
+    require(options.momentum >= 0.0 && options.momentum < 1.0, ErrorKind::argument,
+            "Sgd: momentum: expected in [0, 1), got ", options.momentum);
+    require(options.weight_decay >= 0.0 && std::isfinite(options.weight_decay), ErrorKind::argument,
+            "Sgd: weight decay: expected >= 0, got ", options.weight_decay);
+    velocities_.reserve(parameters_.size());
+    for (const auto& p : parameters_) {
+      check_shape("Sgd", (p.name + " gradient").c_str(), p.grad.shape(), p.value.shape());
+      velocities_.emplace_back(p.value.shape());
+    }
+  }
+
+  /// One update of every parameter with learning rate lr >= 0.
+  void step(double lr) {
+    require(lr >= 0.0 && std::isfinite(lr), ErrorKind::argument,
+            "Sgd::step: learning rate: expected >= 0, got ", lr);
+    const T momentum = static_cast<T>(options_.momentum);
+    const T rate = static_cast<T>(lr);
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      const Parameter<T>& p = parameters_[i];
+      Tensor<T>& velocity = velocities_[i];
+      // A checkpoint may have replaced the velocity: it must still fit.
+      check_shape("Sgd::step", "velocity", velocity.shape(), p.value.shape());
+      if (p.weight_decay && options_.weight_decay != 0.0) {
+        const T decay = static_cast<T>(options_.weight_decay);
+        velocity.vec() = momentum * velocity.vec() + p.grad.vec() + decay * p.value.vec();
+      } else {
+        velocity.vec() = momentum * velocity.vec() + p.grad.vec();
+      }
+      p.value.vec() -= rate * velocity.vec();
+    }
+  }
+
+  /// Sets every parameter's gradient to zero.
+  void zero_gradients() { nsl::zero_gradients(parameters_); }
+  /// Sets every velocity to zero (a fresh start with the same parameters).
+  void reset_velocities() {
+    for (auto& v : velocities_) v.set_zero();
+  }
+
+  /// One velocity per parameter, in the order of `parameters()` (for
+  /// checkpoints: overwrite the values, keep the shapes).
+  std::vector<Tensor<T>>& velocities() { return velocities_; }
+  const std::vector<Tensor<T>>& velocities() const { return velocities_; }
+  const std::vector<Parameter<T>>& parameters() const { return parameters_; }
+  const SgdOptions& options() const { return options_; }
+
+ private:
+  std::vector<Parameter<T>> parameters_;
+  SgdOptions options_;
+  std::vector<Tensor<T>> velocities_;  ///< v, one per parameter
+};
+
+}  // namespace nsl
