@@ -8,7 +8,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
+#include <sstream>
+#include <string>
 
 #include "nsl/core/tensor.hpp"
 
@@ -48,6 +51,28 @@ class Rng {
     return radius * std::cos(angle);
   }
   double normal(double mean, double stddev) { return mean + stddev * normal(); }
+
+  /// The full generator state as text (for checkpoints): restoring it with
+  /// set_state continues the exact same sequence.
+  std::string state() const {
+    std::ostringstream out;
+    out.precision(17);
+    out << engine_ << ' ' << (has_spare_ ? 1 : 0) << ' ' << std::hexfloat << spare_;
+    return out.str();
+  }
+  /// Restores a state written by state(); fails on malformed text.
+  void set_state(const std::string& text) {
+    std::istringstream in(text);
+    std::mt19937_64 engine;
+    int has_spare = -1;
+    std::string spare_text;
+    in >> engine >> has_spare >> spare_text;
+    require(!in.fail() && (has_spare == 0 || has_spare == 1), ErrorKind::format,
+            "Rng::set_state: malformed generator state");
+    engine_ = engine;
+    has_spare_ = has_spare == 1;
+    spare_ = std::strtod(spare_text.c_str(), nullptr);
+  }
 
  private:
   std::mt19937_64 engine_;
