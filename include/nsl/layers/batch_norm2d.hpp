@@ -84,6 +84,10 @@ class BatchNorm2d : public Layer<T> {
     return {{"gamma", gamma_.view(), gamma_grad_.view(), true}, {"beta", beta_.view(), beta_grad_.view(), true}};
   }
 
+  std::vector<Buffer<T>> buffers() override {
+    return {{"running_mean", running_mean_.view()}, {"running_variance", running_variance_.view()}};
+  }
+
   index channels() const { return gamma_.dim(0); }
   const BatchNormOptions& options() const { return options_; }
   Tensor<T>& gamma() { return gamma_; }

@@ -95,9 +95,13 @@ class DynamicNSConv2d : public Layer<T> {
   std::vector<Parameter<T>> parameters() override {
     std::vector<Parameter<T>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
     if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
-    for (auto& p : predictor_.parameters())
-      params.push_back({"predictor." + p.name, p.value, p.grad, p.weight_decay});
+    append_parameters<T>(params, "predictor.", predictor_);
     return params;
+  }
+  std::vector<Buffer<T>> buffers() override {
+    std::vector<Buffer<T>> all;
+    append_buffers<T>(all, "predictor.", predictor_);
+    return all;
   }
   void set_training(bool training) override {
     Layer<T>::set_training(training);

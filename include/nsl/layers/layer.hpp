@@ -13,6 +13,7 @@
 //   backward_into(dy, dx)  the same into a caller's buffer; an empty dx view
 //                      skips the input gradient (a network's first layer).
 //   parameters()       name, value, gradient and whether weight decay applies.
+//   buffers()          saved state that gradients do not train (BN statistics).
 //
 // `Layer<T>` is the run-time interface for containers that assemble a network
 // from a flag; the per-element work stays in non-virtual ops.
@@ -34,6 +35,14 @@ struct Parameter {
   bool weight_decay;      ///< whether L2 weight decay applies
 };
 
+/// State that is saved with a model but not trained by gradients (e.g.
+/// BatchNorm's running statistics).
+template <class T>
+struct Buffer {
+  std::string name;
+  TensorView<T> value;
+};
+
 template <class T>
 class Layer {
  public:
@@ -49,6 +58,8 @@ class Layer {
   virtual void backward_into(TensorView<const T> dy, TensorView<T> dx) = 0;
   /// The layer's parameters (empty for parameter-free layers).
   virtual std::vector<Parameter<T>> parameters() { return {}; }
+  /// Saved, untrained state (empty for most layers).
+  virtual std::vector<Buffer<T>> buffers() { return {}; }
   /// Switches between training and evaluation behaviour (BatchNorm, dropout).
   virtual void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
@@ -83,6 +94,17 @@ class Layer {
   Shape input_shape_;
   bool training_ = true;
 };
+
+/// `inner`'s parameters with `prefix` put before each name (for containers).
+template <class T>
+void append_parameters(std::vector<Parameter<T>>& all, const std::string& prefix, Layer<T>& inner) {
+  for (auto& p : inner.parameters()) all.push_back({prefix + p.name, p.value, p.grad, p.weight_decay});
+}
+/// `inner`'s buffers with `prefix` put before each name.
+template <class T>
+void append_buffers(std::vector<Buffer<T>>& all, const std::string& prefix, Layer<T>& inner) {
+  for (auto& b : inner.buffers()) all.push_back({prefix + b.name, b.value});
+}
 
 /// Sets every parameter gradient to zero.
 template <class T>

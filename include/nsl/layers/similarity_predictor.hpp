@@ -110,13 +110,16 @@ class SimilarityPredictor : public Layer<T> {
 
   std::vector<Parameter<T>> parameters() override {
     std::vector<Parameter<T>> all;
-    auto add = [&all](const char* prefix, Layer<T>& layer) {
-      for (auto& p : layer.parameters()) all.push_back({std::string(prefix) + p.name, p.value, p.grad, p.weight_decay});
-    };
-    add("conv1.", conv1_);
-    if (bn1_) add("bn1.", *bn1_);
-    add("conv2.", conv2_);
-    if (bn2_) add("bn2.", *bn2_);
+    append_parameters<T>(all, "conv1.", conv1_);
+    if (bn1_) append_parameters<T>(all, "bn1.", *bn1_);
+    append_parameters<T>(all, "conv2.", conv2_);
+    if (bn2_) append_parameters<T>(all, "bn2.", *bn2_);
+    return all;
+  }
+  std::vector<Buffer<T>> buffers() override {
+    std::vector<Buffer<T>> all;
+    if (bn1_) append_buffers<T>(all, "bn1.", *bn1_);
+    if (bn2_) append_buffers<T>(all, "bn2.", *bn2_);
     return all;
   }
   void set_training(bool training) override {
