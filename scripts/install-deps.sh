@@ -12,6 +12,9 @@ NSL_DEB_PACKAGES=(
   doctest-dev
   zlib1g-dev
   libbenchmark-dev
+  libcli11-dev
+  nlohmann-json3-dev
+  libpng-dev
   python3-numpy
   python3-torch
   dataset-fashion-mnist

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Command-line tests of nsl-train: usage errors are one clear line and a
+# non-zero exit; a resumed run ends with the same checkpoint, bit for bit, as
+# an uninterrupted one.
+# usage: test_nsl_train.sh NSL_TRAIN FASHION_MNIST_DIR WORK_DIR
+set -u
+train="$1"
+data="$2"
+work="$3"
+rm -rf "$work"
+mkdir -p "$work"
+failures=0
+check() {  # check NAME CONDITION-COMMAND...
+  local name="$1"; shift
+  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; failures=$((failures + 1)); fi
+}
+
+# One line on stderr and a non-zero exit for a usage error.
+expect_one_line_error() {  # NAME PATTERN ARGS...
+  local name="$1" pattern="$2"; shift 2
+  "$train" "$@" > "$work/out.txt" 2> "$work/err.txt"
+  local rc=$?
+  check "$name: non-zero exit" test "$rc" -ne 0
+  check "$name: one line on stderr" test "$(wc -l < "$work/err.txt")" -eq 1
+  check "$name: says '$pattern'" grep -q -- "$pattern" "$work/err.txt"
+  cat "$work/err.txt"
+}
+expect_one_line_error "unknown variant" "unknown variant 'nope'" --variant nope --data "$data" --out "$work/x"
+expect_one_line_error "missing data directory" "/nonexistent" --data /nonexistent --out "$work/x"
+
+# Resume: 2 epochs straight vs the first epoch (--stop-after 1) + resume for
+# the second, same options, seed and threads.
+common=(--variant plain --data "$data" --limit-train 192 --limit-test 64 --batch 32 --threads 2 --seed 5)
+"$train" "${common[@]}" --epochs 2 --out "$work/straight" > "$work/straight.log" 2>&1
+check "uninterrupted run succeeds" test $? -eq 0
+"$train" "${common[@]}" --epochs 2 --stop-after 1 --out "$work/resumed" > "$work/first.log" 2>&1
+cp "$work/resumed/model.nslckpt" "$work/epoch1.nslckpt"
+"$train" "${common[@]}" --epochs 2 --out "$work/resumed" --resume "$work/epoch1.nslckpt" > "$work/second.log" 2>&1
+check "resumed run succeeds" test $? -eq 0
+check "resumed checkpoint equals the uninterrupted one, byte for byte" \
+  cmp "$work/straight/model.nslckpt" "$work/resumed/model.nslckpt"
+check "metrics.jsonl has one line per epoch" test "$(wc -l < "$work/resumed/metrics.jsonl")" -eq 2
+check "curves.png written" test -s "$work/resumed/curves.png"
+
+# A corrupted checkpoint is refused with a clear message.
+cp "$work/epoch1.nslckpt" "$work/corrupt.nslckpt"
+printf '\xff\xff\xff\xff' | dd of="$work/corrupt.nslckpt" bs=1 seek=200 conv=notrunc status=none
+expect_one_line_error "corrupted checkpoint" "load_checkpoint" "${common[@]}" --epochs 2 --out "$work/c" \
+  --resume "$work/corrupt.nslckpt"
+
+if ((failures)); then
+  echo "test_nsl_train: $failures check(s) failed"
+  tail -n 20 "$work"/*.log
+  exit 1
+fi
+echo "test_nsl_train: all checks passed"
