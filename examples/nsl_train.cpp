@@ -355,8 +355,13 @@ int train(const Settings& s) {
   }
 
   std::string error;
+  auto percent = [](std::vector<double> v) {
+    for (double& x : v) x *= 100.0;
+    return v;
+  };
   if (!nsl::plots::write_png((fs::path(s.out) / "curves.png").string(),
-                             nsl::plots::training_curves(train_loss, test_loss, train_acc, test_acc), &error))
+                             nsl::plots::training_curves(train_loss, test_loss, percent(train_acc), percent(test_acc)),
+                             &error))
     std::fprintf(stderr, "nsl-train: could not write curves.png: %s\n", error.c_str());
   if (variant != nsl::Variant::plain) kernel_shape_picture(net, data, fs::path(s.out) / "kernel_shapes.png");
   std::printf("nsl-train: wrote %s/{metrics.jsonl, model.nslckpt, curves.png%s}\n", s.out.c_str(),

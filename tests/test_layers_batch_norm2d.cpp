@@ -42,19 +42,30 @@ TEST_CASE("in training mode each channel comes out with mean beta and standard d
   }
 }
 
-TEST_CASE("running statistics are an EMA of the batch statistics, and evaluation mode uses them") {
+TEST_CASE("running statistics are a debiased EMA of the batch statistics, and evaluation mode uses them") {
   nsl::Rng rng(402);
   nsl::BatchNorm2d<double> bn(1, {1e-3, 0.9});
-  auto x = nsl::random_normal<double>(Shape{4, 1, 2, 2}, rng, 5.0, 2.0);
-  bn.forward(x);
-  const double mean = x.vec().mean();
-  const double unbiased = (x.vec().array() - mean).square().sum() / 15.0;
-  CHECK(bn.running_mean()[0] == doctest::Approx(0.1 * mean));
-  CHECK(bn.running_variance()[0] == doctest::Approx(0.9 + 0.1 * unbiased));
+  auto x1 = nsl::random_normal<double>(Shape{4, 1, 2, 2}, rng, 5.0, 2.0);
+  auto x2 = nsl::random_normal<double>(Shape{4, 1, 2, 2}, rng, -1.0, 3.0);
+  auto mean = [](const Tensor<double>& x) { return x.vec().mean(); };
+  auto unbiased = [&](const Tensor<double>& x) { return (x.vec().array() - mean(x)).square().sum() / 15.0; };
+  bn.forward(x1);
+  CHECK(bn.running_mean()[0] == doctest::Approx(mean(x1)));  // the first update copies the batch
+  CHECK(bn.running_variance()[0] == doctest::Approx(unbiased(x1)));
+  bn.forward(x2);
+  // The plain EMA from 0, 0.9 * 0.1 m1 + 0.1 m2, divided by 1 - 0.9^2.
+  CHECK(bn.running_mean()[0] == doctest::Approx((0.09 * mean(x1) + 0.1 * mean(x2)) / 0.19));
+  CHECK(bn.running_variance()[0] == doctest::Approx((0.09 * unbiased(x1) + 0.1 * unbiased(x2)) / 0.19));
   bn.set_training(false);
-  const Tensor<double> y = bn.forward(x);
-  CHECK(y[3] == doctest::Approx((x[3] - bn.running_mean()[0]) / std::sqrt(bn.running_variance()[0] + 1e-3)));
-  CHECK(bn.running_mean()[0] == doctest::Approx(0.1 * mean));  // unchanged by evaluation
+  const Tensor<double> y = bn.forward(x1);
+  CHECK(y[3] == doctest::Approx((x1[3] - bn.running_mean()[0]) / std::sqrt(bn.running_variance()[0] + 1e-3)));
+  CHECK(bn.running_mean()[0] == doctest::Approx((0.09 * mean(x1) + 0.1 * mean(x2)) / 0.19));  // unchanged
+  CHECK(bn.buffers().size() == 3);
+
+  nsl::BatchNorm2d<double> plain(1, {1e-3, 0.9, false});  // the reference code's plain EMA from (0, 1)
+  plain.forward(x1);
+  CHECK(plain.running_mean()[0] == doctest::Approx(0.1 * mean(x1)));
+  CHECK(plain.running_variance()[0] == doctest::Approx(0.9 + 0.1 * unbiased(x1)));
 }
 
 TEST_CASE("BatchNorm2d rejects bad options and wrong channel counts") {

@@ -38,7 +38,7 @@ TEST_CASE("a Sequential names parameters and buffers after its layers") {
   CHECK(params[0].name == "root.conv.weight");
   CHECK(params[2].name == "root.bn.beta");
   const auto buffers = net.buffers();
-  REQUIRE(buffers.size() == 2);
+  REQUIRE(buffers.size() == 3);  // running mean, running variance, update count
   CHECK(buffers[1].name == "root.bn.running_variance");
   CHECK(net.describe().find("root.bn: BatchNorm2d(2)") != std::string::npos);
   CHECK_THROWS_AS(net.add("root.bn", std::make_unique<nsl::ReLU<float>>()), nsl::ArgumentError);

@@ -1,14 +1,25 @@
 // nsl/layers/batch_norm2d.hpp — BatchNorm2d (math: nsl/ops/batchnorm.hpp).
 //
 // Training mode normalises with the batch's statistics and updates the
-// running statistics as an exponential moving average,
-//     running = decay * running + (1 - decay) * batch
-// (the variance with Bessel's correction, m / (m - 1)); evaluation mode uses
-// the running statistics. Defaults follow the reference recipe: eps 1e-3,
-// decay 0.999. Parameters "gamma" (init 1) and "beta" (init 0), both decayed
-// (the recipe's weight decay covers BN's γ and β).
+// running statistics, an exponential moving average with decay d of the
+// batch statistics (the variance with Bessel's correction, m / (m - 1));
+// evaluation mode uses the running statistics. Defaults follow the reference
+// recipe: eps 1e-3, decay 0.999.
+//
+// The average is debiased by default: after t updates
+//     running = running + w_t (batch - running),   w_t = (1 - d) / (1 - d^t)
+// which equals the plain EMA started from 0 and divided by (1 - d^t). The
+// first update copies the batch statistics and the weights settle at 1 - d,
+// so a short run (one Fashion-MNIST epoch is 469 steps, when 0.999^469 = 0.63
+// of a plain EMA is still its starting value) evaluates with statistics of
+// the data. `debias = false` gives the plain EMA from mean 0, variance 1
+// (the reference code's behaviour). The update count is a saved buffer.
+//
+// Parameters "gamma" (init 1) and "beta" (init 0), both decayed (the
+// recipe's weight decay covers BN's γ and β).
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -20,6 +31,7 @@ namespace nsl {
 struct BatchNormOptions {
   double eps = 1e-3;     ///< added to the variance
   double decay = 0.999;  ///< EMA decay of the running statistics
+  bool debias = true;    ///< debiased EMA (see above); false: plain EMA from (0, 1)
 };
 
 template <class T>
@@ -37,6 +49,7 @@ class BatchNorm2d : public Layer<T> {
     beta_grad_ = Tensor<T>(s);
     running_mean_ = Tensor<T>(s);
     running_variance_ = Tensor<T>(s, T(1));
+    updates_ = Tensor<T>(Shape{1});
     batch_mean_ = Tensor<T>(s);
     batch_variance_ = Tensor<T>(s);
   }
@@ -57,9 +70,11 @@ class BatchNorm2d : public Layer<T> {
                            normalized_.view());
       const double m = double(x.dim(0) * x.dim(2) * x.dim(3));
       const T bessel = m > 1 ? T(m / (m - 1)) : T(1);
-      const T d = T(options_.decay);
-      running_mean_.vec() = d * running_mean_.vec() + (T(1) - d) * batch_mean_.vec();
-      running_variance_.vec() = d * running_variance_.vec() + (T(1) - d) * bessel * batch_variance_.vec();
+      updates_[0] += T(1);
+      const double d = options_.decay;
+      const T w = T(options_.debias ? (1.0 - d) / (1.0 - std::pow(d, double(updates_[0]))) : 1.0 - d);
+      running_mean_.vec() += w * (batch_mean_.vec() - running_mean_.vec());
+      running_variance_.vec() += w * (bessel * batch_variance_.vec() - running_variance_.vec());
       used_batch_statistics_ = true;
     } else {
       batchnorm_forward<T>(x, running_mean_.view(), running_variance_.view(), gamma_.view(), beta_.view(), eps,
@@ -85,7 +100,9 @@ class BatchNorm2d : public Layer<T> {
   }
 
   std::vector<Buffer<T>> buffers() override {
-    return {{"running_mean", running_mean_.view()}, {"running_variance", running_variance_.view()}};
+    return {{"running_mean", running_mean_.view()},
+            {"running_variance", running_variance_.view()},
+            {"updates", updates_.view()}};
   }
 
   index channels() const { return gamma_.dim(0); }
@@ -101,6 +118,7 @@ class BatchNorm2d : public Layer<T> {
   BatchNormOptions options_;
   Tensor<T> gamma_, beta_, gamma_grad_, beta_grad_;
   Tensor<T> running_mean_, running_variance_;
+  Tensor<T> updates_;                      ///< how many training forwards updated them
   Tensor<T> batch_mean_, batch_variance_;  ///< statistics of the last training forward
   Tensor<T> normalized_;                   ///< x̂ of the last forward
   bool used_batch_statistics_ = true;
