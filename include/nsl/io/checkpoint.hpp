@@ -71,6 +71,7 @@
 #include "nsl/core/error.hpp"
 #include "nsl/core/shape.hpp"
 #include "nsl/core/tensor.hpp"
+#include "nsl/io/atomic_file.hpp"
 #include "nsl/layers/layer.hpp"
 
 namespace nsl {
@@ -354,17 +355,6 @@ struct Walker {
   }
 };
 
-/// A name next to `path` that no other save uses at the same time.
-inline std::string temporary_name(const std::string& path) {
-  static std::atomic<unsigned long long> counter{0};
-  const auto tick =
-      static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count());
-  // The counter separates threads; the clock and the counter's address
-  // (randomized per process by ASLR) separate processes.
-  return cat(path, ".tmp-", std::hex, tick, "-", counter.fetch_add(1), "-",
-             reinterpret_cast<std::uintptr_t>(&counter));
-}
-
 /// Buffered little-endian output that keeps the CRC-32 of what it wrote.
 class Writer {
  public:
@@ -518,13 +508,7 @@ inline Checkpoint load_checkpoint(const std::string& path) {
 inline void save_checkpoint(const std::string& path, const Checkpoint& ck) {
   namespace cp = detail::checkpoint;
   cp::check_savable(path, ck);
-  const std::string temp = cp::temporary_name(path);
-
-  bool ok = false;
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      fail(ErrorKind::io, cat("save_checkpoint: ", path, ": cannot create temporary file ", temp));
+  write_file_atomically("save_checkpoint", path, [&](std::ofstream& out) {
     cp::Writer w(out);
     w.raw(cp::magic, cp::magic_size);
     w.u32(Checkpoint::format_version);
@@ -545,21 +529,7 @@ inline void save_checkpoint(const std::string& path, const Checkpoint& ck) {
     const std::uint32_t crc = w.flush();
     w.u32(crc);
     w.flush();
-    out.close();
-    ok = !out.fail();
-  }
-  std::error_code ec;
-  if (!ok) {
-    std::filesystem::remove(temp, ec);
-    fail(ErrorKind::io, cat("save_checkpoint: ", path, ": write error on temporary file ", temp));
-  }
-  std::filesystem::rename(temp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(temp, ignored);
-    fail(ErrorKind::io,
-         cat("save_checkpoint: ", path, ": cannot rename temporary file over it: ", ec.message()));
-  }
+  });
 }
 
 // ---- transfer between a model and a checkpoint ------------------------------

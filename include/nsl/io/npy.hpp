@@ -36,6 +36,7 @@
 #include "nsl/core/error.hpp"
 #include "nsl/core/shape.hpp"
 #include "nsl/core/tensor.hpp"
+#include "nsl/io/atomic_file.hpp"
 
 namespace nsl {
 
@@ -275,17 +276,6 @@ void convert_from_le(const char* p, index n, T* out) {
   for (index i = 0; i < n; ++i) out[i] = static_cast<T>(load_le<F>(p + i * index(sizeof(F))));
 }
 
-/// A name next to `path` that no other save uses at the same time.
-inline std::string temporary_name(const std::string& path) {
-  static std::atomic<unsigned long long> counter{0};
-  const auto tick = static_cast<unsigned long long>(
-      std::chrono::steady_clock::now().time_since_epoch().count());
-  // The counter separates threads; the clock and the counter's address
-  // (randomized per process by ASLR) separate processes.
-  return cat(path, ".tmp-", std::hex, tick, "-", counter.fetch_add(1), "-",
-             reinterpret_cast<std::uintptr_t>(&counter));
-}
-
 /// The 64-byte aligned header (magic, version 1.0, length, padded dict).
 inline std::string make_header(const char* descr, const Shape& shape) {
   std::string dict = cat("{'descr': '", descr, "', 'fortran_order': False, 'shape': (");
@@ -401,13 +391,7 @@ void save_npy(const std::string& path, TensorView<const T> t) {
   require(t.rank() >= 1, ErrorKind::shape, "save_npy: ", path,
           ": cannot save a tensor of rank 0 (an empty, default-constructed tensor)");
   const std::string header = npy::make_header(npy::descr_of<T>(), t.shape());
-  const std::string temp = npy::temporary_name(path);
-
-  bool ok = false;
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out)
-      fail(ErrorKind::io, cat("save_npy: ", path, ": cannot create temporary file ", temp));
+  write_file_atomically("save_npy", path, [&](std::ofstream& out) {
     out.write(header.data(), std::streamsize(header.size()));
     char buffer[1 << 16];
     constexpr index per_chunk = index(sizeof buffer / sizeof(T));
@@ -416,21 +400,7 @@ void save_npy(const std::string& path, TensorView<const T> t) {
       for (index i = 0; i < n; ++i) npy::store_le<T>(t[start + i], buffer + i * index(sizeof(T)));
       out.write(buffer, std::streamsize(n * index(sizeof(T))));
     }
-    out.close();
-    ok = !out.fail();
-  }
-  std::error_code ec;
-  if (!ok) {
-    std::filesystem::remove(temp, ec);
-    fail(ErrorKind::io, cat("save_npy: ", path, ": write error on temporary file ", temp));
-  }
-  std::filesystem::rename(temp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(temp, ignored);
-    fail(ErrorKind::io, cat("save_npy: ", path, ": cannot rename temporary file over it: ",
-                            ec.message()));
-  }
+  });
 }
 
 /// Writes a tensor; see save_npy(path, TensorView<const T>).
