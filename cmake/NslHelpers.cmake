@@ -3,13 +3,22 @@
 include_guard(GLOBAL)
 
 # nsl_target_defaults(<target>): links nsl::nsl and adds the project's warning
-# flags (-Werror under NSL_WERROR) and, under NSL_SANITIZE, ASan + UBSan.
+# flags (-Werror under NSL_WERROR), -march=native under NSL_NATIVE_ARCH and,
+# under NSL_SANITIZE, ASan + UBSan.
 function(nsl_target_defaults target)
   target_link_libraries(${target} PRIVATE nsl::nsl)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
     if(NSL_WERROR)
       target_compile_options(${target} PRIVATE -Werror)
+    endif()
+    if(NSL_NATIVE_ARCH)
+      target_compile_options(${target} PRIVATE -march=native)
+      # GCC 12's AVX-512 intrinsic headers trip its own -Wmaybe-uninitialized
+      # (GCC bug 105593, fixed in 13) whenever Eigen uses them.
+      if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+        target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+      endif()
     endif()
     if(NSL_SANITIZE)
       set(_nsl_san -fsanitize=address,undefined -fno-omit-frame-pointer

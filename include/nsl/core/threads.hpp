@@ -8,7 +8,10 @@
 #include <omp.h>
 #endif
 
+#include <algorithm>
+
 #include "nsl/core/error.hpp"
+#include "nsl/core/shape.hpp"
 
 // NSL_OMP(parallel for ...) expands to `#pragma omp parallel for ...` when
 // compiled with OpenMP and to nothing otherwise (no unknown-pragma warnings).
@@ -46,6 +49,23 @@ inline bool in_parallel_region() {
 #else
   return false;
 #endif
+}
+
+/// Calls body(begin, end) on contiguous pieces of [0, n), one piece per
+/// thread, in parallel when the range holds at least `grain` items per
+/// thread and we are not already inside a parallel region; otherwise once,
+/// serially, on the whole range. For element-wise work whose result does not
+/// depend on how the range is split.
+template <class Body>
+void parallel_ranges(index n, index grain, Body&& body) {
+  const int threads = in_parallel_region() ? 1 : num_threads();
+  const index pieces = std::min<index>(threads, grain > 0 ? n / grain : n);
+  if (pieces <= 1) {
+    if (n > 0) body(index(0), n);
+    return;
+  }
+NSL_OMP(parallel for num_threads(int(pieces)) schedule(static))
+  for (index piece = 0; piece < pieces; ++piece) body(n * piece / pieces, n * (piece + 1) / pieces);
 }
 
 }  // namespace nsl

@@ -14,7 +14,8 @@
 //     da_o = -sum_{n,p} dc c / a_o                    -> filter_norm_backward: dW +=
 //     dn(p) = -sum_o dc c / n(p)                      -> local_input_norm_backward: dx +=
 //
-// Kept for backward: the input, c (N x O x Ho x Wo), n (N x 1 x Ho x Wo), a (O).
+// Kept for backward: the input, c (N x O x Ho x Wo), n (N x 1 x Ho x Wo), a (O);
+// without norms and with the identity response only the input (y = z).
 // Parameter: "weight" (decayed).
 #pragma once
 
@@ -79,6 +80,13 @@ class SphereConv2d : public Layer<T> {
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     const Shape out = output_shape(x.shape());
     check_shape("SphereConv2d", "output", y.shape(), out);
+    input_.resize(x.shape());
+    copy<T>(x, input_.view());
+    this->remember_input_shape(x.shape());
+    if (is_plain()) {  // y = z: a plain convolution, nothing else to keep
+      conv2d_forward<T>(x, weight_.view(), {}, geometry_, y, workspace_);
+      return;
+    }
     cosine_.resize(out);
     conv2d_forward<T>(x, weight_.view(), {}, geometry_, cosine_.view(), workspace_);  // z
     input_norm_.resize(Shape{out[0], 1, out[2], out[3]});
@@ -87,48 +95,71 @@ class SphereConv2d : public Layer<T> {
     if (options_.filter_norm) filter_norm<T>(weight_.view(), filter_norms_.view());
     else filter_norms_.fill(T(1));
     const index N = out[0], O = out[1], P = out[2] * out[3];
-    for (index n = 0; n < N; ++n)
-      for (index o = 0; o < O; ++o) {
-        T* c = cosine_.data() + (n * O + o) * P;
+    parallel_ranges(N * O, 1, [&](index begin, index end) {
+      for (index plane = begin; plane < end; ++plane) {
+        const index n = plane / O, o = plane % O;
+        T* c = cosine_.data() + plane * P;
         const T* norm = input_norm_.data() + n * P;
-        T* yo = y.data() + (n * O + o) * P;
+        T* yo = y.data() + plane * P;
+        const T a = filter_norms_[o];
         for (index p = 0; p < P; ++p) {
-          c[p] /= filter_norms_[o] * norm[p];
+          c[p] /= a * norm[p];
           yo[p] = angular_response(options_.form, c[p]);
         }
       }
-    input_.resize(x.shape());
-    copy<T>(x, input_.view());
-    this->remember_input_shape(x.shape());
+    });
   }
 
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
     this->check_backward("SphereConv2d::backward", dy.shape(), dx);
+    if (is_plain()) {
+      conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dy, dx, weight_grad_.view(), {}, workspace_);
+      return;
+    }
     const Shape out = cosine_.shape();
     const index N = out[0], O = out[1], P = out[2] * out[3];
     dz_.resize(out);
-    Tensor<T> dnorm_in(input_norm_.shape());     // dL/dn(p)
-    Tensor<T> dnorm_filter(filter_norms_.shape());  // dL/da_o
-    for (index n = 0; n < N; ++n)
-      for (index o = 0; o < O; ++o) {
-        const T* c = cosine_.data() + (n * O + o) * P;
+    dnorm_in_.resize(input_norm_.shape());
+    // Per image (in parallel): dz = dc / (a n) and dn(p) = -sum_o dc c / n(p).
+    parallel_ranges(N, 1, [&](index n_begin, index n_end) {
+      for (index n = n_begin; n < n_end; ++n) {
         const T* norm = input_norm_.data() + n * P;
-        const T* g = dy.data() + (n * O + o) * P;
-        T* dz = dz_.data() + (n * O + o) * P;
-        T* dn = dnorm_in.data() + n * P;
-        for (index p = 0; p < P; ++p) {
-          const T dc = g[p] * angular_derivative(options_.form, c[p]);
-          dz[p] = dc / (filter_norms_[o] * norm[p]);
-          dn[p] -= dc * c[p] / norm[p];
-          dnorm_filter[o] -= dc * c[p] / filter_norms_[o];
+        T* dn = dnorm_in_.data() + n * P;
+        std::fill(dn, dn + P, T(0));
+        for (index o = 0; o < O; ++o) {
+          const index offset = (n * O + o) * P;
+          const T* c = cosine_.data() + offset;
+          const T* g = dy.data() + offset;
+          T* dz = dz_.data() + offset;
+          const T a = filter_norms_[o];
+          for (index p = 0; p < P; ++p) {
+            const T dc = g[p] * angular_derivative(options_.form, c[p]);
+            dz[p] = dc / (a * norm[p]);
+            dn[p] -= dc * c[p] / norm[p];
+          }
         }
       }
+    });
     conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dz_.view(), dx, weight_grad_.view(), {},
                        workspace_);
-    if (options_.filter_norm)
-      filter_norm_backward<T>(weight_.view(), filter_norms_.view(), dnorm_filter.view(), weight_grad_.view());
+    if (options_.filter_norm) {
+      // da_o = -sum_{n,p} dc c / a_o = -sum_{n,p} dz n(p) c   (dc = dz a_o n(p)), per filter in parallel
+      dnorm_filter_.resize(filter_norms_.shape());
+      parallel_ranges(O, 1, [&](index o_begin, index o_end) {
+        for (index o = o_begin; o < o_end; ++o) {
+          T sum = 0;
+          for (index n = 0; n < N; ++n) {
+            const index offset = (n * O + o) * P;
+            const T* norm = input_norm_.data() + n * P;
+            for (index p = 0; p < P; ++p) sum += dz_[offset + p] * norm[p] * cosine_[offset + p];
+          }
+          dnorm_filter_[o] = -sum;
+        }
+      });
+      filter_norm_backward<T>(weight_.view(), filter_norms_.view(), dnorm_filter_.view(), weight_grad_.view());
+    }
     if (options_.input_norm && dx.size())
-      local_input_norm_backward<T>(input_.view(), geometry_, input_norm_.view(), dnorm_in.view(), dx);
+      local_input_norm_backward<T>(input_.view(), geometry_, input_norm_.view(), dnorm_in_.view(), dx);
   }
 
   std::vector<Parameter<T>> parameters() override {
@@ -139,6 +170,10 @@ class SphereConv2d : public Layer<T> {
   index out_channels() const { return weight_.dim(0); }
   const ConvGeometry& geometry() const { return geometry_; }
   const SphereConvOptions& options() const { return options_; }
+  /// No norm and the identity response: the layer is a plain convolution.
+  bool is_plain() const {
+    return !options_.input_norm && !options_.filter_norm && options_.form == AngularForm::identity;
+  }
   Tensor<T>& weight() { return weight_; }
   const Tensor<T>& weight() const { return weight_; }
   Tensor<T>& weight_grad() { return weight_grad_; }
@@ -151,7 +186,7 @@ class SphereConv2d : public Layer<T> {
   Tensor<T> cosine_;        ///< c = z / (a n) of the last forward
   Tensor<T> input_norm_;    ///< n(p) (ones without input_norm)
   Tensor<T> filter_norms_;  ///< a_o (ones without filter_norm)
-  Tensor<T> dz_;            ///< scratch for backward
+  Tensor<T> dz_, dnorm_in_, dnorm_filter_;  ///< scratch for backward: dz, dn(p), da_o
   Conv2dWorkspace<T> workspace_;
 };
 

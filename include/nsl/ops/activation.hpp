@@ -6,13 +6,16 @@
 #pragma once
 
 #include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
 
 namespace nsl {
 
 template <class T>
 void relu_forward(TensorView<const T> x, TensorView<T> y) {
   check_shape("relu_forward", "output", y.shape(), x.shape());
-  y.vec() = x.vec().cwiseMax(T(0));
+  parallel_ranges(x.size(), 1 << 15, [&](index begin, index end) {
+    y.vec().segment(begin, end - begin) = x.vec().segment(begin, end - begin).cwiseMax(T(0));
+  });
 }
 
 /// dx assigned from the forward output y and dy.
@@ -20,7 +23,10 @@ template <class T>
 void relu_backward(TensorView<const T> y, TensorView<const T> dy, TensorView<T> dx) {
   check_shape("relu_backward", "output gradient", dy.shape(), y.shape());
   check_shape("relu_backward", "input gradient", dx.shape(), y.shape());
-  dx.vec() = (y.vec().array() > T(0)).select(dy.vec(), T(0));
+  parallel_ranges(y.size(), 1 << 15, [&](index begin, index end) {
+    const index n = end - begin;
+    dx.vec().segment(begin, n) = (y.vec().segment(begin, n).array() > T(0)).select(dy.vec().segment(begin, n), T(0));
+  });
 }
 
 template <class T>

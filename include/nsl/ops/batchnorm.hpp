@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
 
 namespace nsl {
 
@@ -22,25 +23,37 @@ inline void check_batchnorm(const char* op, const Shape& x, const Shape& per_cha
   check_rank(op, "input", x, 4);
   check_shape(op, "per-channel statistics", per_channel, Shape{x[1]});
 }
+// sum of v[0..n) and of (v[i] - mu)^2, accumulated in double
+template <class T>
+double sum_as_double(const T* v, index n) {
+  return Eigen::Map<const Vector<T>>(v, n).template cast<double>().sum();
+}
+template <class T>
+double squared_deviation_sum(const T* v, index n, double mu) {
+  return (Eigen::Map<const Vector<T>>(v, n).template cast<double>().array() - mu).square().sum();
+}
 }  // namespace detail
 
-/// Per-channel mean and biased variance of x over N, H, W.
+/// Per-channel mean and biased variance of x over N, H, W (two passes, in
+/// double; channels spread over threads).
 template <class T>
 void batchnorm_statistics(TensorView<const T> x, TensorView<T> mean, TensorView<T> variance) {
   detail::check_batchnorm("batchnorm_statistics", x.shape(), mean.shape());
   check_shape("batchnorm_statistics", "variance", variance.shape(), mean.shape());
   const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
   const double m = double(N * P);
-  for (index c = 0; c < C; ++c) {
-    double sum = 0.0;
-    for (index n = 0; n < N; ++n) sum += x.sample(n).matrix(C, P).row(c).template cast<double>().sum();
-    const double mu = sum / m;
-    double squares = 0.0;
-    for (index n = 0; n < N; ++n)
-      squares += (x.sample(n).matrix(C, P).row(c).template cast<double>().array() - mu).square().sum();
-    mean[c] = T(mu);
-    variance[c] = T(squares / m);
-  }
+  const T* data = x.data();
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      double sum = 0.0;
+      for (index n = 0; n < N; ++n) sum += detail::sum_as_double(data + (n * C + c) * P, P);
+      const double mu = sum / m;
+      double squares = 0.0;
+      for (index n = 0; n < N; ++n) squares += detail::squared_deviation_sum(data + (n * C + c) * P, P, mu);
+      mean[c] = T(mu);
+      variance[c] = T(squares / m);
+    }
+  });
 }
 
 /// y = γ (x - mean) / sqrt(variance + eps) + β, and x̂ into normalized (if non-empty).
@@ -50,17 +63,19 @@ void batchnorm_forward(TensorView<const T> x, TensorView<const T> mean, TensorVi
                        TensorView<T> normalized) {
   detail::check_batchnorm("batchnorm_forward", x.shape(), gamma.shape());
   check_shape("batchnorm_forward", "output", y.shape(), x.shape());
+  if (normalized.size()) check_shape("batchnorm_forward", "normalized", normalized.shape(), x.shape());
   const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
-  for (index n = 0; n < N; ++n)
-    for (index c = 0; c < C; ++c) {
-      const T s = T(1) / std::sqrt(variance[c] + eps);
-      const index offset = (n * C + c) * P;
+  parallel_ranges(N * C, 1, [&](index begin, index end) {
+    for (index plane = begin; plane < end; ++plane) {
+      const index c = plane % C, offset = plane * P;
+      const T s = T(1) / std::sqrt(variance[c] + eps), mu = mean[c], g = gamma[c], b = beta[c];
       for (index p = 0; p < P; ++p) {
-        const T xhat = (x[offset + p] - mean[c]) * s;
+        const T xhat = (x[offset + p] - mu) * s;
         if (normalized.size()) normalized[offset + p] = xhat;
-        y[offset + p] = gamma[c] * xhat + beta[c];
+        y[offset + p] = g * xhat + b;
       }
     }
+  });
 }
 
 /// Backward through batch statistics (training mode). dx assigned; dγ, dβ accumulated.
@@ -70,26 +85,31 @@ void batchnorm_backward(TensorView<const T> normalized, TensorView<const T> vari
                         TensorView<T> dgamma, TensorView<T> dbeta) {
   detail::check_batchnorm("batchnorm_backward", normalized.shape(), gamma.shape());
   check_shape("batchnorm_backward", "output gradient", dy.shape(), normalized.shape());
+  if (dx.size()) check_shape("batchnorm_backward", "input gradient", dx.shape(), normalized.shape());
   const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
   const T m = T(N * P);
-  for (index c = 0; c < C; ++c) {
-    T sum_dy = 0, sum_dy_xhat = 0;
-    for (index n = 0; n < N; ++n)
-      for (index p = 0; p < P; ++p) {
-        const index i = (n * C + c) * P + p;
-        sum_dy += dy[i];
-        sum_dy_xhat += dy[i] * normalized[i];
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      T sum_dy = 0, sum_dy_xhat = 0;
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * C + c) * P;
+        for (index p = 0; p < P; ++p) {
+          sum_dy += dy[offset + p];
+          sum_dy_xhat += dy[offset + p] * normalized[offset + p];
+        }
       }
-    dbeta[c] += sum_dy;
-    dgamma[c] += sum_dy_xhat;
-    if (!dx.size()) continue;
-    const T scale = gamma[c] / std::sqrt(variance[c] + eps);
-    for (index n = 0; n < N; ++n)
-      for (index p = 0; p < P; ++p) {
-        const index i = (n * C + c) * P + p;
-        dx[i] = scale * (dy[i] - sum_dy / m - normalized[i] * sum_dy_xhat / m);
+      dbeta[c] += sum_dy;
+      dgamma[c] += sum_dy_xhat;
+      if (!dx.size()) continue;
+      const T scale = gamma[c] / std::sqrt(variance[c] + eps);
+      const T mean_dy = sum_dy / m, mean_dy_xhat = sum_dy_xhat / m;
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * C + c) * P;
+        for (index p = 0; p < P; ++p)
+          dx[offset + p] = scale * (dy[offset + p] - mean_dy - normalized[offset + p] * mean_dy_xhat);
       }
-  }
+    }
+  });
 }
 
 /// Backward with fixed statistics (evaluation mode). dx assigned; dγ, dβ accumulated.

@@ -113,7 +113,11 @@ void col2im_add(const T* columns, index channels, index height, index width,
           const T* in = row + oh * out_w;
           T* out = plane + ih * width;
           const index shift = dj - p;
-          for (index ow = ow_begin; ow < ow_end; ++ow) out[ow * s + shift] += in[ow];
+          if (s == 1) {
+            for (index ow = ow_begin; ow < ow_end; ++ow) out[ow + shift] += in[ow];  // contiguous: vectorised
+          } else {
+            for (index ow = ow_begin; ow < ow_end; ++ow) out[ow * s + shift] += in[ow];
+          }
         }
       }
     }

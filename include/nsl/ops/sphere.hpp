@@ -26,6 +26,7 @@
 #include <string>
 
 #include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
 #include "nsl/ops/im2col.hpp"
 
 namespace nsl {
@@ -113,21 +114,23 @@ void local_input_norm(TensorView<const T> x, const ConvGeometry& g, TensorView<T
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   const index Ho = g.output_extent(H), Wo = g.output_extent(W);
   check_shape("local_input_norm", "norm", norm.shape(), Shape{N, 1, Ho, Wo});
-  Matrix<T> squares(H, W);
-  for (index n = 0; n < N; ++n) {
-    squares.setZero();
-    for (index c = 0; c < C; ++c)
-      squares += Eigen::Map<const Matrix<T>>(x.data() + (n * C + c) * H * W, H, W).cwiseAbs2();
-    for (index i = 0; i < Ho; ++i)
-      for (index j = 0; j < Wo; ++j) {
-        const index top = i * g.stride - g.padding, left = j * g.stride - g.padding;
-        const index u0 = std::max<index>(top, 0), u1 = std::min(top + g.kernel, H);
-        const index v0 = std::max<index>(left, 0), v1 = std::min(left + g.kernel, W);
-        T sum = T(sphere_norm_eps);
-        if (u1 > u0 && v1 > v0) sum += squares.block(u0, v0, u1 - u0, v1 - v0).sum();
-        norm(n, 0, i, j) = std::sqrt(sum);
-      }
-  }
+  parallel_ranges(N, 1, [&](index n_begin, index n_end) {
+    Matrix<T> squares(H, W);  // sum over channels of x^2, per image
+    for (index n = n_begin; n < n_end; ++n) {
+      squares.setZero();
+      for (index c = 0; c < C; ++c)
+        squares += Eigen::Map<const Matrix<T>>(x.data() + (n * C + c) * H * W, H, W).cwiseAbs2();
+      for (index i = 0; i < Ho; ++i)
+        for (index j = 0; j < Wo; ++j) {
+          const index top = i * g.stride - g.padding, left = j * g.stride - g.padding;
+          const index u0 = std::max<index>(top, 0), u1 = std::min(top + g.kernel, H);
+          const index v0 = std::max<index>(left, 0), v1 = std::min(left + g.kernel, W);
+          T sum = T(sphere_norm_eps);
+          if (u1 > u0 && v1 > v0) sum += squares.block(u0, v0, u1 - u0, v1 - v0).sum();
+          norm(n, 0, i, j) = std::sqrt(sum);
+        }
+    }
+  });
 }
 
 /// dx += x ∘ (window-adjoint of dnorm / norm). dx is ACCUMULATED (the
@@ -140,20 +143,20 @@ void local_input_norm_backward(TensorView<const T> x, const ConvGeometry& g, Ten
   check_shape("local_input_norm_backward", "norm", norm.shape(), Shape{N, 1, Ho, Wo});
   check_shape("local_input_norm_backward", "norm gradient", dnorm.shape(), norm.shape());
   check_shape("local_input_norm_backward", "input gradient", dx.shape(), x.shape());
-  Matrix<T> spread(K, Ho * Wo);
-  Matrix<T> coverage(H, W);
-  for (index n = 0; n < N; ++n) {
-    // coverage[u, v] = sum over windows p covering (u, v) of dnorm(p) / norm(p)
-    const auto q = (dnorm.sample(n).vec().array() / norm.sample(n).vec().array()).matrix().transpose().eval();
-    spread = q.replicate(K, 1);
-    coverage.setZero();
-    col2im_add(spread.data(), 1, H, W, g, coverage.data());
-    for (index c = 0; c < C; ++c) {
-      const index offset = (n * C + c) * H * W;
-      Eigen::Map<Matrix<T>>(dx.data() + offset, H, W) +=
-          Eigen::Map<const Matrix<T>>(x.data() + offset, H, W).cwiseProduct(coverage);
+  parallel_ranges(N, 1, [&](index n_begin, index n_end) {
+    Matrix<T> spread(K, Ho * Wo), coverage(H, W);
+    for (index n = n_begin; n < n_end; ++n) {
+      // coverage[u, v] = sum over windows p covering (u, v) of dnorm(p) / norm(p)
+      spread = (dnorm.sample(n).vec().array() / norm.sample(n).vec().array()).matrix().transpose().replicate(K, 1);
+      coverage.setZero();
+      col2im_add(spread.data(), 1, H, W, g, coverage.data());
+      for (index c = 0; c < C; ++c) {
+        const index offset = (n * C + c) * H * W;
+        Eigen::Map<Matrix<T>>(dx.data() + offset, H, W) +=
+            Eigen::Map<const Matrix<T>>(x.data() + offset, H, W).cwiseProduct(coverage);
+      }
     }
-  }
+  });
 }
 
 /// The local input norm as the formula reads (for tests).
