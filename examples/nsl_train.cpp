@@ -9,8 +9,6 @@
 // NSL variants, OUT/kernel_shapes.png. Run with --help for every option.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -21,11 +19,13 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "common/plots.hpp"
 #include "nsl/core/threads.hpp"
 #include "nsl/data/augment.hpp"
 #include "nsl/data/cifar.hpp"
 #include "nsl/data/idx.hpp"
+#include "nsl/io/atomic_file.hpp"
 #include "nsl/io/checkpoint.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
@@ -46,6 +46,7 @@ struct Settings {
   nsl::index batch = 128;
   double lr = 0.1;
   std::string schedule = "step";
+  nsl::index warmup = 200;  // iterations of linear learning-rate warm-up
   double momentum = 0.9;
   double weight_decay = 5e-4;
   double smoothing = 0.01;
@@ -56,6 +57,7 @@ struct Settings {
   std::string augment = "";  // "" = the dataset's default
   std::string out = "runs/latest";
   std::string resume;
+  std::string command;  // the command line, recorded in OUT/run.json
 };
 
 // ---- data ------------------------------------------------------------------
@@ -65,14 +67,6 @@ struct Data {
   nsl::index pad = 0;
   bool flip = false;
 };
-
-void keep_first(nsl::Dataset& d, nsl::index limit) {
-  if (limit <= 0 || limit >= d.images.dim(0)) return;
-  const nsl::Shape s = d.images.shape();
-  nsl::Tensor<float> kept(nsl::TensorView<const float>(d.images.data(), nsl::Shape{limit, s[1], s[2], s[3]}));
-  d.images = std::move(kept);
-  d.labels.resize(static_cast<std::size_t>(limit));
-}
 
 Data load_data(const Settings& s) {
   Data d;
@@ -84,8 +78,8 @@ Data load_data(const Settings& s) {
     d.train = nsl::load_cifar(s.data, true, cifar100);
     d.test = nsl::load_cifar(s.data, false, cifar100);
   }
-  keep_first(d.train, s.limit_train);
-  keep_first(d.test, s.limit_test);
+  nsl::cli::keep_first(d.train, s.limit_train);
+  nsl::cli::keep_first(d.test, s.limit_test);
   // Pixels stay raw 0..255 floats: the first BN normalises (NSL.md §5).
   std::string augment = s.augment;
   if (augment.empty()) augment = s.dataset == "fashion-mnist" ? "crop" : "crop-flip";
@@ -96,48 +90,27 @@ Data load_data(const Settings& s) {
 
 // ---- progress --------------------------------------------------------------
 
-std::string format_seconds(double seconds) {
-  const long total = std::lround(std::max(0.0, seconds));
-  char text[32];
-  if (total >= 3600)
-    std::snprintf(text, sizeof text, "%ld:%02ld:%02ld", total / 3600, (total / 60) % 60, total % 60);
-  else
-    std::snprintf(text, sizeof text, "%ld:%02ld", total / 60, total % 60);
-  return text;
-}
-
-// One line per epoch: redrawn in place on a terminal, printed every 10% otherwise.
+// One line per epoch: loss, accuracy, images/s and ETA (see nsl::cli::ProgressLine).
 class Progress {
  public:
   Progress(int epoch, int epochs, nsl::index batches)
-      : epoch_(epoch), epochs_(epochs), batches_(batches), tty_(isatty(fileno(stdout)) != 0), start_(Clock::now()) {}
+      : epoch_(epoch), epochs_(epochs), batches_(batches), start_(Clock::now()) {}
   void update(nsl::index done, double loss, double accuracy, nsl::index images) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-    const double rate = seconds > 0 ? images / seconds : 0.0;
+    const double rate = seconds > 0 ? double(images) / seconds : 0.0;
     const double eta = done > 0 ? seconds * double(batches_ - done) / double(done) : 0.0;
-    const int width = 24;
-    const int filled = int(width * done / std::max<nsl::index>(batches_, 1));
-    std::string bar(static_cast<std::size_t>(filled), '#');
-    bar.resize(width, '.');
-    char line[256];
-    std::snprintf(line, sizeof line, "epoch %d/%d [%s] %ld/%ld  loss %.4f  acc %5.2f%%  %.0f img/s  ETA %s", epoch_,
-                  epochs_, bar.c_str(), long(done), long(batches_), loss, 100.0 * accuracy, rate,
-                  format_seconds(eta).c_str());
-    if (tty_) {
-      std::printf("\r%s\033[K", line);
-      if (done == batches_) std::printf("\n");
-      std::fflush(stdout);
-    } else if (done == batches_ || done * 10 / batches_ != (done - 1) * 10 / batches_) {
-      std::printf("%s\n", line);
-      std::fflush(stdout);
-    }
+    char numbers[128];
+    std::snprintf(numbers, sizeof numbers, "loss %.4f  acc %5.2f%%  %.0f img/s", loss, 100.0 * accuracy, rate);
+    line_.show(done, batches_,
+               nsl::cat("epoch ", epoch_, "/", epochs_, " ", nsl::cli::progress_bar(done, batches_), " ", done, "/",
+                        batches_, "  ", numbers, "  ETA ", nsl::cli::format_seconds(eta)));
   }
 
  private:
   int epoch_, epochs_;
   nsl::index batches_;
-  bool tty_;
   Clock::time_point start_;
+  nsl::cli::ProgressLine line_;
 };
 
 // ---- evaluation ------------------------------------------------------------
@@ -187,6 +160,30 @@ void save(const fs::path& path, const Settings& s, nsl::Sequential<float>& net, 
   for (std::size_t i = 0; i < params.size(); ++i)
     nsl::store_tensor(ckpt, "sgd.velocity." + params[i].name, nsl::TensorView<const float>(sgd.velocities()[i]));
   nsl::save_checkpoint(path.string(), ckpt);
+}
+
+// OUT/run.json: the command line and every setting of the run (what a results
+// table needs to say how a number was made).
+void write_run_description(const fs::path& path, const Settings& s) {
+  const nlohmann::json run = {{"command", s.command},
+                              {"variant", s.variant},
+                              {"dataset", s.dataset},
+                              {"epochs", s.epochs},
+                              {"batch", s.batch},
+                              {"lr", s.lr},
+                              {"schedule", s.schedule},
+                              {"warmup", s.warmup},
+                              {"momentum", s.momentum},
+                              {"weight_decay", s.weight_decay},
+                              {"label_smoothing", s.smoothing},
+                              {"seed", s.seed},
+                              {"threads", nsl::num_threads()},
+                              {"augment", s.augment.empty() ? "default" : s.augment},
+                              {"limit_train", s.limit_train},
+                              {"limit_test", s.limit_test},
+                              {"resumed_from", s.resume}};
+  nsl::write_file_atomically("run description", path.string(),
+                             [&](std::ofstream& out) { out << run.dump(2) << '\n'; });
 }
 
 // ---- the kernel-shape picture ---------------------------------------------
@@ -259,9 +256,11 @@ int train(const Settings& s) {
   nsl::Sgd<float> sgd(net.parameters(), {s.momentum, s.weight_decay});
   const nsl::index n_train = data.train.images.dim(0);
   const nsl::index batches = (n_train + s.batch - 1) / s.batch;
-  const auto schedule = nsl::make_schedule(s.schedule, s.lr, batches * s.epochs);
+  const auto schedule =
+      nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, std::min<nsl::index>(s.warmup, batches * s.epochs - 1));
 
   fs::create_directories(s.out);
+  write_run_description(fs::path(s.out) / "run.json", s);
   const fs::path checkpoint_path = fs::path(s.out) / "model.nslckpt";
   const fs::path metrics_path = fs::path(s.out) / "metrics.jsonl";
   int first_epoch = 1;
@@ -270,10 +269,10 @@ int train(const Settings& s) {
   if (!s.resume.empty()) {
     const nsl::Checkpoint ckpt = nsl::load_checkpoint(s.resume);
     nsl::require(ckpt.require_meta("variant") == s.variant && ckpt.require_meta("dataset") == s.dataset,
-                 nsl::ErrorKind::argument, "nsl-train: --resume: the checkpoint is ", ckpt.require_meta("variant"),
+                 nsl::ErrorKind::argument, "--resume: the checkpoint is ", ckpt.require_meta("variant"),
                  " on ", ckpt.require_meta("dataset"), ", not ", s.variant, " on ", s.dataset);
     nsl::require(ckpt.require_meta("batch") == std::to_string(s.batch), nsl::ErrorKind::argument,
-                 "nsl-train: --resume: the checkpoint was trained with --batch ", ckpt.require_meta("batch"));
+                 "--resume: the checkpoint was trained with --batch ", ckpt.require_meta("batch"));
     if (const std::string* planned = ckpt.get("epochs"); planned && *planned != std::to_string(s.epochs))
       std::printf("nsl-train: note: the checkpoint's run planned %s epochs, this one %d: the learning-rate "
                   "schedule differs from an uninterrupted run\n", planned->c_str(), s.epochs);
@@ -332,7 +331,7 @@ int train(const Settings& s) {
       loss_sum += r.loss * double(count);
       correct += r.correct;
       seen += count;
-      nsl::require(std::isfinite(r.loss), nsl::ErrorKind::state, "nsl-train: the loss became ", r.loss,
+      nsl::require(std::isfinite(r.loss), nsl::ErrorKind::state, "the loss became ", r.loss,
                    " at iteration ", iteration, " (learning rate ", lr, ")");
       progress.update(b + 1, loss_sum / double(seen), double(correct) / double(seen), seen);
     }
@@ -350,7 +349,7 @@ int train(const Settings& s) {
     std::ofstream(metrics_path, std::ios::app) << row.dump() << '\n';
     std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s\n", epoch, s.epochs,
                 train_loss.back(), 100.0 * train_acc.back(), test.loss, 100.0 * test.accuracy,
-                format_seconds(seconds).c_str());
+                nsl::cli::format_seconds(seconds).c_str());
     save(checkpoint_path, s, net, sgd, epoch, iteration, rng);
   }
 
@@ -387,6 +386,11 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", s.schedule, "step (x0.1 at 20/42.5, 30/42.5, 37.5/42.5 of the run) or cosine")
       ->check(CLI::IsMember({"step", "cosine"}))
       ->capture_default_str();
+  app.add_option("--warmup", s.warmup,
+                 "iterations of linear learning-rate warm-up (avoids the loss jump of lr 0.1 at the start; "
+                 "see nsl/train/schedule.hpp)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();
@@ -406,6 +410,7 @@ int main(int argc, char** argv) {
                  "later with --resume")
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
+  for (int i = 0; i < argc; ++i) s.command += (i ? " " : "") + std::string(i ? argv[i] : "nsl-train");
 #if NSL_HAS_EXCEPTIONS
   try {
     return train(s);

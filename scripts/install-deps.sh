@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages nsl's build, tests and demo need.
 # A no-op when all are present: apt-get runs only if dpkg-query misses one.
-# Usage: bash scripts/install-deps.sh   (as root, or with sudo available)
+# Usage: bash scripts/install-deps.sh [demo]   (as root, or with sudo available)
+#   demo: only what scripts/demo.sh needs (no test framework, benchmark
+#         library or PyTorch reference), so the demo starts sooner.
 set -euo pipefail
 
+# What the library, nsl-train/nsl-eval and the demo's data need.
 NSL_DEB_PACKAGES=(
   build-essential
   cmake
   libeigen3-dev
   libxsimd-dev
-  doctest-dev
   zlib1g-dev
-  libbenchmark-dev
   libcli11-dev
   nlohmann-json3-dev
   libpng-dev
-  python3-numpy
-  python3-torch
   dataset-fashion-mnist
 )
+# Tests and benchmarks: doctest, Google Benchmark, and PyTorch as the outside reference.
+if [[ "${1:-}" != demo ]]; then
+  NSL_DEB_PACKAGES+=(doctest-dev libbenchmark-dev python3-numpy python3-torch)
+fi
 
 missing=()
 for pkg in "${NSL_DEB_PACKAGES[@]}"; do

@@ -67,6 +67,37 @@ TEST_CASE("make_schedule(\"cosine\") decays to zero without warm-up") {
   CHECK(schedule->lr(200) == doctest::Approx(0.0));
 }
 
+TEST_CASE("the step schedule's warm-up ramps linearly to base and leaves the boundaries alone") {
+  const nsl::StepSchedule schedule(0.1, {20, 30}, 0.1, 10);
+  CHECK(schedule.lr(0) == doctest::Approx(0.01).epsilon(1e-15));
+  CHECK(schedule.lr(4) == doctest::Approx(0.05).epsilon(1e-15));
+  CHECK(schedule.lr(9) == doctest::Approx(0.1).epsilon(1e-15));
+  CHECK(schedule.lr(10) == 0.1);
+  CHECK(schedule.lr(19) == 0.1);
+  CHECK(schedule.lr(20) == doctest::Approx(0.01).epsilon(1e-15));
+  CHECK(schedule.lr(30) == doctest::Approx(0.001).epsilon(1e-15));
+  CHECK(schedule.describe() == "StepSchedule(0.1, x0.1 at 20, 30, warm-up 10)");
+  // A boundary inside the warm-up: both factors apply.
+  const nsl::StepSchedule early(1.0, {2}, 0.5, 4);
+  CHECK(early.lr(1) == doctest::Approx(0.5));
+  CHECK(early.lr(2) == doctest::Approx(0.5 * 0.75));
+}
+
+TEST_CASE("make_schedule passes the warm-up to both schedules and checks it") {
+  const auto step = nsl::make_schedule("step", 0.1, 1000, 100);
+  CHECK(step->lr(0) == doctest::Approx(0.001));
+  CHECK(step->lr(99) == doctest::Approx(0.1));
+  CHECK(step->lr(470) == doctest::Approx(0.1));
+  CHECK(step->lr(471) == doctest::Approx(0.01));
+  const auto cosine = nsl::make_schedule("cosine", 0.1, 1100, 100);
+  CHECK(cosine->lr(49) == doctest::Approx(0.05));
+  CHECK(cosine->lr(600) == doctest::Approx(0.05));
+  CHECK_THROWS_WITH_AS(nsl::make_schedule("step", 0.1, 100, 100),
+                       "make_schedule: warm-up: expected in [0, 100), got 100", nsl::ArgumentError);
+  CHECK_THROWS_AS(nsl::make_schedule("cosine", 0.1, 100, -1), nsl::ArgumentError);
+  CHECK_THROWS_AS(nsl::StepSchedule(0.1, {10}, 0.1, -1), nsl::ArgumentError);
+}
+
 TEST_CASE("schedules reject unknown names, bad arguments and negative iterations") {
   CHECK_THROWS_WITH_AS(nsl::make_schedule("linear", 0.1, 100),
                        "make_schedule: unknown schedule 'linear': expected one of step, cosine",

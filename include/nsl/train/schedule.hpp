@@ -3,14 +3,23 @@
 //
 // StepSchedule:    lr(i) = base * factor^(number of boundaries b with i >= b)
 //                  NSL.md §5: base 0.1, x0.1 at 20000, 30000 and 37500 of
-//                  42500 iterations (`StepSchedule::reference()`).
+//                  42500 iterations (`StepSchedule::reference()`); optionally
+//                  times (i + 1) / warmup for i < warmup (a linear warm-up).
 // CosineSchedule:  linear warm-up lr(i) = base (i + 1) / warmup for i < warmup,
 //                  then lr(i) = floor + (base - floor) (1 + cos(π q)) / 2 with
 //                  q = (i - warmup) / (total - warmup), clamped to [0, 1], so
 //                  lr reaches `floor` at i = total and stays there.
-// make_schedule(name, base, total): "step" (the reference boundaries scaled
-// to `total`: fractions 20/42.5, 30/42.5, 37.5/42.5) or "cosine" (to 0, no
-// warm-up), for a command-line flag.
+// make_schedule(name, base, total, warmup = 0): "step" (the reference
+// boundaries scaled to `total`: fractions 20/42.5, 30/42.5, 37.5/42.5) or
+// "cosine" (to 0), each with `warmup` iterations of linear warm-up, for a
+// command-line flag.
+//
+// Why a warm-up: CNN-9's score layer is linear in 2048 features that are all
+// non-negative (max-pooled ReLUs) with a large common mean, so one plain SGD
+// step at lr 0.1 moves every logit of a class by about the same large amount
+// (lr * (mean p_c - frequency_c) * ||feature||^2, ~10 at initialisation) and
+// the loss jumps from 2.3 to above 10 before it recovers. A few hundred
+// iterations of warm-up avoid the jump.
 #pragma once
 
 #include <algorithm>
@@ -46,8 +55,9 @@ class StepSchedule : public LearningRateSchedule {
  public:
   /// `base` until the first boundary, multiplied by `factor` at each boundary
   /// (non-decreasing iterations; a repeated boundary applies the factor twice).
-  StepSchedule(double base, std::vector<index> boundaries, double factor = 0.1)
-      : base_(base), boundaries_(std::move(boundaries)), factor_(factor) {
+  StepSchedule(double base, std::vector<index> boundaries, double factor = 0.1, index warmup = 0)
+      : base_(base), boundaries_(std::move(boundaries)), factor_(factor), warmup_(warmup) {
+    require(warmup >= 0, ErrorKind::argument, "StepSchedule: warm-up: expected >= 0, got ", warmup);
     require(base >= 0.0 && std::isfinite(base), ErrorKind::argument,
             "StepSchedule: base learning rate: expected >= 0, got ", base);
     require(factor > 0.0 && std::isfinite(factor), ErrorKind::argument,
@@ -68,23 +78,26 @@ class StepSchedule : public LearningRateSchedule {
     double rate = base_;
     for (index boundary : boundaries_)
       if (iteration >= boundary) rate *= factor_;
+    if (iteration < warmup_) rate *= static_cast<double>(iteration + 1) / static_cast<double>(warmup_);
     return rate;
   }
   std::string describe() const override {
     std::string s = cat("StepSchedule(", base_);
     for (std::size_t i = 0; i < boundaries_.size(); ++i)
       s += cat(i == 0 ? cat(", x", factor_, " at ") : std::string(", "), boundaries_[i]);
-    return s + ")";
+    return s + (warmup_ ? cat(", warm-up ", warmup_, ")") : std::string(")"));
   }
 
   double base() const { return base_; }
   const std::vector<index>& boundaries() const { return boundaries_; }
   double factor() const { return factor_; }
+  index warmup() const { return warmup_; }
 
  private:
   double base_;
   std::vector<index> boundaries_;
   double factor_;
+  index warmup_;
 };
 
 class CosineSchedule : public LearningRateSchedule {
@@ -127,19 +140,22 @@ class CosineSchedule : public LearningRateSchedule {
   index total_, warmup_;
 };
 
-/// "step" or "cosine" from `base` over `total_iterations` (see the top of the file).
+/// "step" or "cosine" from `base` over `total_iterations`, the first `warmup`
+/// of them a linear ramp (see the top of the file).
 inline std::unique_ptr<LearningRateSchedule> make_schedule(const std::string& name, double base,
-                                                           index total_iterations) {
+                                                           index total_iterations, index warmup = 0) {
   require(total_iterations >= 1, ErrorKind::argument,
           "make_schedule: total iterations: expected >= 1, got ", total_iterations);
+  require(warmup >= 0 && warmup < total_iterations, ErrorKind::argument, "make_schedule: warm-up: expected in [0, ",
+          total_iterations, "), got ", warmup);
   if (name == "step") {
     // The reference boundaries 20000, 30000, 37500 of 42500 are 8/17, 12/17
     // and 15/17 of the run; rounded to the nearest iteration (halves up).
     auto scaled = [&](index seventeenths) { return (2 * total_iterations * seventeenths + 17) / 34; };
     return std::make_unique<StepSchedule>(base, std::vector<index>{scaled(8), scaled(12), scaled(15)},
-                                          0.1);
+                                          0.1, warmup);
   }
-  if (name == "cosine") return std::make_unique<CosineSchedule>(base, total_iterations);
+  if (name == "cosine") return std::make_unique<CosineSchedule>(base, total_iterations, 0.0, warmup);
   fail(ErrorKind::argument, cat("make_schedule: unknown schedule '", name,
                                 "': expected one of step, cosine"));
 }

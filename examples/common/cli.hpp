@@ -1,0 +1,66 @@
+// examples/common/cli.hpp — small pieces the command-line programs share:
+// durations as text, a progress line, and keeping the first N images.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "nsl/data/idx.hpp"
+
+namespace nsl::cli {
+
+/// "m:ss", or "h:mm:ss" from an hour on.
+inline std::string format_seconds(double seconds) {
+  const long total = std::lround(std::max(0.0, seconds));
+  char text[32];
+  if (total >= 3600)
+    std::snprintf(text, sizeof text, "%ld:%02ld:%02ld", total / 3600, (total / 60) % 60, total % 60);
+  else
+    std::snprintf(text, sizeof text, "%ld:%02ld", total / 60, total % 60);
+  return text;
+}
+
+/// "[#####.......]" for `done` of `total`.
+inline std::string progress_bar(index done, index total, int width = 24) {
+  const int filled = int(width * std::clamp<index>(done, 0, total) / std::max<index>(total, 1));
+  std::string bar(static_cast<std::size_t>(filled), '#');
+  bar.resize(static_cast<std::size_t>(width), '.');
+  return "[" + bar + "]";
+}
+
+/// A status line for `done` of `total` steps: redrawn in place when stdout is
+/// a terminal, printed as a new line at every tenth of the work otherwise
+/// (logs stay short).
+class ProgressLine {
+ public:
+  ProgressLine() : tty_(isatty(fileno(stdout)) != 0) {}
+  void show(index done, index total, const std::string& line) const {
+    if (tty_) {
+      std::printf("\r%s\033[K", line.c_str());
+      if (done == total) std::printf("\n");
+      std::fflush(stdout);
+    } else if (done == total || done * 10 / total != (done - 1) * 10 / total) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    }
+  }
+
+ private:
+  bool tty_;
+};
+
+/// Keeps only the first `limit` images of `d` (all when limit <= 0).
+inline void keep_first(Dataset& d, index limit) {
+  if (limit <= 0 || limit >= d.images.dim(0)) return;
+  const Shape s = d.images.shape();
+  Tensor<float> kept(TensorView<const float>(d.images.data(), Shape{limit, s[1], s[2], s[3]}));
+  d.images = std::move(kept);
+  d.labels.resize(static_cast<std::size_t>(limit));
+}
+
+}  // namespace nsl::cli

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs nsl-train for the results table (docs/RESULTS.md) and prints the table.
+# Usage: bash scripts/results.sh VARIANT:EPOCHS:SEED[:EXTRA] ...
+#   e.g. bash scripts/results.sh plain:15:1 dynamic_dns:1:1 "plain:3:2:--lr 0.05"
+# Each run writes runs/results/VARIANT-eEPOCHS-sSEED/ (run.json, metrics.jsonl,
+# model.nslckpt, pictures) and its console output to train.log there; a run
+# whose metrics already hold all its epochs is skipped, a partial one is
+# resumed from its checkpoint. Expects build/release/nsl-train (scripts/demo.sh
+# builds it). Settings other than the three fields are nsl-train's defaults.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TRAIN=build/release/nsl-train
+[[ -x $TRAIN ]] || { echo "results: $TRAIN missing: run scripts/demo.sh (or build the nsl-train target) first" >&2; exit 1; }
+(($# > 0)) || { sed -n '2,9p' "$0" >&2; exit 2; }
+
+dirs=()
+for spec in "$@"; do
+  IFS=: read -r variant epochs seed extra <<<"$spec"
+  [[ -n $variant && $epochs =~ ^[0-9]+$ && $seed =~ ^[0-9]+$ ]] ||
+    { echo "results: bad run '$spec' (expected VARIANT:EPOCHS:SEED[:EXTRA])" >&2; exit 2; }
+  out="runs/results/$variant-e$epochs-s$seed"
+  dirs+=("$out")
+  done_epochs=0
+  [[ -f $out/metrics.jsonl ]] && done_epochs=$(grep -c . "$out/metrics.jsonl" || true)
+  if ((done_epochs >= epochs)); then
+    echo "results: $out: all $epochs epochs done"
+    continue
+  fi
+  args=(--variant "$variant" --epochs "$epochs" --seed "$seed" --out "$out")
+  # shellcheck disable=SC2206  # EXTRA is a list of options
+  [[ -n ${extra:-} ]] && args+=($extra)
+  if ((done_epochs > 0)) && [[ -f $out/model.nslckpt ]]; then
+    args+=(--resume "$out/model.nslckpt")
+  fi
+  mkdir -p "$out"
+  echo "results: $TRAIN ${args[*]}   (log: $out/train.log)"
+  "$TRAIN" "${args[@]}" >>"$out/train.log" 2>&1
+  tail -n 1 "$out/train.log"
+done
+
+python3 scripts/results_table.py "${dirs[@]}"

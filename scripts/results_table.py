@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Prints the Markdown results table of nsl-train runs.
+
+Usage: python3 scripts/results_table.py RUN_DIR...
+
+Each RUN_DIR is an nsl-train --out directory: run.json (the command and
+settings) and metrics.jsonl (one object per epoch). One row per run, sorted by
+variant, epochs and seed; the accuracy is the test accuracy after the last
+epoch (not the best epoch), the time is the sum of the epochs' wall times
+(training and evaluation).
+"""
+import json
+import sys
+from pathlib import Path
+
+VARIANTS = ["plain", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns", "dynamic_dns_sphere"]
+
+
+def load(run_dir):
+    run_dir = Path(run_dir)
+    settings = json.loads((run_dir / "run.json").read_text())
+    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if not epochs:
+        raise SystemExit(f"results_table: {run_dir}: metrics.jsonl holds no epoch")
+    return settings, epochs
+
+
+def minutes(seconds):
+    return f"{seconds / 60:.1f}"
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    rows = []
+    for run_dir in argv[1:]:
+        settings, epochs = load(run_dir)
+        last = epochs[-1]
+        key = (VARIANTS.index(settings["variant"]) if settings["variant"] in VARIANTS else 99,
+               settings["epochs"], settings["seed"])
+        rows.append((key, [
+            f"`{settings['variant']}`",
+            str(settings["seed"]),
+            f"{len(epochs)}/{settings['epochs']}",
+            f"{settings['lr']} {settings['schedule']}, warm-up {settings['warmup']}",
+            f"{100 * last['test_acc']:.2f}",
+            f"{100 * last['train_acc']:.2f}",
+            f"{last['test_loss']:.4f}",
+            minutes(sum(e["seconds"] for e in epochs)),
+            f"{sum(e['images_per_second'] for e in epochs) / len(epochs):.0f}",
+            f"`{Path(run_dir).name}`",
+        ]))
+    print("| variant | seed | epochs | lr, schedule | test acc % | train acc % | test loss | minutes | img/s (train) | run |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for _, cells in sorted(rows):
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
