@@ -253,6 +253,7 @@ int train(const Settings& s) {
   nsl::Cnn9Options options;
   options.input_size = size;
   nsl::Sequential<float> net = nsl::cnn9<float>(variant, channels, data.train.classes, rng, options);
+  net.set_borrowing(true);  // every batch and its logits stay put until backward: no copies
   nsl::Sgd<float> sgd(net.parameters(), {s.momentum, s.weight_decay});
   const nsl::index n_train = data.train.images.dim(0);
   const nsl::index batches = (n_train + s.batch - 1) / s.batch;

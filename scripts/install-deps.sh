@@ -18,9 +18,10 @@ NSL_DEB_PACKAGES=(
   libpng-dev
   dataset-fashion-mnist
 )
-# Tests and benchmarks: doctest, Google Benchmark, and PyTorch as the outside reference.
+# Tests and benchmarks: doctest, Google Benchmark, and PyTorch as the outside
+# reference (with OpenBLAS, not the slow reference BLAS, under it).
 if [[ "${1:-}" != demo ]]; then
-  NSL_DEB_PACKAGES+=(doctest-dev libbenchmark-dev python3-numpy python3-torch)
+  NSL_DEB_PACKAGES+=(doctest-dev libbenchmark-dev python3-numpy python3-torch libopenblas0-pthread)
 fi
 
 missing=()

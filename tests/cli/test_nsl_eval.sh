@@ -9,14 +9,8 @@ set -euo pipefail
 train="$1"
 eval="$2"
 data="$3"
-work="$4"
-rm -rf "$work"
-mkdir -p "$work"
-failures=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name="$1"; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; failures=$((failures + 1)); fi
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$4"
 
 # A tiny model: one epoch on 256 images, tested on the first 200 test images.
 rc=0

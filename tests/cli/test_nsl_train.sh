@@ -6,14 +6,8 @@
 set -u
 train="$1"
 data="$2"
-work="$3"
-rm -rf "$work"
-mkdir -p "$work"
-failures=0
-check() {  # check NAME CONDITION-COMMAND...
-  local name="$1"; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; failures=$((failures + 1)); fi
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$3"
 
 # One line on stderr and a non-zero exit for a usage error.
 expect_one_line_error() {  # NAME PATTERN ARGS...

@@ -66,8 +66,7 @@ class Conv2d : public Layer<T> {
 
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace_);
-    input_.resize(x.shape());  // backward needs the input (to rebuild its patches)
-    copy<T>(x, input_.view());
+    input_.save(x, this->borrowing());  // backward needs the input (to rebuild its patches)
     this->remember_input_shape(x.shape());
   }
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
@@ -100,7 +99,7 @@ class Conv2d : public Layer<T> {
  private:
   ConvGeometry geometry_;
   Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
-  Tensor<T> input_;                  ///< the last forward's input
+  SavedTensor<T> input_;             ///< the last forward's input
   Conv2dWorkspace<T> workspace_;     ///< im2col buffers, reused across steps
 };
 

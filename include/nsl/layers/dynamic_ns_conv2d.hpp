@@ -73,8 +73,7 @@ class DynamicNSConv2d : public Layer<T> {
     predictor_.forward_into(x, similarity_.view());
     dynamic_conv2d_forward<T>(structure_, x, weight_.view(), bias_.view(), similarity_.view(), geometry_, y,
                               workspace_);
-    input_.resize(x.shape());
-    copy<T>(x, input_.view());
+    input_.save(x, this->borrowing());
     this->remember_input_shape(x.shape());
   }
 
@@ -107,6 +106,11 @@ class DynamicNSConv2d : public Layer<T> {
     Layer<T>::set_training(training);
     predictor_.set_training(training);
   }
+  /// The predictor reads the same input, so it borrows when this layer does.
+  void set_borrowing(bool borrowing) override {
+    Layer<T>::set_borrowing(borrowing);
+    predictor_.set_borrowing(borrowing);
+  }
 
   Structure structure() const { return structure_; }
   index in_channels() const { return weight_.dim(1); }
@@ -131,7 +135,7 @@ class DynamicNSConv2d : public Layer<T> {
   ConvGeometry geometry_;
   SimilarityPredictor<T> predictor_;
   Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
-  Tensor<T> input_;                  ///< the last forward's input
+  SavedTensor<T> input_;             ///< the last forward's input
   Tensor<T> similarity_;             ///< G of the last forward
   Tensor<T> similarity_grad_;        ///< dL/dG, scratch for backward
   Tensor<T> predictor_input_grad_;   ///< the predictor's dL/dx, scratch

@@ -15,6 +15,16 @@
 //   parameters()       name, value, gradient and whether weight decay applies.
 //   buffers()          saved state that gradients do not train (BN statistics).
 //
+// What forward keeps of its input (a convolution's x, to rebuild the patches)
+// or output (ReLU's y) is a copy by default, so the caller may reuse its
+// buffers right after forward. `set_borrowing(true)` is the caller's promise
+// that the tensors it passes to forward_into stay alive and unchanged until
+// the matching backward; layers then keep views instead (SavedTensor below).
+// Sequential makes that promise for the layers between its first and last,
+// whose inputs and outputs it owns, and passes its own flag to the first and
+// last; a training loop that keeps its batch until backward may set it on the
+// whole network.
+//
 // `Layer<T>` is the run-time interface for containers that assemble a network
 // from a flag; the per-element work stays in non-virtual ops.
 #pragma once
@@ -63,6 +73,10 @@ class Layer {
   /// Switches between training and evaluation behaviour (BatchNorm, dropout).
   virtual void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
+  /// The caller's promise that forward's input and output tensors outlive the
+  /// matching backward unchanged (see the top of the file); containers pass it on.
+  virtual void set_borrowing(bool borrowing) { borrowing_ = borrowing; }
+  bool borrowing() const { return borrowing_; }
 
   /// Forward pass returning a new output tensor.
   Tensor<T> forward(TensorView<const T> x) {
@@ -93,6 +107,30 @@ class Layer {
  private:
   Shape input_shape_;
   bool training_ = true;
+  bool borrowing_ = false;
+};
+
+/// A tensor forward keeps for backward: a copy, or only a view when the
+/// caller promised to keep the original alive and unchanged (borrowing).
+template <class T>
+class SavedTensor {
+ public:
+  void save(TensorView<const T> x, bool borrow) {
+    if (borrow) {
+      if (!owned_.empty()) owned_ = Tensor<T>();  // a copy from an earlier, non-borrowing forward
+      view_ = x;
+    } else {
+      owned_.resize(x.shape());
+      copy<T>(x, owned_.view());
+      view_ = owned_.view();
+    }
+  }
+  TensorView<const T> view() const { return view_; }
+  const Shape& shape() const { return view_.shape(); }
+
+ private:
+  Tensor<T> owned_;
+  TensorView<const T> view_;
 };
 
 /// `inner`'s parameters with `prefix` put before each name (for containers).

@@ -48,8 +48,7 @@ class Linear : public Layer<T> {
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     const auto x2 = x.reshaped(flat(x.shape()));
     linear_forward<T>(x2, weight_.view(), bias_.view(), y);
-    input_.resize(x2.shape());
-    copy<T>(x2, input_.view());
+    input_.save(x2, this->borrowing());
     this->remember_input_shape(x.shape());
   }
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
@@ -81,7 +80,7 @@ class Linear : public Layer<T> {
   }
 
   Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
-  Tensor<T> input_;  ///< the last forward's input, as N x F
+  SavedTensor<T> input_;  ///< the last forward's input, as N x F
 };
 
 }  // namespace nsl

@@ -15,8 +15,7 @@ class ReLU : public Layer<T> {
   Shape output_shape(const Shape& input) const override { return input; }
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     relu_forward<T>(x, y);
-    output_.resize(y.shape());  // backward needs where y > 0
-    copy<T>(TensorView<const T>(y), output_.view());
+    output_.save(y, this->borrowing());  // backward needs where y > 0
     this->remember_input_shape(x.shape());
   }
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
@@ -25,7 +24,7 @@ class ReLU : public Layer<T> {
   }
 
  private:
-  Tensor<T> output_;  ///< the last forward's output
+  SavedTensor<T> output_;  ///< the last forward's output
 };
 
 }  // namespace nsl

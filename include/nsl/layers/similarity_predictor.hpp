@@ -68,6 +68,10 @@ class SimilarityPredictor : public Layer<T> {
       bn1_.emplace(options.hidden, options.bn);
       bn2_.emplace(rows_, options.bn);
     }
+    // ReLU and conv2 keep views of hidden_, which this layer owns and leaves
+    // alone until backward; conv1 reads the caller's input (set_borrowing).
+    relu_.set_borrowing(true);
+    conv2_.set_borrowing(true);
   }
 
   std::string describe() const override {
@@ -126,6 +130,10 @@ class SimilarityPredictor : public Layer<T> {
     Layer<T>::set_training(training);
     if (bn1_) bn1_->set_training(training);
     if (bn2_) bn2_->set_training(training);
+  }
+  void set_borrowing(bool borrowing) override {
+    Layer<T>::set_borrowing(borrowing);
+    conv1_.set_borrowing(borrowing);
   }
 
   /// Rows of G: K for diagonal, K*K for channel_shared.

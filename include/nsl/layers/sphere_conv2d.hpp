@@ -80,8 +80,7 @@ class SphereConv2d : public Layer<T> {
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     const Shape out = output_shape(x.shape());
     check_shape("SphereConv2d", "output", y.shape(), out);
-    input_.resize(x.shape());
-    copy<T>(x, input_.view());
+    input_.save(x, this->borrowing());
     this->remember_input_shape(x.shape());
     if (is_plain()) {  // y = z: a plain convolution, nothing else to keep
       conv2d_forward<T>(x, weight_.view(), {}, geometry_, y, workspace_);
@@ -182,7 +181,7 @@ class SphereConv2d : public Layer<T> {
   SphereConvOptions options_;
   ConvGeometry geometry_;
   Tensor<T> weight_, weight_grad_;
-  Tensor<T> input_;         ///< the last forward's input
+  SavedTensor<T> input_;    ///< the last forward's input
   Tensor<T> cosine_;        ///< c = z / (a n) of the last forward
   Tensor<T> input_norm_;    ///< n(p) (ones without input_norm)
   Tensor<T> filter_norms_;  ///< a_o (ones without filter_norm)

@@ -76,8 +76,7 @@ class StaticNSConv2d : public Layer<T> {
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     fold_weights<T>(structure_, similarity_.view(), weight_.view(), folded_.view());
     conv2d_forward<T>(x, folded_.view(), bias_.view(), geometry_, y, workspace_);
-    input_.resize(x.shape());  // backward needs the input's patches
-    copy<T>(x, input_.view());
+    input_.save(x, this->borrowing());  // backward needs the input's patches
     this->remember_input_shape(x.shape());
   }
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
@@ -127,7 +126,7 @@ class StaticNSConv2d : public Layer<T> {
   Tensor<T> weight_, weight_grad_, similarity_, similarity_grad_, bias_, bias_grad_;
   Tensor<T> folded_;       ///< W' = M^T W of the last forward
   Tensor<T> folded_grad_;  ///< dL/dW', scratch for backward
-  Tensor<T> input_;        ///< the last forward's input
+  SavedTensor<T> input_;   ///< the last forward's input
   Conv2dWorkspace<T> workspace_;
 };
 

@@ -30,7 +30,8 @@ class Sequential : public Layer<T> {
     for (const auto& entry : entries_)
       require(entry.name != name, ErrorKind::argument, "Sequential::add: duplicate layer name '", name, "'");
     L& ref = *layer;
-    entries_.push_back({std::move(name), std::move(layer), Tensor<T>(), Tensor<T>()});
+    entries_.push_back({std::move(name), std::move(layer), Tensor<T>()});
+    update_borrowing();
     return ref;
   }
 
@@ -61,13 +62,16 @@ class Sequential : public Layer<T> {
 
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
     this->check_backward("Sequential::backward", dy.shape(), dx);
+    // Layer i's input gradient is layer i-1's output gradient; two buffers in
+    // turn hold them (a layer reads one and writes the other).
     TensorView<const T> grad = dy;
     for (std::size_t i = entries_.size(); i-- > 1;) {
-      Entry& below = entries_[i - 1];  // this layer's input is the output of the layer below
-      Entry& e = entries_[i];
-      e.input_grad.resize(below.output.shape());
-      e.layer->backward_into(grad, e.input_grad.view());
-      grad = e.input_grad.view();
+      const Shape& input = entries_[i - 1].output.shape();  // this layer's input: the output below
+      Vector<T>& buffer = gradients_[i % 2];
+      if (buffer.size() < input.size()) buffer.resize(input.size());
+      const TensorView<T> input_grad(buffer.data(), input);
+      entries_[i].layer->backward_into(grad, input_grad);
+      grad = input_grad;
     }
     entries_.front().layer->backward_into(grad, dx);
   }
@@ -86,6 +90,12 @@ class Sequential : public Layer<T> {
     Layer<T>::set_training(training);
     for (auto& e : entries_) e.layer->set_training(training);
   }
+  /// The inner layers always borrow (their inputs and outputs are this
+  /// container's buffers); the first and last borrow when this one does.
+  void set_borrowing(bool borrowing) override {
+    Layer<T>::set_borrowing(borrowing);
+    update_borrowing();
+  }
 
   std::size_t size() const { return entries_.size(); }
   Layer<T>& layer(std::size_t i) { return *entries_.at(i).layer; }
@@ -95,10 +105,15 @@ class Sequential : public Layer<T> {
   struct Entry {
     std::string name;
     std::unique_ptr<Layer<T>> layer;
-    Tensor<T> output;      ///< this layer's output of the last forward (input of the next)
-    Tensor<T> input_grad;  ///< scratch: dL/d(input) of this layer in backward
+    Tensor<T> output;  ///< this layer's output of the last forward (input of the next)
   };
   std::vector<Entry> entries_;
+  Vector<T> gradients_[2];  ///< backward's scratch: the gradients between layers, in turn
+
+  void update_borrowing() {
+    for (std::size_t i = 0; i < entries_.size(); ++i)
+      entries_[i].layer->set_borrowing(i == 0 || i + 1 == entries_.size() ? this->borrowing() : true);
+  }
 };
 
 }  // namespace nsl

@@ -281,8 +281,10 @@ void fold_weights(Structure s, TensorView<const T> m, TensorView<const T> w, Ten
       folded.matrix(O * C, K) = w.matrix(O * C, K) * m.vec().asDiagonal();
       return;
     case Structure::channel_shared:
-      // rows (o, i) of the (OC) x K view: w'^T = w^T M
-      folded.matrix(O * C, K).noalias() = w.matrix(O * C, K) * m.matrix(K, K);
+      // rows (o, i) of the (OC) x K view: w'^T = w^T M. A K x K right factor is
+      // too small for a GEMM: a coefficient-wise product, never multi-threaded
+      // (Eigen's threaded GEMM stalls on such thin products).
+      folded.matrix(O * C, K).noalias() = w.matrix(O * C, K).lazyProduct(m.matrix(K, K));
       return;
     case Structure::block_diagonal:
       for (index o = 0; o < O; ++o)
@@ -321,8 +323,8 @@ void fold_weights_backward(Structure s, TensorView<const T> m, TensorView<const 
     case Structure::channel_shared: {
       const auto W = w.matrix(O * C, K);
       const auto dWf = dfolded.matrix(O * C, K);
-      dw.matrix(O * C, K).noalias() += dWf * m.matrix(K, K).transpose();
-      dm.matrix(K, K).noalias() += W.transpose() * dWf;
+      dw.matrix(O * C, K).noalias() += dWf.lazyProduct(m.matrix(K, K).transpose());  // thin: see fold_weights
+      dm.matrix(K, K).noalias() += W.transpose().lazyProduct(dWf);
       return;
     }
     case Structure::block_diagonal:

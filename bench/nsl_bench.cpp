@@ -1,0 +1,421 @@
+// nsl_bench — Google Benchmark cases for nsl's similarity layers, CNN-9 and
+// a reference Eigen GEMM (see bench/README.md).
+//
+//   layer/<variant>/fwd_bwd/B32_C64_H16     one 64 -> 64, 3x3, stride 1, 'same' similarity conv on
+//                                           32 x 64 x 16 x 16, training mode, forward + full backward
+//                                           (input gradient and every parameter gradient, predictor's too)
+//   layer/<variant>/fwd/B32_C64_H16         the same layer, forward only (training mode)
+//   cnn9/<variant>/train_step/B128_1x28x28  CNN-9 on 128 grey 28x28 images: forward, softmax
+//                                           cross-entropy, zero gradients, backward, one SGD step
+//   gemm/eigen/sgemm/N<n>                   C = A B, n x n float matrices (the machine's reference speed)
+//
+// Variants: plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere, built as
+// CNN-9 builds its similarity convs (nsl::detail::similarity_conv).
+//
+// Counters: GFLOP/s (a rate over real time) from the multiply-adds of the convolutions, the
+// predictor's included, at 2 flops per multiply-add; a backward with input gradient counts 2x its
+// forward, one without (CNN-9's first conv) 1x. GFLOP/iter is the per-iteration count, images/s
+// the CNN-9 throughput. Element-wise work (BN, ReLU, norms, the patch transform of dynamic NSL,
+// the static fold) is not counted.
+//
+// Extra flags, removed before Google Benchmark sees the command line:
+//   --nsl_threads=N              threads for nsl (nsl::set_num_threads); else $NSL_BENCH_THREADS,
+//                                else all cores
+//   --nsl_dump=DIR --nsl_case=C  for a layer case C (fwd or fwd_bwd): write x, dy, every parameter,
+//                                y, dx and every parameter gradient as .npy files into DIR, then exit
+//                                (the correctness check of bench/compare_pytorch.py)
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "nsl/core/random.hpp"
+#include "nsl/core/threads.hpp"
+#include "nsl/io/npy.hpp"
+#include "nsl/models/cnn9.hpp"
+#include "nsl/train/loss.hpp"
+#include "nsl/train/sgd.hpp"
+
+namespace {
+
+using nsl::index;
+using nsl::Shape;
+using nsl::Tensor;
+using nsl::Variant;
+
+constexpr std::uint64_t kSeed = 20191030;
+constexpr index kLayerBatch = 32, kLayerChannels = 64, kLayerSize = 16;
+constexpr index kCnnBatch = 128, kCnnChannels = 1, kCnnSize = 28, kCnnClasses = 10;
+constexpr double kCnnLearningRate = 0.01;  // small and fixed: many steps on one batch stay finite
+constexpr double kCnnSmoothing = 0.01;
+
+const Variant kVariants[] = {Variant::plain,       Variant::static_dns,  Variant::static_uns,
+                             Variant::dynamic_dns, Variant::dynamic_uns, Variant::dynamic_dns_sphere};
+
+// ---- work counting ------------------------------------------------------------------------
+
+/// Multiply-adds of a convolution with weight shape O x C x k x k producing `out`.
+double conv_macs(const Shape& weight, const Shape& out) {
+  return double(out[0]) * double(out[1]) * double(out[2]) * double(out[3]) * double(weight[1]) *
+         double(weight[2]) * double(weight[3]);
+}
+
+struct Work {
+  double forward_macs = 0;
+  double backward_macs = 0;
+  void add(double macs, bool input_grad) {
+    forward_macs += macs;
+    backward_macs += input_grad ? 2 * macs : macs;
+  }
+};
+
+/// Adds the convolution work of `layer` on input shape `in` (with or without an input gradient in
+/// backward) to `work`; returns the output shape.
+Shape count_work(nsl::Layer<float>& layer, const Shape& in, bool input_grad, Work& work) {
+  if (auto* seq = dynamic_cast<nsl::Sequential<float>*>(&layer)) {
+    Shape s = in;
+    for (std::size_t i = 0; i < seq->size(); ++i) s = count_work(seq->layer(i), s, i > 0 || input_grad, work);
+    return s;
+  }
+  const Shape out = layer.output_shape(in);
+  if (auto* conv = dynamic_cast<nsl::Conv2d<float>*>(&layer)) {
+    work.add(conv_macs(conv->weight().shape(), out), input_grad);
+  } else if (auto* stat = dynamic_cast<nsl::StaticNSConv2d<float>*>(&layer)) {
+    work.add(conv_macs(stat->weight().shape(), out), input_grad);
+  } else if (auto* sphere = dynamic_cast<nsl::SphereConv2d<float>*>(&layer)) {
+    work.add(conv_macs(sphere->weight().shape(), out), input_grad);
+  } else if (auto* dyn = dynamic_cast<nsl::DynamicNSConv2d<float>*>(&layer)) {
+    work.add(conv_macs(dyn->weight().shape(), out), input_grad);
+    count_work(dyn->predictor(), in, input_grad, work);
+  } else if (auto* pred = dynamic_cast<nsl::SimilarityPredictor<float>*>(&layer)) {
+    const Shape hidden = count_work(pred->conv1(), in, input_grad, work);
+    count_work(pred->conv2(), hidden, true, work);
+  }
+  return out;
+}
+
+// ---- fixtures -----------------------------------------------------------------------------
+
+/// The state of the case being run, kept across the runs and repetitions of that case (so the
+/// warm-up happens once) and released when another case starts (so memory does not pile up).
+template <class F>
+F& fixture_for(const std::string& name, const std::function<std::unique_ptr<F>()>& make) {
+  static std::string current_name;
+  static std::shared_ptr<void> current;
+  if (current_name != name || !current) {
+    current.reset();  // free the previous case first
+    current_name.clear();
+    std::shared_ptr<F> made = make();
+    current = made;
+    current_name = name;
+  }
+  return *static_cast<F*>(current.get());
+}
+
+std::unique_ptr<nsl::Layer<float>> make_layer(Variant v, nsl::Rng& rng) {
+  const nsl::Cnn9Options options;
+  return nsl::detail::similarity_conv<float>(v, kLayerChannels, kLayerChannels, options, rng);
+}
+
+struct LayerFixture {
+  std::unique_ptr<nsl::Layer<float>> layer;
+  Tensor<float> x, y, dy, dx;
+  Work work;
+
+  explicit LayerFixture(Variant v) {
+    nsl::Rng rng(kSeed);
+    layer = make_layer(v, rng);
+    layer->set_training(true);
+    layer->set_borrowing(true);  // x and y live as long as the fixture
+    x = nsl::random_normal<float>(Shape{kLayerBatch, kLayerChannels, kLayerSize, kLayerSize}, rng);
+    y = Tensor<float>(layer->output_shape(x.shape()));
+    dy = nsl::random_normal<float>(y.shape(), rng);
+    dx = Tensor<float>(x.shape());
+    count_work(*layer, x.shape(), true, work);
+  }
+  void forward() { layer->forward_into(x.view(), y.view()); }
+  void backward() { layer->backward_into(dy.view(), dx.view()); }
+};
+
+struct Cnn9Fixture {
+  nsl::Sequential<float> net;
+  std::unique_ptr<nsl::Sgd<float>> sgd;
+  Tensor<float> x, logits, dlogits;
+  std::vector<int> labels;
+  Work work;
+  double last_loss = 0;
+
+  explicit Cnn9Fixture(Variant v) {
+    nsl::Rng rng(kSeed);
+    nsl::Cnn9Options options;
+    options.input_size = kCnnSize;
+    net = nsl::cnn9<float>(v, kCnnChannels, kCnnClasses, rng, options);
+    net.set_training(true);
+    net.set_borrowing(true);  // x and the logits live as long as the fixture
+    sgd = std::make_unique<nsl::Sgd<float>>(net.parameters());
+    x = nsl::random_uniform<float>(Shape{kCnnBatch, kCnnChannels, kCnnSize, kCnnSize}, rng, 0.0, 255.0);
+    logits = Tensor<float>(net.output_shape(x.shape()));
+    dlogits = Tensor<float>(logits.shape());
+    for (index n = 0; n < kCnnBatch; ++n) labels.push_back(int(rng.below(kCnnClasses)));
+    count_work(net, x.shape(), false, work);  // no gradient for the images
+  }
+  void step() {
+    net.forward_into(x.view(), logits.view());
+    last_loss = nsl::softmax_cross_entropy<float>(logits.view(), labels, kCnnSmoothing, dlogits.view()).loss;
+    sgd->zero_gradients();
+    net.backward_into(dlogits.view(), {});
+    sgd->step(kCnnLearningRate);
+  }
+};
+
+// ---- benchmarks ---------------------------------------------------------------------------
+
+void set_rate_counters(benchmark::State& state, double flops_per_iteration) {
+  const double iterations = double(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iteration * iterations * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/iter"] = benchmark::Counter(flops_per_iteration * 1e-9);
+}
+
+void bm_layer(benchmark::State& state, Variant v, bool backward, const std::string& name) {
+  auto& f = fixture_for<LayerFixture>(name, [&] {
+    auto made = std::make_unique<LayerFixture>(v);
+    made->forward();  // untimed warm-up
+    if (backward) made->backward();
+    return made;
+  });
+  for (auto _ : state) {
+    f.forward();
+    if (backward) f.backward();
+    benchmark::DoNotOptimize(f.y.data());
+    benchmark::DoNotOptimize(f.dx.data());
+    benchmark::ClobberMemory();
+  }
+  const double macs = f.work.forward_macs + (backward ? f.work.backward_macs : 0.0);
+  set_rate_counters(state, 2 * macs);
+}
+
+void bm_cnn9(benchmark::State& state, Variant v, const std::string& name) {
+  auto& f = fixture_for<Cnn9Fixture>(name, [&] {
+    auto made = std::make_unique<Cnn9Fixture>(v);
+    made->step();  // untimed warm-up
+    return made;
+  });
+  for (auto _ : state) {
+    f.step();
+    benchmark::DoNotOptimize(f.logits.data());
+    benchmark::ClobberMemory();
+  }
+  if (!std::isfinite(f.last_loss)) state.SkipWithError("cnn9: the loss is not finite");
+  set_rate_counters(state, 2 * (f.work.forward_macs + f.work.backward_macs));
+  state.counters["images/s"] = benchmark::Counter(double(kCnnBatch) * double(state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+}
+
+struct GemmFixture {
+  Eigen::MatrixXf a, b, c;
+  explicit GemmFixture(index n) : a(Eigen::MatrixXf::Random(n, n)), b(Eigen::MatrixXf::Random(n, n)), c(n, n) {}
+  void run() { c.noalias() = a * b; }
+};
+
+void bm_gemm(benchmark::State& state, index n, const std::string& name) {
+  auto& f = fixture_for<GemmFixture>(name, [&] {
+    auto made = std::make_unique<GemmFixture>(n);
+    made->run();  // untimed warm-up
+    return made;
+  });
+  for (auto _ : state) {
+    f.run();
+    benchmark::DoNotOptimize(f.c.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate_counters(state, 2.0 * double(n) * double(n) * double(n));
+}
+
+std::string layer_name(Variant v, bool backward) {
+  return nsl::cat("layer/", nsl::to_string(v), backward ? "/fwd_bwd/" : "/fwd/", "B", kLayerBatch, "_C",
+                  kLayerChannels, "_H", kLayerSize);
+}
+std::string cnn9_name(Variant v) {
+  return nsl::cat("cnn9/", nsl::to_string(v), "/train_step/B", kCnnBatch, "_", kCnnChannels, "x", kCnnSize, "x",
+                  kCnnSize);
+}
+
+void register_all() {
+  for (Variant v : kVariants)
+    for (bool backward : {true, false}) {
+      const std::string name = layer_name(v, backward);
+      benchmark::RegisterBenchmark(name.c_str(), [v, backward, name](benchmark::State& s) {
+        bm_layer(s, v, backward, name);
+      })->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+  for (Variant v : kVariants) {
+    const std::string name = cnn9_name(v);
+    benchmark::RegisterBenchmark(name.c_str(), [v, name](benchmark::State& s) { bm_cnn9(s, v, name); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  for (index n : {index(1024), index(2048)}) {
+    const std::string name = nsl::cat("gemm/eigen/sgemm/N", n);
+    benchmark::RegisterBenchmark(name.c_str(), [n, name](benchmark::State& s) { bm_gemm(s, n, name); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+}
+
+// ---- the dump for the correctness check ----------------------------------------------------
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+std::string file_stem(std::string name) {
+  for (char& c : name)
+    if (c == '.') c = '_';
+  return name;
+}
+
+/// Moves the parameters away from their initial values so that every path of the layer carries
+/// signal: M of the static variants off the identity, BN's gamma and beta off (1, 0), and the
+/// dynamic UNS predictor (no BN, tiny initial conv2) scaled so that G has an RMS of 0.25.
+void perturb_for_check(nsl::Layer<float>& layer, const Tensor<float>& x, nsl::Rng& rng) {
+  for (auto& p : layer.parameters()) {
+    if (p.name == "similarity") {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] += float(0.3 * rng.normal());
+    } else if (ends_with(p.name, ".gamma")) {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(1.0 + 0.2 * rng.normal());
+    } else if (ends_with(p.name, ".beta")) {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(0.2 * rng.normal());
+    }
+  }
+  if (auto* dyn = dynamic_cast<nsl::DynamicNSConv2d<float>*>(&layer); dyn && !dyn->predictor().bn2()) {
+    Tensor<float> y(layer.output_shape(x.shape()));
+    layer.forward_into(x.view(), y.view());
+    const Tensor<float>& g = dyn->predicted_similarity();
+    const double rms = std::sqrt(double(g.vec().squaredNorm()) / double(g.size()));
+    if (rms > 0) dyn->predictor().conv2().weight().vec() *= float(0.25 / rms);
+  }
+}
+
+int dump_case(const std::string& dir, const std::string& case_name) {
+  Variant variant{};
+  bool found = false;
+  for (Variant v : kVariants)
+    for (bool backward : {true, false})
+      if (case_name == layer_name(v, backward)) {
+        variant = v;
+        found = true;
+      }
+  if (!found) {
+    std::fprintf(stderr, "nsl_bench: --nsl_case: '%s' is not a layer case (expected e.g. %s)\n", case_name.c_str(),
+                 layer_name(Variant::plain, true).c_str());
+    return 2;
+  }
+  std::filesystem::create_directories(dir);
+  nsl::Rng rng(kSeed);
+  auto layer = make_layer(variant, rng);
+  layer->set_training(true);
+  const auto x = nsl::random_normal<float>(Shape{kLayerBatch, kLayerChannels, kLayerSize, kLayerSize}, rng);
+  perturb_for_check(*layer, x, rng);
+  const auto dy = nsl::random_normal<float>(layer->output_shape(x.shape()), rng);
+  nsl::zero_gradients(layer->parameters());
+
+  nsl::save_npy(dir + "/x.npy", x);
+  nsl::save_npy(dir + "/dy.npy", dy);
+  for (auto& p : layer->parameters()) nsl::save_npy(dir + "/" + file_stem(p.name) + ".npy", p.value);
+  const Tensor<float> y = layer->forward(x.view());
+  const Tensor<float> dx = layer->backward(dy.view());
+  nsl::save_npy(dir + "/y.npy", y);
+  nsl::save_npy(dir + "/dx.npy", dx);
+  std::ofstream manifest(dir + "/parameters.txt");
+  for (auto& p : layer->parameters()) {
+    nsl::save_npy(dir + "/d_" + file_stem(p.name) + ".npy", p.grad);
+    manifest << p.name << ' ' << file_stem(p.name) << ' ' << p.value.shape() << '\n';
+  }
+  std::ofstream(dir + "/case.txt") << case_name << '\n' << nsl::to_string(variant) << '\n' << layer->describe() << '\n';
+  std::printf("nsl_bench: wrote %s to %s\n", case_name.c_str(), dir.c_str());
+  return 0;
+}
+
+// ---- command line ----------------------------------------------------------------------------
+
+/// Removes `--<flag>=value` from argv (returns true and the value when present).
+bool take_flag(int& argc, char** argv, const std::string& flag, std::string& value) {
+  const std::string prefix = "--" + flag + "=";
+  bool found = false;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.compare(0, prefix.size(), prefix) == 0) {
+      value = arg.substr(prefix.size());
+      found = true;
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  argv[argc] = nullptr;
+  return found;
+}
+
+int parse_threads(const std::string& text, const char* where) {
+  char* end = nullptr;
+  const long n = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || n < 1 || n > 4096) {
+    std::fprintf(stderr, "nsl_bench: %s: expected a thread count >= 1, got '%s'\n", where, text.c_str());
+    std::exit(2);
+  }
+  return int(n);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string threads_text, dump_dir, dump_case_name;
+    int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    if (take_flag(argc, argv, "nsl_threads", threads_text)) {
+      threads = parse_threads(threads_text, "--nsl_threads");
+    } else if (const char* env = std::getenv("NSL_BENCH_THREADS"); env && *env) {
+      threads = parse_threads(env, "NSL_BENCH_THREADS");
+    }
+    const bool dump = take_flag(argc, argv, "nsl_dump", dump_dir);
+    const bool have_case = take_flag(argc, argv, "nsl_case", dump_case_name);
+    nsl::set_num_threads(threads);
+    if (dump || have_case) {
+      if (!dump || !have_case) {
+        std::fprintf(stderr, "nsl_bench: --nsl_dump=DIR and --nsl_case=NAME go together\n");
+        return 2;
+      }
+      return dump_case(dump_dir, dump_case_name);
+    }
+
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::AddCustomContext("nsl_threads", std::to_string(nsl::num_threads()));
+    benchmark::AddCustomContext("eigen_simd", Eigen::SimdInstructionSetsInUse());
+#ifdef _OPENMP
+    benchmark::AddCustomContext("nsl_openmp", "on");
+#else
+    benchmark::AddCustomContext("nsl_openmp", "off");
+#endif
+    register_all();
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nsl_bench: %s\n", e.what());
+    return 1;
+  }
+}
