@@ -11,9 +11,10 @@
 // --label-smoothing), the accuracy of every class and the confusion matrix
 // (rows: true class, columns: predicted class; printed for up to 20 classes).
 // --json FILE writes all of it as one JSON object (accuracies as fractions):
-//   {"model", "variant", "dataset", "images", "accuracy", "loss",
+//   {"model", "variant", "dataset", "images", "accuracy", "loss", "precise_bn",
 //    "per_class": [{"class", "name", "images", "accuracy"}, ...], "confusion": [[...], ...]}
-// --dataset defaults to the checkpoint's; --limit-test N evaluates only the
+// --precise-bn N first re-estimates BatchNorm's statistics on N training
+// batches (nsl/train/precise_bn.hpp). --dataset defaults to the checkpoint's; --limit-test N evaluates only the
 // first N test images (nsl-train's --limit-test takes the same ones). Errors
 // are one line "nsl-eval: ..." on stderr and exit status 1. Run with --help
 // for every option.
@@ -40,6 +41,7 @@
 #include "nsl/io/checkpoint.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
+#include "nsl/train/precise_bn.hpp"
 
 namespace {
 
@@ -54,6 +56,7 @@ struct Settings {
   nsl::index batch = 500;
   int threads = 0;  // 0: all cores
   nsl::index limit_test = 0;
+  nsl::index precise_bn = 0;  // training batches of 128 to re-estimate BN statistics (0: the checkpoint's)
   std::string json;
 };
 
@@ -237,6 +240,7 @@ std::string to_json(const Settings& s, const std::string& variant, const std::st
       {"images", json(n).dump()},
       {"accuracy", json(double(r.correct) / double(n)).dump()},
       {"loss", json(r.loss).dump()},
+      {"precise_bn", json(s.precise_bn).dump()},
       {"per_class", lines(classes)},
       {"confusion", lines(rows)}};
   std::string text = "{";
@@ -290,6 +294,20 @@ int run(const Settings& s) {
   nsl::Sequential<float> net = nsl::cnn9<float>(variant, in_channels, test.classes, rng, options);
   nsl::restore(ckpt, "model.", net.parameters());
   nsl::restore(ckpt, "model.", net.buffers());
+  if (s.precise_bn > 0) {
+    const nsl::Dataset train =
+        dataset == "fashion-mnist" ? nsl::load_fashion_mnist(dir, true) : nsl::load_cifar(dir, true, dataset == "cifar100");
+    const nsl::index batch = 128, n_train = train.images.dim(0);
+    const nsl::index batches = std::min(s.precise_bn, (n_train + batch - 1) / batch);
+    std::vector<nsl::index> order(static_cast<std::size_t>(n_train));
+    for (nsl::index i = 0; i < n_train; ++i) order[static_cast<std::size_t>(i)] = i;
+    std::vector<int> labels;
+    nsl::recalibrate_batch_norm<float>(net, batches, [&](nsl::index b, nsl::Tensor<float>& images) {
+      nsl::gather_batch(train, order, b * batch, std::min(batch, n_train - b * batch), images, labels);
+    });
+    std::printf("nsl-eval: BatchNorm statistics re-estimated on %ld training batches of %ld (--precise-bn)\n",
+                long(batches), long(batch));
+  }
 
   const Result result = evaluate(net, test, s.batch);
   std::vector<std::string> names;
@@ -332,6 +350,10 @@ int main(int argc, char** argv) {
   app.add_option("--limit-test", s.limit_test, "use only the first N test images (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--json", s.json, "also write the results to this JSON file");
+  app.add_option("--precise-bn", s.precise_bn,
+                 "re-estimate BatchNorm's running statistics on this many training batches of 128 before "
+                 "evaluating (0: use the checkpoint's; see nsl/train/precise_bn.hpp)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 #if NSL_HAS_EXCEPTIONS
   try {

@@ -29,6 +29,7 @@
 #include "nsl/io/checkpoint.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
+#include "nsl/train/precise_bn.hpp"
 #include "nsl/train/schedule.hpp"
 #include "nsl/train/sgd.hpp"
 
@@ -47,6 +48,7 @@ struct Settings {
   double lr = 0.1;
   std::string schedule = "step";
   nsl::index warmup = 200;  // iterations of linear learning-rate warm-up
+  nsl::index precise_bn = 0;  // training batches to re-estimate BN statistics before each evaluation (0: off)
   double momentum = 0.9;
   double weight_decay = 5e-4;
   double smoothing = 0.01;
@@ -141,6 +143,19 @@ Evaluation evaluate(nsl::Sequential<float>& net, const nsl::Dataset& data, doubl
   return {loss_sum / double(n), double(correct) / double(n)};
 }
 
+// BatchNorm statistics re-estimated on the first `batches` un-augmented
+// training batches (nsl/train/precise_bn.hpp).
+void recalibrate(nsl::Sequential<float>& net, const nsl::Dataset& train, nsl::index batches, nsl::index batch) {
+  const nsl::index n = train.images.dim(0);
+  batches = std::min(batches, (n + batch - 1) / batch);
+  std::vector<nsl::index> order(static_cast<std::size_t>(n));
+  for (nsl::index i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::vector<int> labels;
+  nsl::recalibrate_batch_norm<float>(net, batches, [&](nsl::index b, nsl::Tensor<float>& images) {
+    nsl::gather_batch(train, order, b * batch, std::min(batch, n - b * batch), images, labels);
+  });
+}
+
 // ---- checkpoints -----------------------------------------------------------
 
 void save(const fs::path& path, const Settings& s, nsl::Sequential<float>& net, nsl::Sgd<float>& sgd, int epoch,
@@ -173,6 +188,7 @@ void write_run_description(const fs::path& path, const Settings& s) {
                               {"lr", s.lr},
                               {"schedule", s.schedule},
                               {"warmup", s.warmup},
+                              {"precise_bn", s.precise_bn},
                               {"momentum", s.momentum},
                               {"weight_decay", s.weight_decay},
                               {"label_smoothing", s.smoothing},
@@ -337,6 +353,7 @@ int train(const Settings& s) {
       progress.update(b + 1, loss_sum / double(seen), double(correct) / double(seen), seen);
     }
     const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (s.precise_bn > 0) recalibrate(net, data.train, s.precise_bn, s.batch);
     const Evaluation test = evaluate(net, data.test, s.smoothing);
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     train_loss.push_back(loss_sum / double(seen));
@@ -390,6 +407,11 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", s.warmup,
                  "iterations of linear learning-rate warm-up (avoids the loss jump of lr 0.1 at the start; "
                  "see nsl/train/schedule.hpp)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--precise-bn", s.precise_bn,
+                 "before each evaluation, re-estimate BatchNorm's running statistics on this many training "
+                 "batches with the weights fixed (0: the moving average of the recipe; see nsl/train/precise_bn.hpp)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();

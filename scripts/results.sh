@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs nsl-train for the results table (docs/RESULTS.md) and prints the table.
+# Runs nsl-train for the results table (docs/RESULTS.md), evaluates each
+# model a second time with re-estimated BatchNorm statistics (nsl-eval
+# --precise-bn 100, written to eval_precise_bn.json), and prints the table.
 # Usage: bash scripts/results.sh VARIANT:EPOCHS:SEED[:EXTRA] ...
 #   e.g. bash scripts/results.sh plain:15:1 dynamic_dns:1:1 "plain:3:2:--lr 0.05"
 # Each run writes runs/results/VARIANT-eEPOCHS-sSEED/ (run.json, metrics.jsonl,
@@ -12,8 +14,20 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TRAIN=build/release/nsl-train
-[[ -x $TRAIN ]] || { echo "results: $TRAIN missing: run scripts/demo.sh (or build the nsl-train target) first" >&2; exit 1; }
+EVAL=build/release/nsl-eval
+for tool in "$TRAIN" "$EVAL"; do
+  [[ -x $tool ]] || { echo "results: $tool missing: run scripts/demo.sh (it builds both) first" >&2; exit 1; }
+done
 (($# > 0)) || { sed -n '2,9p' "$0" >&2; exit 2; }
+
+# nsl-eval with BatchNorm statistics re-estimated on 100 training batches
+# (nsl/train/precise_bn.hpp), once per finished run.
+evaluate_precise_bn() {
+  local out="$1"
+  [[ -f $out/eval_precise_bn.json && $out/eval_precise_bn.json -nt $out/model.nslckpt ]] && return 0
+  "$EVAL" --model "$out/model.nslckpt" --precise-bn 100 --json "$out/eval_precise_bn.json" >"$out/eval_precise_bn.log" 2>&1
+  grep "test accuracy" "$out/eval_precise_bn.log" | sed "s|^|results: $out: precise BN: |"
+}
 
 dirs=()
 for spec in "$@"; do
@@ -26,6 +40,7 @@ for spec in "$@"; do
   [[ -f $out/metrics.jsonl ]] && done_epochs=$(grep -c . "$out/metrics.jsonl" || true)
   if ((done_epochs >= epochs)); then
     echo "results: $out: all $epochs epochs done"
+    evaluate_precise_bn "$out"
     continue
   fi
   args=(--variant "$variant" --epochs "$epochs" --seed "$seed" --out "$out")
@@ -38,6 +53,7 @@ for spec in "$@"; do
   echo "results: $TRAIN ${args[*]}   (log: $out/train.log)"
   "$TRAIN" "${args[@]}" >>"$out/train.log" 2>&1
   tail -n 1 "$out/train.log"
+  evaluate_precise_bn "$out"
 done
 
 python3 scripts/results_table.py "${dirs[@]}"

@@ -4,10 +4,12 @@
 Usage: python3 scripts/results_table.py RUN_DIR...
 
 Each RUN_DIR is an nsl-train --out directory: run.json (the command and
-settings) and metrics.jsonl (one object per epoch). One row per run, sorted by
-variant, epochs and seed; the accuracy is the test accuracy after the last
-epoch (not the best epoch), the time is the sum of the epochs' wall times
-(training and evaluation).
+settings), metrics.jsonl (one object per epoch) and, if scripts/results.sh
+made it, eval_precise_bn.json (nsl-eval --precise-bn 100). One row per run,
+sorted by variant, epochs and seed; the accuracies are those after the last
+epoch (not the best epoch): with BatchNorm's moving-average statistics (the
+recipe) and with statistics re-estimated for the final weights (precise BN);
+the time is the sum of the epochs' wall times (training and evaluation).
 """
 import json
 import sys
@@ -36,6 +38,8 @@ def main(argv):
     for run_dir in argv[1:]:
         settings, epochs = load(run_dir)
         last = epochs[-1]
+        precise = Path(run_dir) / "eval_precise_bn.json"
+        precise_acc = f"{100 * json.loads(precise.read_text())['accuracy']:.2f}" if precise.exists() else "-"
         key = (VARIANTS.index(settings["variant"]) if settings["variant"] in VARIANTS else 99,
                settings["epochs"], settings["seed"])
         rows.append((key, [
@@ -44,14 +48,16 @@ def main(argv):
             f"{len(epochs)}/{settings['epochs']}",
             f"{settings['lr']} {settings['schedule']}, warm-up {settings['warmup']}",
             f"{100 * last['test_acc']:.2f}",
+            precise_acc,
             f"{100 * last['train_acc']:.2f}",
             f"{last['test_loss']:.4f}",
             minutes(sum(e["seconds"] for e in epochs)),
             f"{sum(e['images_per_second'] for e in epochs) / len(epochs):.0f}",
             f"`{Path(run_dir).name}`",
         ]))
-    print("| variant | seed | epochs | lr, schedule | test acc % | train acc % | test loss | minutes | img/s (train) | run |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | seed | epochs | lr, schedule | test acc % (moving-average BN) | test acc % (precise BN) "
+          "| train acc % | test loss | minutes | img/s (train) | run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for _, cells in sorted(rows):
         print("| " + " | ".join(cells) + " |")
 
