@@ -8,7 +8,7 @@ set -euo pipefail
 # ---- main job: change these two to demo something else ---------------------
 # MAIN_TARGET: the CMake target to build; MAIN_JOB: the command to run, with
 # paths relative to the repository root (extra script arguments are appended).
-MAIN_TARGET="nsl-train nsl-eval"
+MAIN_TARGET="nsl-tools"  # nsl-train and nsl-eval
 OUT="runs/demo"
 MAIN_JOB=(build/release/nsl-train --variant dynamic_dns --epochs 1 --out "$OUT")
 # -----------------------------------------------------------------------------
@@ -24,8 +24,7 @@ bash "$ROOT/scripts/install-deps.sh" demo
 cmake -S "$ROOT" -B "$ROOT/build/release" \
   -DCMAKE_BUILD_TYPE=Release -DNSL_SANITIZE=OFF \
   -DNSL_BUILD_TESTS=OFF -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=OFF
-# shellcheck disable=SC2086  # MAIN_TARGET is a list of targets
-cmake --build "$ROOT/build/release" -j "$JOBS" ${MAIN_TARGET:+--target $MAIN_TARGET}
+cmake --build "$ROOT/build/release" -j "$JOBS" ${MAIN_TARGET:+--target "$MAIN_TARGET"}
 
 echo
 echo "==== demo: ${MAIN_JOB[*]} $*"
