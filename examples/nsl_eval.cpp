@@ -41,7 +41,6 @@
 #include "nsl/io/checkpoint.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
-#include "nsl/train/precise_bn.hpp"
 
 namespace {
 
@@ -297,14 +296,8 @@ int run(const Settings& s) {
   if (s.precise_bn > 0) {
     const nsl::Dataset train =
         dataset == "fashion-mnist" ? nsl::load_fashion_mnist(dir, true) : nsl::load_cifar(dir, true, dataset == "cifar100");
-    const nsl::index batch = 128, n_train = train.images.dim(0);
-    const nsl::index batches = std::min(s.precise_bn, (n_train + batch - 1) / batch);
-    std::vector<nsl::index> order(static_cast<std::size_t>(n_train));
-    for (nsl::index i = 0; i < n_train; ++i) order[static_cast<std::size_t>(i)] = i;
-    std::vector<int> labels;
-    nsl::recalibrate_batch_norm<float>(net, batches, [&](nsl::index b, nsl::Tensor<float>& images) {
-      nsl::gather_batch(train, order, b * batch, std::min(batch, n_train - b * batch), images, labels);
-    });
+    const nsl::index batch = 128;
+    const nsl::index batches = nsl::cli::recalibrate_on_first_batches(net, train, s.precise_bn, batch);
     std::printf("nsl-eval: BatchNorm statistics re-estimated on %ld training batches of %ld (--precise-bn)\n",
                 long(batches), long(batch));
   }

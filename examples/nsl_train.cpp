@@ -29,7 +29,6 @@
 #include "nsl/io/checkpoint.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
-#include "nsl/train/precise_bn.hpp"
 #include "nsl/train/schedule.hpp"
 #include "nsl/train/sgd.hpp"
 
@@ -141,19 +140,6 @@ Evaluation evaluate(nsl::Sequential<float>& net, const nsl::Dataset& data, doubl
   }
   net.set_training(true);
   return {loss_sum / double(n), double(correct) / double(n)};
-}
-
-// BatchNorm statistics re-estimated on the first `batches` un-augmented
-// training batches (nsl/train/precise_bn.hpp).
-void recalibrate(nsl::Sequential<float>& net, const nsl::Dataset& train, nsl::index batches, nsl::index batch) {
-  const nsl::index n = train.images.dim(0);
-  batches = std::min(batches, (n + batch - 1) / batch);
-  std::vector<nsl::index> order(static_cast<std::size_t>(n));
-  for (nsl::index i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
-  std::vector<int> labels;
-  nsl::recalibrate_batch_norm<float>(net, batches, [&](nsl::index b, nsl::Tensor<float>& images) {
-    nsl::gather_batch(train, order, b * batch, std::min(batch, n - b * batch), images, labels);
-  });
 }
 
 // ---- checkpoints -----------------------------------------------------------
@@ -353,7 +339,7 @@ int train(const Settings& s) {
       progress.update(b + 1, loss_sum / double(seen), double(correct) / double(seen), seen);
     }
     const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (s.precise_bn > 0) recalibrate(net, data.train, s.precise_bn, s.batch);
+    if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(net, data.train, s.precise_bn, s.batch);
     const Evaluation test = evaluate(net, data.test, s.smoothing);
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     train_loss.push_back(loss_sum / double(seen));

@@ -1,5 +1,6 @@
 // examples/common/cli.hpp — small pieces the command-line programs share:
-// durations as text, a progress line, and keeping the first N images.
+// durations as text, a progress line, keeping the first N images, and
+// re-estimating BatchNorm statistics on the first training batches.
 #pragma once
 
 #include <unistd.h>
@@ -10,7 +11,12 @@
 #include <string>
 #include <utility>
 
+#include <vector>
+
+#include "nsl/data/augment.hpp"
 #include "nsl/data/idx.hpp"
+#include "nsl/layers/layer.hpp"
+#include "nsl/train/precise_bn.hpp"
 
 namespace nsl::cli {
 
@@ -61,6 +67,21 @@ inline void keep_first(Dataset& d, index limit) {
   Tensor<float> kept(TensorView<const float>(d.images.data(), Shape{limit, s[1], s[2], s[3]}));
   d.images = std::move(kept);
   d.labels.resize(static_cast<std::size_t>(limit));
+}
+
+/// Precise BN (nsl/train/precise_bn.hpp) on the first `batches` batches of
+/// `batch` un-augmented images of `train` (fewer if the data runs out);
+/// returns how many batches it used.
+inline index recalibrate_on_first_batches(Layer<float>& net, const Dataset& train, index batches, index batch) {
+  const index n = train.images.dim(0);
+  batches = std::min(batches, (n + batch - 1) / batch);
+  std::vector<index> order(static_cast<std::size_t>(n));
+  for (index i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::vector<int> labels;
+  recalibrate_batch_norm<float>(net, batches, [&](index b, Tensor<float>& images) {
+    gather_batch(train, order, b * batch, std::min(batch, n - b * batch), images, labels);
+  });
+  return batches;
 }
 
 }  // namespace nsl::cli
