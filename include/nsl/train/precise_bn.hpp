@@ -18,6 +18,8 @@
 // "<name>.updates"; with the update count set to 0 before a forward, the
 // debiased average (nsl/layers/batch_norm2d.hpp) copies that batch's
 // statistics, which are then summed here. The update counts are restored.
+// This needs the debiased average (BatchNormOptions::debias, the default);
+// with the plain EMA a forward would blend the batch into the old value.
 // Forward passes only; no gradient, no weight changes. The network is left
 // in the mode it was in.
 #pragma once
