@@ -129,7 +129,9 @@ Evaluation evaluate(nsl::Sequential<float>& net, const nsl::Dataset& data, doubl
   std::vector<int> labels;
   double loss_sum = 0.0;
   nsl::index correct = 0;
+  const nsl::cli::PhaseProgress progress("testing");
   for (nsl::index start = 0; start < n; start += batch) {
+    progress.show(start, n);
     const nsl::index count = std::min(batch, n - start);
     nsl::gather_batch(data, order, start, count, images, labels);
     logits.resize(net.output_shape(images.shape()));
@@ -138,6 +140,7 @@ Evaluation evaluate(nsl::Sequential<float>& net, const nsl::Dataset& data, doubl
     loss_sum += r.loss * double(count);
     correct += r.correct;
   }
+  progress.show(n, n);
   net.set_training(true);
   return {loss_sum / double(n), double(correct) / double(n)};
 }

@@ -2,6 +2,11 @@
 # Builds nsl in Release (build/release) and runs the demo's main job: one
 # epoch of CNN-9 with dynamic neural similarity (DNS) on Fashion-MNIST, then
 # nsl-eval on the trained model. Outputs go to runs/demo/.
+#
+# One epoch is short for the recipe's step schedule and BatchNorm moving
+# average, so the demo anneals the learning rate with a cosine (to 0 at the
+# end of the epoch) and re-estimates the BatchNorm statistics on 100 batches
+# before testing (docs/training.md, "A one-epoch run"; docs/RESULTS.md).
 # Usage: bash scripts/demo.sh [more nsl-train arguments, e.g. --epochs 3]
 set -euo pipefail
 
@@ -10,7 +15,8 @@ set -euo pipefail
 # paths relative to the repository root (extra script arguments are appended).
 MAIN_TARGET="nsl-tools"  # nsl-train and nsl-eval
 OUT="runs/demo"
-MAIN_JOB=(build/release/nsl-train --variant dynamic_dns --epochs 1 --out "$OUT")
+MAIN_JOB=(build/release/nsl-train --variant dynamic_dns --epochs 1 --schedule cosine --precise-bn 100
+          --out "$OUT")
 # -----------------------------------------------------------------------------
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

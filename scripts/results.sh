@@ -4,8 +4,9 @@
 # --precise-bn 100, written to eval_precise_bn.json), and prints the table.
 # Usage: bash scripts/results.sh VARIANT:EPOCHS:SEED[:EXTRA] ...
 #   e.g. bash scripts/results.sh plain:15:1 dynamic_dns:1:1 "plain:3:2:--lr 0.05"
-# Each run writes runs/results/VARIANT-eEPOCHS-sSEED/ (run.json, metrics.jsonl,
-# model.nslckpt, pictures) and its console output to train.log there; a run
+# Each run writes runs/results/VARIANT-eEPOCHS-sSEED[-TAG]/ (run.json,
+# metrics.jsonl, model.nslckpt, pictures; TAG is EXTRA without dashes, e.g.
+# "lr-0.05") and its console output to train.log there; a run
 # whose metrics already hold all its epochs is skipped, a partial one is
 # resumed from its checkpoint. Expects build/release/nsl-train (scripts/demo.sh
 # builds it). Settings other than the three fields are nsl-train's defaults.
@@ -24,6 +25,8 @@ done
 # (nsl/train/precise_bn.hpp), once per finished run.
 evaluate_precise_bn() {
   local out="$1"
+  # nsl-train --precise-bn already tested with re-estimated statistics.
+  grep -Eq '"precise_bn": *[1-9]' "$out/run.json" && return 0
   [[ -f $out/eval_precise_bn.json && $out/eval_precise_bn.json -nt $out/model.nslckpt ]] && return 0
   "$EVAL" --model "$out/model.nslckpt" --precise-bn 100 --json "$out/eval_precise_bn.json" >"$out/eval_precise_bn.log" 2>&1
   grep "test accuracy" "$out/eval_precise_bn.log" | sed "s|^|results: $out: precise BN: |"
@@ -35,6 +38,10 @@ for spec in "$@"; do
   [[ -n $variant && $epochs =~ ^[0-9]+$ && $seed =~ ^[0-9]+$ ]] ||
     { echo "results: bad run '$spec' (expected VARIANT:EPOCHS:SEED[:EXTRA])" >&2; exit 2; }
   out="runs/results/$variant-e$epochs-s$seed"
+  if [[ -n ${extra:-} ]]; then
+    tag=$(sed -E 's/(^| )-+/ /g; s/^ +//; s/[^A-Za-z0-9.]+/-/g' <<<"$extra")
+    out+="-$tag"
+  fi
   dirs+=("$out")
   done_epochs=0
   [[ -f $out/metrics.jsonl ]] && done_epochs=$(grep -c . "$out/metrics.jsonl" || true)

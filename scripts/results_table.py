@@ -10,6 +10,8 @@ sorted by variant, epochs and seed; the accuracies are those after the last
 epoch (not the best epoch): with BatchNorm's moving-average statistics (the
 recipe) and with statistics re-estimated for the final weights (precise BN);
 the time is the sum of the epochs' wall times (training and evaluation).
+A run trained with --precise-bn evaluated with re-estimated statistics
+already, so its moving-average column is "-".
 """
 import json
 import sys
@@ -40,6 +42,9 @@ def main(argv):
         last = epochs[-1]
         precise = Path(run_dir) / "eval_precise_bn.json"
         precise_acc = f"{100 * json.loads(precise.read_text())['accuracy']:.2f}" if precise.exists() else "-"
+        moving_acc = f"{100 * last['test_acc']:.2f}"
+        if settings.get("precise_bn", 0) > 0:  # nsl-train re-estimated the statistics itself
+            moving_acc, precise_acc = "-", moving_acc
         key = (VARIANTS.index(settings["variant"]) if settings["variant"] in VARIANTS else 99,
                settings["epochs"], settings["seed"])
         rows.append((key, [
@@ -47,7 +52,7 @@ def main(argv):
             str(settings["seed"]),
             f"{len(epochs)}/{settings['epochs']}",
             f"{settings['lr']} {settings['schedule']}, warm-up {settings['warmup']}",
-            f"{100 * last['test_acc']:.2f}",
+            moving_acc,
             precise_acc,
             f"{100 * last['train_acc']:.2f}",
             f"{last['test_loss']:.4f}",

@@ -41,23 +41,38 @@ inline std::string progress_bar(index done, index total, int width = 24) {
 
 /// A status line for `done` of `total` steps: redrawn in place when stdout is
 /// a terminal, printed as a new line at every tenth of the work otherwise
-/// (logs stay short).
+/// (logs stay short). A transient line (for short phases such as a test
+/// evaluation) is erased when the work is done and never goes to a log.
 class ProgressLine {
  public:
-  ProgressLine() : tty_(isatty(fileno(stdout)) != 0) {}
+  explicit ProgressLine(bool transient = false) : tty_(isatty(fileno(stdout)) != 0), transient_(transient) {}
   void show(index done, index total, const std::string& line) const {
     if (tty_) {
       std::printf("\r%s\033[K", line.c_str());
-      if (done == total) std::printf("\n");
+      if (done == total) std::printf(transient_ ? "\r\033[K" : "\n");
       std::fflush(stdout);
-    } else if (done == total || done * 10 / total != (done - 1) * 10 / total) {
+    } else if (!transient_ && (done == total || done * 10 / total != (done - 1) * 10 / total)) {
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
     }
   }
 
  private:
-  bool tty_;
+  bool tty_, transient_;
+};
+
+/// A transient progress line "label [####....] done/total" (see ProgressLine).
+class PhaseProgress {
+ public:
+  explicit PhaseProgress(std::string label) : label_(std::move(label)), line_(true) {}
+  void show(index done, index total) const {
+    line_.show(done, total, label_ + " " + progress_bar(done, total) + " " + std::to_string(done) + "/" +
+                                std::to_string(total));
+  }
+
+ private:
+  std::string label_;
+  ProgressLine line_;
 };
 
 /// Keeps only the first `limit` images of `d` (all when limit <= 0).
@@ -78,9 +93,12 @@ inline index recalibrate_on_first_batches(Layer<float>& net, const Dataset& trai
   std::vector<index> order(static_cast<std::size_t>(n));
   for (index i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
   std::vector<int> labels;
+  const PhaseProgress progress("re-estimating BatchNorm statistics");
   recalibrate_batch_norm<float>(net, batches, [&](index b, Tensor<float>& images) {
+    progress.show(b, batches);
     gather_batch(train, order, b * batch, std::min(batch, n - b * batch), images, labels);
   });
+  progress.show(batches, batches);
   return batches;
 }
 
