@@ -8,7 +8,11 @@ struct Case {
   nsl::index c, h, w, k, s, p;
 };
 const Case cases[] = {{1, 5, 5, 3, 1, 1}, {2, 7, 6, 3, 2, 1}, {3, 4, 9, 5, 1, 2}, {2, 8, 8, 1, 2, 0},
-                      {1, 1, 1, 3, 1, 1}, {2, 3, 2, 5, 2, 2}, {1, 6, 5, 4, 1, 0}, {2, 9, 9, 3, 3, 4}};
+                      {1, 1, 1, 3, 1, 1}, {2, 3, 2, 5, 2, 2}, {1, 6, 5, 4, 1, 0}, {2, 9, 9, 3, 3, 4},
+                      // stride 1, width kept (im2col's one-copy path), including images
+                      // narrower than the kernel and a 1-wide one
+                      {2, 6, 7, 3, 1, 1}, {1, 2, 2, 3, 1, 1}, {3, 5, 4, 5, 1, 2}, {2, 3, 1, 3, 1, 1},
+                      {1, 7, 3, 7, 1, 3}, {2, 4, 5, 1, 1, 0}};
 }  // namespace
 
 TEST_CASE("im2col equals the reference patch matrix for every geometry") {

@@ -69,10 +69,17 @@ void batchnorm_forward(TensorView<const T> x, TensorView<const T> mean, TensorVi
     for (index plane = begin; plane < end; ++plane) {
       const index c = plane % C, offset = plane * P;
       const T s = T(1) / std::sqrt(variance[c] + eps), mu = mean[c], g = gamma[c], b = beta[c];
-      for (index p = 0; p < P; ++p) {
-        const T xhat = (x[offset + p] - mu) * s;
-        if (normalized.size()) normalized[offset + p] = xhat;
-        y[offset + p] = g * xhat + b;
+      const T* xp = x.data() + offset;
+      T* yp = y.data() + offset;
+      if (normalized.size()) {  // two loops without a branch inside: both vectorise
+        T* np = normalized.data() + offset;
+        for (index p = 0; p < P; ++p) {
+          const T xhat = (xp[p] - mu) * s;
+          np[p] = xhat;
+          yp[p] = g * xhat + b;
+        }
+      } else {
+        for (index p = 0; p < P; ++p) yp[p] = g * ((xp[p] - mu) * s) + b;
       }
     }
   });
@@ -90,13 +97,14 @@ void batchnorm_backward(TensorView<const T> normalized, TensorView<const T> vari
   const T m = T(N * P);
   parallel_ranges(C, 1, [&](index c_begin, index c_end) {
     for (index c = c_begin; c < c_end; ++c) {
+      // Eigen's reductions are vectorised (a plain float sum loop is not:
+      // the compiler may not reorder the additions).
       T sum_dy = 0, sum_dy_xhat = 0;
       for (index n = 0; n < N; ++n) {
         const index offset = (n * C + c) * P;
-        for (index p = 0; p < P; ++p) {
-          sum_dy += dy[offset + p];
-          sum_dy_xhat += dy[offset + p] * normalized[offset + p];
-        }
+        const Eigen::Map<const Vector<T>> dy_plane(dy.data() + offset, P), xhat_plane(normalized.data() + offset, P);
+        sum_dy += dy_plane.sum();
+        sum_dy_xhat += dy_plane.dot(xhat_plane);
       }
       dbeta[c] += sum_dy;
       dgamma[c] += sum_dy_xhat;
@@ -105,8 +113,9 @@ void batchnorm_backward(TensorView<const T> normalized, TensorView<const T> vari
       const T mean_dy = sum_dy / m, mean_dy_xhat = sum_dy_xhat / m;
       for (index n = 0; n < N; ++n) {
         const index offset = (n * C + c) * P;
-        for (index p = 0; p < P; ++p)
-          dx[offset + p] = scale * (dy[offset + p] - mean_dy - normalized[offset + p] * mean_dy_xhat);
+        const T *dyp = dy.data() + offset, *xhatp = normalized.data() + offset;
+        T* dxp = dx.data() + offset;
+        for (index p = 0; p < P; ++p) dxp[p] = scale * (dyp[p] - mean_dy - xhatp[p] * mean_dy_xhat);
       }
     }
   });

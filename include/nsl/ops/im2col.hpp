@@ -59,6 +59,40 @@ void im2col(const T* image, index channels, index height, index width, const Con
   const index pixels = out_h * out_w;
   using detail::ceil_div;
   using detail::floor_div;
+  if (s == 1 && out_w == width) {
+    // Stride 1 with a width-preserving padding: output pixel (oh, ow) of slot
+    // (di, dj) reads input element (oh + di - p) * W + ow + dj - p, a constant
+    // offset from its own index, so the rows of valid input form one
+    // contiguous copy; then the entries that wrapped into a neighbouring input
+    // row (ow outside [ow_begin, ow_end)) and the rows outside the image are zeroed.
+    for (index c = 0; c < channels; ++c) {
+      const T* plane = image + c * height * width;
+      for (index di = 0; di < k; ++di) {
+        const index oh_begin = std::clamp<index>(p - di, 0, out_h);
+        const index oh_end = std::clamp<index>(height + p - di, oh_begin, out_h);
+        for (index dj = 0; dj < k; ++dj) {
+          T* row = columns + (c * k * k + di * k + dj) * pixels;
+          const index ow_begin = std::clamp<index>(p - dj, 0, out_w);
+          const index ow_end = std::clamp<index>(width + p - dj, ow_begin, out_w);
+          const index offset = (di - p) * width + (dj - p);
+          if (oh_begin < oh_end && ow_begin < ow_end) {
+            const index first = oh_begin * out_w + ow_begin, last = (oh_end - 1) * out_w + ow_end;
+            std::copy(plane + first + offset, plane + last + offset, row + first);
+            for (index oh = oh_begin; oh < oh_end; ++oh) {
+              T* out = row + oh * out_w;
+              for (index ow = 0; ow < ow_begin; ++ow) out[ow] = T(0);
+              for (index ow = ow_end; ow < out_w; ++ow) out[ow] = T(0);
+            }
+            std::fill(row, row + oh_begin * out_w, T(0));
+            std::fill(row + oh_end * out_w, row + pixels, T(0));
+          } else {
+            std::fill(row, row + pixels, T(0));
+          }
+        }
+      }
+    }
+    return;
+  }
   for (index c = 0; c < channels; ++c) {
     const T* plane = image + c * height * width;
     for (index di = 0; di < k; ++di) {
