@@ -43,6 +43,20 @@ TEST_CASE("col2im_add is the adjoint of im2col: <im2col(x), Y> = <x, col2im(Y)>"
   }
 }
 
+TEST_CASE("col2im_scratch assigns what col2im_add adds, for every geometry") {
+  nsl::Rng rng(5);
+  for (const Case& t : cases) {
+    CAPTURE(t.c); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.k); CAPTURE(t.s); CAPTURE(t.p);
+    const nsl::ConvGeometry g{t.k, t.s, t.p};
+    auto y = nsl::test::randn<double>(
+        nsl::Shape{t.c * t.k * t.k, g.output_extent(t.h) * g.output_extent(t.w)}, rng);
+    nsl::Tensor<double> added(nsl::Shape{t.c, t.h, t.w}), assigned(added.shape(), 123.0), scratch(y);
+    nsl::col2im_add(y.data(), t.c, t.h, t.w, g, added.data());
+    nsl::col2im_scratch(scratch.data(), t.c, t.h, t.w, g, assigned.data());
+    for (nsl::index i = 0; i < added.size(); ++i) CHECK(assigned[i] == doctest::Approx(added[i]).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("a geometry that does not fit is rejected with the sizes in the message") {
   CHECK_THROWS_WITH_AS(nsl::check_geometry("op", nsl::ConvGeometry{5, 1, 0}, 3, 8),
                        "op: a 5x5 kernel with padding 0 does not fit a 3x8 input", nsl::ShapeError);

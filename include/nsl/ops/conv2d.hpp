@@ -180,9 +180,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
     if (dx.size()) {
       // The patch matrix is no longer needed: reuse it for dX_n = W^T dY_n.
       columns.noalias() = weight.transpose() * dy_n;
-      T* dx_n = dx.data() + n * C * H * W;
-      std::fill(dx_n, dx_n + C * H * W, T(0));
-      col2im_add(columns.data(), C, H, W, g, dx_n);
+      col2im_scratch(columns.data(), C, H, W, g, dx.data() + n * C * H * W);
     }
   }
   // Sum the per-thread partials in thread order: deterministic for a fixed thread count.

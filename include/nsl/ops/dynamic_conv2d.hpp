@@ -115,9 +115,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
     patch_transform_backward(s, b.columns.data(), g_n, b.transformed_grad.data(), C, K, P,
                              b.columns_grad.data(), dg.data() + n * R * P);
     if (dx.size()) {
-      T* dx_n = dx.data() + n * C * H * W;
-      std::fill(dx_n, dx_n + C * H * W, T(0));
-      col2im_add(b.columns_grad.data(), C, H, W, geometry, dx_n);
+      col2im_scratch(b.columns_grad.data(), C, H, W, geometry, dx.data() + n * C * H * W);
     }
   }
   auto dweight = dw.matrix(O, rows);

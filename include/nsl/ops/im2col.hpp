@@ -158,6 +158,49 @@ void col2im_add(const T* columns, index channels, index height, index width,
   }
 }
 
+/// image = col2im(columns) (assigned, not added), using `columns` as scratch:
+/// for stride 1 with a width-kept padding (2p = k - 1) the entries that
+/// im2col would have set to zero are overwritten with 0, so that each slot's
+/// row adds to the image in one contiguous sweep (the same offset trick as
+/// im2col), starting from the centre slot, which covers every pixel.
+/// Other geometries zero the image and call col2im_add. The sum is the same
+/// as col2im_add's up to the order of the additions.
+template <class T>
+void col2im_scratch(T* columns, index channels, index height, index width, const ConvGeometry& g, T* image) {
+  const index k = g.kernel, p = g.padding;
+  const index out_h = g.output_extent(height), out_w = g.output_extent(width);
+  if (g.stride != 1 || out_w != width || out_h != height) {
+    std::fill(image, image + channels * height * width, T(0));
+    col2im_add(columns, channels, height, width, g, image);
+    return;
+  }
+  const index pixels = out_h * out_w, centre = p * k + p;
+  for (index c = 0; c < channels; ++c) {
+    T* plane = image + c * height * width;
+    T* slots = columns + c * k * k * pixels;
+    std::copy(slots + centre * pixels, slots + (centre + 1) * pixels, plane);
+    for (index di = 0; di < k; ++di) {
+      const index oh_begin = std::clamp<index>(p - di, 0, out_h);
+      const index oh_end = std::clamp<index>(height + p - di, oh_begin, out_h);
+      for (index dj = 0; dj < k; ++dj) {
+        if (di * k + dj == centre) continue;
+        T* row = slots + (di * k + dj) * pixels;
+        const index ow_begin = std::clamp<index>(p - dj, 0, out_w);
+        const index ow_end = std::clamp<index>(width + p - dj, ow_begin, out_w);
+        if (oh_begin >= oh_end || ow_begin >= ow_end) continue;
+        for (index oh = oh_begin; oh < oh_end; ++oh) {
+          T* in = row + oh * out_w;
+          for (index ow = 0; ow < ow_begin; ++ow) in[ow] = T(0);
+          for (index ow = ow_end; ow < out_w; ++ow) in[ow] = T(0);
+        }
+        const index first = oh_begin * out_w + ow_begin, last = (oh_end - 1) * out_w + ow_end;
+        T* out = plane + (di - p) * width + (dj - p);
+        for (index e = first; e < last; ++e) out[e] += row[e];
+      }
+    }
+  }
+}
+
 /// Reference im2col written as the formula reads; tests compare it with im2col.
 template <class T>
 void im2col_reference(const T* image, index channels, index height, index width,
