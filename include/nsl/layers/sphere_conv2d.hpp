@@ -101,6 +101,14 @@ class SphereConv2d : public Layer<T> {
         const T* norm = input_norm_.data() + n * P;
         T* yo = y.data() + plane * P;
         const T a = filter_norms_[o];
+        if (linear_response()) {  // the same arithmetic, in a loop that vectorises
+          for (index p = 0; p < P; ++p) {
+            const T cosine = c[p] / (a * norm[p]);
+            c[p] = cosine;
+            yo[p] = cosine;
+          }
+          continue;
+        }
         for (index p = 0; p < P; ++p) {
           c[p] /= a * norm[p];
           yo[p] = angular_response(options_.form, c[p]);
@@ -131,6 +139,13 @@ class SphereConv2d : public Layer<T> {
           const T* g = dy.data() + offset;
           T* dz = dz_.data() + offset;
           const T a = filter_norms_[o];
+          if (linear_response()) {  // angular derivative 1: the same arithmetic, vectorised
+            for (index p = 0; p < P; ++p) {
+              dz[p] = g[p] / (a * norm[p]);
+              dn[p] -= g[p] * c[p] / norm[p];
+            }
+            continue;
+          }
           for (index p = 0; p < P; ++p) {
             const T dc = g[p] * angular_derivative(options_.form, c[p]);
             dz[p] = dc / (a * norm[p]);
@@ -163,6 +178,11 @@ class SphereConv2d : public Layer<T> {
 
   std::vector<Parameter<T>> parameters() override {
     return {{"weight", weight_.view(), weight_grad_.view(), true}};
+  }
+
+  /// True for the identity and cosine forms, whose response is the cosine itself.
+  bool linear_response() const {
+    return options_.form == AngularForm::identity || options_.form == AngularForm::cosine;
   }
 
   index in_channels() const { return weight_.dim(1); }

@@ -23,19 +23,21 @@ inline void check_batchnorm(const char* op, const Shape& x, const Shape& per_cha
   check_rank(op, "input", x, 4);
   check_shape(op, "per-channel statistics", per_channel, Shape{x[1]});
 }
-// sum of v[0..n) and of (v[i] - mu)^2, accumulated in double
+// Sum of one plane v[0..n) and of (v[i] - mu)^2: Eigen's vectorised
+// reduction in T within the plane (n = H W values); the callers add the
+// planes' sums in double.
 template <class T>
-double sum_as_double(const T* v, index n) {
-  return Eigen::Map<const Vector<T>>(v, n).template cast<double>().sum();
+double plane_sum(const T* v, index n) {
+  return double(Eigen::Map<const Vector<T>>(v, n).sum());
 }
 template <class T>
-double squared_deviation_sum(const T* v, index n, double mu) {
-  return (Eigen::Map<const Vector<T>>(v, n).template cast<double>().array() - mu).square().sum();
+double plane_squared_deviation_sum(const T* v, index n, double mu) {
+  return double((Eigen::Map<const Vector<T>>(v, n).array() - T(mu)).square().sum());
 }
 }  // namespace detail
 
-/// Per-channel mean and biased variance of x over N, H, W (two passes, in
-/// double; channels spread over threads).
+/// Per-channel mean and biased variance of x over N, H, W (two passes; each
+/// plane summed in T, the planes in double; channels spread over threads).
 template <class T>
 void batchnorm_statistics(TensorView<const T> x, TensorView<T> mean, TensorView<T> variance) {
   detail::check_batchnorm("batchnorm_statistics", x.shape(), mean.shape());
@@ -46,10 +48,10 @@ void batchnorm_statistics(TensorView<const T> x, TensorView<T> mean, TensorView<
   parallel_ranges(C, 1, [&](index c_begin, index c_end) {
     for (index c = c_begin; c < c_end; ++c) {
       double sum = 0.0;
-      for (index n = 0; n < N; ++n) sum += detail::sum_as_double(data + (n * C + c) * P, P);
+      for (index n = 0; n < N; ++n) sum += detail::plane_sum(data + (n * C + c) * P, P);
       const double mu = sum / m;
       double squares = 0.0;
-      for (index n = 0; n < N; ++n) squares += detail::squared_deviation_sum(data + (n * C + c) * P, P, mu);
+      for (index n = 0; n < N; ++n) squares += detail::plane_squared_deviation_sum(data + (n * C + c) * P, P, mu);
       mean[c] = T(mu);
       variance[c] = T(squares / m);
     }
