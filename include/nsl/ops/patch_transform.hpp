@@ -19,9 +19,20 @@
 //   UNS:  dx_i(p) = M(p)^T dv_i(p)                    dG(p)[a][r] = sum_i dv_{i,a}(p) x_{i,r}(p)
 //
 // dX is assigned; dG is assigned (it is a fresh per-image gradient).
-// The fast versions sweep the pixel index innermost (contiguous in every
-// operand); the reference versions loop as the formulas read.
+//
+// The fast versions work on blocks of pixels one SIMD register wide (xsimd,
+// when nsl is built with it; a scalar tail, and a scalar build without it,
+// run the same code on one pixel) and keep the sums over slots and channels
+// in registers: for UNS each output row is written once instead of K times,
+// and dG is summed over the channels before it is stored. Every product-sum
+// is a fused multiply-add. The reference versions loop as the formulas read.
 #pragma once
+
+#include <cmath>
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+#include <xsimd/xsimd.hpp>
+#endif
 
 #include "nsl/core/tensor.hpp"
 #include "nsl/similarity/bilinear.hpp"
@@ -35,75 +46,120 @@ inline index predicted_rows(Structure s, index slots) {
   return s == Structure::diagonal ? slots : slots * slots;
 }
 
+namespace detail {
+// Loads, stores and fused multiply-adds on one pixel (Scalar) or on one
+// SIMD register of pixels (Wide); kernels written against these run on both.
+template <class T>
+struct ScalarLanes {
+  using type = T;
+  static constexpr index size = 1;
+  static T load(const T* p) { return *p; }
+  static void store(T* p, T v) { *p = v; }
+  static T zero() { return T(0); }
+  static T fma(T a, T b, T c) { return std::fma(a, b, c); }
+};
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+template <class T>
+struct WideLanes {
+  using type = xsimd::batch<T>;
+  static constexpr index size = static_cast<index>(type::size);
+  static type load(const T* p) { return type::load_unaligned(p); }
+  static void store(T* p, const type& v) { v.store_unaligned(p); }
+  static type zero() { return type(T(0)); }
+  static type fma(const type& a, const type& b, const type& c) { return xsimd::fma(a, b, c); }
+};
+#else
+template <class T>
+using WideLanes = ScalarLanes<T>;
+#endif
+
+// Calls kernel(lanes, p) for p = 0, L, 2L, ... with L = WideLanes<T>::size
+// while a full register fits, then kernel(ScalarLanes, p) for the rest.
+template <class T, class Kernel>
+void sweep_pixels(index pixels, Kernel&& kernel) {
+  index p = 0;
+  for (; p + WideLanes<T>::size <= pixels; p += WideLanes<T>::size) kernel(WideLanes<T>{}, p);
+  for (; p < pixels; ++p) kernel(ScalarLanes<T>{}, p);
+}
+}  // namespace detail
+
 /// V = (I + G) applied to each channel's patches. x, v: (C K) x P; g: rows x P.
 template <class T>
 void patch_transform(Structure s, const T* x, const T* g, index channels, index slots, index pixels, T* v) {
   const index K = slots, P = pixels;
-  if (s == Structure::diagonal) {
+  if (s == Structure::diagonal) {  // v_{i,r} = g_r x_{i,r} + x_{i,r}
     for (index i = 0; i < channels; ++i)
       for (index r = 0; r < K; ++r) {
         const T* xr = x + (i * K + r) * P;
         const T* gr = g + r * P;
         T* vr = v + (i * K + r) * P;
-        for (index p = 0; p < P; ++p) vr[p] = xr[p] + gr[p] * xr[p];
+        detail::sweep_pixels<T>(P, [&](auto lanes, index p) {
+          using L = decltype(lanes);
+          const auto xv = L::load(xr + p);
+          L::store(vr + p, L::fma(L::load(gr + p), xv, xv));
+        });
       }
     return;
   }
-  for (index i = 0; i < channels; ++i)
-    for (index a = 0; a < K; ++a) {
-      T* va = v + (i * K + a) * P;
-      const T* xa = x + (i * K + a) * P;
-      for (index p = 0; p < P; ++p) va[p] = xa[p];
-      for (index r = 0; r < K; ++r) {
-        const T* gar = g + (a * K + r) * P;
-        const T* xr = x + (i * K + r) * P;
-        for (index p = 0; p < P; ++p) va[p] += gar[p] * xr[p];
+  for (index i = 0; i < channels; ++i) {  // v_{i,a} = x_{i,a} + sum_r G[a][r] x_{i,r}
+    const T* xi = x + i * K * P;
+    T* vi = v + i * K * P;
+    detail::sweep_pixels<T>(P, [&](auto lanes, index p) {
+      using L = decltype(lanes);
+      for (index a = 0; a < K; ++a) {
+        auto sum = L::load(xi + a * P + p);
+        for (index r = 0; r < K; ++r) sum = L::fma(L::load(g + (a * K + r) * P + p), L::load(xi + r * P + p), sum);
+        L::store(vi + a * P + p, sum);
       }
-    }
+    });
+  }
 }
 
 /// dX = M^T dV per pixel and dG = sum_i dv_i x_i^T per pixel (both assigned).
 template <class T>
 void patch_transform_backward(Structure s, const T* x, const T* g, const T* dv, index channels,
                               index slots, index pixels, T* dx, T* dg) {
-  const index K = slots, P = pixels;
-  const index rows = predicted_rows(s, K);
-  std::fill(dg, dg + rows * P, T(0));
+  const index K = slots, P = pixels, C = channels;
   if (s == Structure::diagonal) {
-    for (index i = 0; i < channels; ++i)
+    for (index i = 0; i < C; ++i)  // dx_{i,r} = g_r dv_{i,r} + dv_{i,r}
       for (index r = 0; r < K; ++r) {
-        const T* xr = x + (i * K + r) * P;
         const T* gr = g + r * P;
         const T* dvr = dv + (i * K + r) * P;
         T* dxr = dx + (i * K + r) * P;
-        T* dgr = dg + r * P;
-        for (index p = 0; p < P; ++p) {
-          dxr[p] = dvr[p] + gr[p] * dvr[p];
-          dgr[p] += dvr[p] * xr[p];
-        }
+        detail::sweep_pixels<T>(P, [&](auto lanes, index p) {
+          using L = decltype(lanes);
+          const auto d = L::load(dvr + p);
+          L::store(dxr + p, L::fma(L::load(gr + p), d, d));
+        });
       }
+    detail::sweep_pixels<T>(P, [&](auto lanes, index p) {  // dg_r = sum_i dv_{i,r} x_{i,r}
+      using L = decltype(lanes);
+      for (index r = 0; r < K; ++r) {
+        auto sum = L::zero();
+        for (index i = 0; i < C; ++i) sum = L::fma(L::load(dv + (i * K + r) * P + p), L::load(x + (i * K + r) * P + p), sum);
+        L::store(dg + r * P + p, sum);
+      }
+    });
     return;
   }
-  for (index i = 0; i < channels; ++i) {
-    for (index r = 0; r < K; ++r) {  // dx_{i,r} = dv_{i,r} + sum_a G[a][r] dv_{i,a}
-      T* dxr = dx + (i * K + r) * P;
-      const T* dvr = dv + (i * K + r) * P;
-      for (index p = 0; p < P; ++p) dxr[p] = dvr[p];
-    }
-    for (index a = 0; a < K; ++a) {
-      const T* dva = dv + (i * K + a) * P;
+  detail::sweep_pixels<T>(P, [&](auto lanes, index p) {
+    using L = decltype(lanes);
+    for (index i = 0; i < C; ++i) {  // dx_{i,r} = dv_{i,r} + sum_a G[a][r] dv_{i,a}
+      const T* dvi = dv + i * K * P;
       for (index r = 0; r < K; ++r) {
-        const T* gar = g + (a * K + r) * P;
-        const T* xr = x + (i * K + r) * P;
-        T* dxr = dx + (i * K + r) * P;
-        T* dgar = dg + (a * K + r) * P;
-        for (index p = 0; p < P; ++p) {
-          dxr[p] += gar[p] * dva[p];
-          dgar[p] += dva[p] * xr[p];
-        }
+        auto sum = L::load(dvi + r * P + p);
+        for (index a = 0; a < K; ++a) sum = L::fma(L::load(g + (a * K + r) * P + p), L::load(dvi + a * P + p), sum);
+        L::store(dx + (i * K + r) * P + p, sum);
       }
     }
-  }
+    for (index a = 0; a < K; ++a)  // dG[a][r] = sum_i dv_{i,a} x_{i,r}
+      for (index r = 0; r < K; ++r) {
+        auto sum = L::zero();
+        for (index i = 0; i < C; ++i)
+          sum = L::fma(L::load(dv + (i * K + a) * P + p), L::load(x + (i * K + r) * P + p), sum);
+        L::store(dg + (a * K + r) * P + p, sum);
+      }
+  });
 }
 
 /// Reference: builds M(p) = I + G(p) as a K x K matrix at every pixel and applies it.
