@@ -55,6 +55,39 @@ TEST_CASE("the fast convolution equals the reference loops in float on random sh
   }
 }
 
+TEST_CASE("the output-side form (stride 1, size kept, fewer outputs than inputs) equals the reference") {
+  nsl::Rng rng(12);
+  nsl::Conv2dWorkspace<double> ws;
+  struct Case {
+    nsl::index n, c, o, h, w, k;
+  };
+  for (const Case& t : {Case{2, 5, 3, 6, 7, 3}, Case{3, 9, 1, 4, 4, 3}, Case{1, 4, 2, 5, 3, 5}, Case{2, 3, 2, 2, 1, 3},
+                        Case{2, 6, 4, 3, 5, 1}, Case{1, 8, 7, 1, 1, 3}}) {
+    CAPTURE(t.c); CAPTURE(t.o); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.k);
+    const nsl::ConvGeometry g{t.k, 1, (t.k - 1) / 2};
+    REQUIRE(nsl::detail::conv2d_output_side(t.c, t.o, g));
+    auto x = nsl::test::randn<double>(Shape{t.n, t.c, t.h, t.w}, rng);
+    auto w = nsl::test::randn<double>(Shape{t.o, t.c, t.k, t.k}, rng);
+    auto b = nsl::test::randn<double>(Shape{t.o}, rng);
+    auto dy = nsl::test::randn<double>(Shape{t.n, t.o, t.h, t.w}, rng);
+    Tensor<double> fast(dy.shape(), 5.0), reference(dy.shape(), -5.0);
+    nsl::conv2d_forward<double>(x.view(), w.view(), b.view(), g, fast.view(), ws);
+    nsl::conv2d_forward_reference<double>(x.view(), w.view(), b.view(), g, reference.view());
+    CHECK(nsl::test::max_relative_difference(fast, reference) < 1e-12);
+    Tensor<double> dx_fast(x.shape(), 7.0), dx_ref(x.shape(), -7.0), dw_fast(w.shape(), 1.0), dw_ref(w.shape(), 1.0);
+    Tensor<double> db_fast(b.shape(), 2.0), db_ref(b.shape(), 2.0);
+    nsl::conv2d_backward<double>(x.view(), w.view(), g, dy.view(), dx_fast.view(), dw_fast.view(), db_fast.view(), ws);
+    nsl::conv2d_backward_reference<double>(x.view(), w.view(), g, dy.view(), dx_ref.view(), dw_ref.view(),
+                                           db_ref.view());
+    CHECK(nsl::test::max_relative_difference(dx_fast, dx_ref) < 1e-12);
+    CHECK(nsl::test::max_relative_difference(dw_fast, dw_ref) < 1e-12);
+    CHECK(nsl::test::max_relative_difference(db_fast, db_ref) < 1e-12);
+  }
+  CHECK_FALSE(nsl::detail::conv2d_output_side(3, 3, {3, 1, 1}));  // as many outputs as inputs: im2col
+  CHECK_FALSE(nsl::detail::conv2d_output_side(8, 2, {3, 2, 1}));  // stride 2
+  CHECK_FALSE(nsl::detail::conv2d_output_side(8, 2, {3, 1, 0}));  // the size shrinks
+}
+
 TEST_CASE("the reference convolution is the formula: a hand-computed 3x3 example") {
   // One 1x3x3 image, one 3x3 filter of ones, padding 1: each output is the
   // sum of the input's 3x3 neighbourhood.

@@ -15,6 +15,17 @@
 // `conv2d_forward_reference` / `conv2d_backward_reference` are the formulas as
 // loops; `conv2d_forward` / `conv2d_backward` are im2col + Eigen GEMM with
 // OpenMP over the batch. Tests compare the two.
+//
+// Output-side form. im2col copies the input K times; when a stride-1,
+// size-keeping (2p = k - 1) convolution has fewer output than input
+// channels (O < C, e.g. the similarity predictor's last layer, 64 -> 9), it
+// is cheaper to multiply first and shift afterwards. With Ŵ the (O K) x C
+// matrix Ŵ[(o, K-1-r), c] = w[o, c, r] (slots flipped) and x_n as C x HW:
+//     U_n = Ŵ x_n        y_n = col2im(U_n)      (O channels: U's row (o, K-1-r),
+//                                               moved by slot K-1-r's offset, is
+//                                               W_r x_n moved by slot r's)
+//     dU_n = im2col(dy_n)      dŴ = sum_n dU_n x_n^T      dx_n = Ŵ^T dU_n
+// The same GEMM sizes; the copies are O K x HW instead of C K x HW.
 #pragma once
 
 #include <vector>
@@ -102,9 +113,10 @@ void conv2d_backward_reference(TensorView<const T> x, TensorView<const T> w,
 /// that a training step allocates nothing after the first.
 template <class T>
 struct Conv2dWorkspace {
-  std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) patch matrix per thread
-  std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread
+  std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) patch matrix per thread ((O K) x HW output-side)
+  std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread ((O K) x C output-side)
   std::vector<Vector<T>> bias_partials;    ///< one db partial sum per thread
+  Matrix<T> flipped_weight;                ///< Ŵ of the output-side form
 
   void reserve_columns(int threads, index rows, index cols) {
     if (static_cast<int>(columns.size()) < threads) columns.resize(static_cast<std::size_t>(threads));
@@ -127,6 +139,72 @@ inline int thread_id() {
   return 0;
 #endif
 }
+
+// True when conv2d_forward / conv2d_backward use the output-side form
+// (header comment): stride 1, 2p = k - 1, fewer output than input channels.
+inline bool conv2d_output_side(index in_channels, index out_channels, const ConvGeometry& g) {
+  return g.stride == 1 && 2 * g.padding == g.kernel - 1 && out_channels < in_channels;
+}
+
+// Ŵ[(o, K-1-r), c] = w[o, c, r] for the output-side form.
+template <class T>
+void flip_weight_slots(TensorView<const T> w, Matrix<T>& flipped) {
+  const index O = w.dim(0), C = w.dim(1), K = w.dim(2) * w.dim(3);
+  flipped.resize(O * K, C);
+  for (index o = 0; o < O; ++o)
+    for (index c = 0; c < C; ++c)
+      for (index r = 0; r < K; ++r) flipped(o * K + (K - 1 - r), c) = w.data()[(o * C + c) * K + r];
+}
+
+template <class T>
+void conv2d_forward_output_side(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                                const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws) {
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = g.slots(), P = H * W;
+  flip_weight_slots(w, ws.flipped_weight);
+  const int threads = batch_threads(N);
+  ws.reserve_columns(threads, O * K, P);
+NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
+  for (index n = 0; n < N; ++n) {
+    Matrix<T>& shifted = ws.columns[static_cast<std::size_t>(thread_id())];
+    shifted.noalias() = ws.flipped_weight * x.sample(n).matrix(C, P);
+    col2im_scratch(shifted.data(), O, H, W, g, y.data() + n * O * P);
+    if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
+  }
+}
+
+template <class T>
+void conv2d_backward_output_side(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
+                                 TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
+                                 Conv2dWorkspace<T>& ws) {
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = g.slots(), P = H * W;
+  flip_weight_slots(w, ws.flipped_weight);
+  const int threads = batch_threads(N);
+  ws.reserve_columns(threads, O * K, P);
+  ws.weight_partials.resize(static_cast<std::size_t>(threads));
+  ws.bias_partials.resize(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    ws.weight_partials[static_cast<std::size_t>(t)].setZero(O * K, C);
+    ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
+  }
+NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
+  for (index n = 0; n < N; ++n) {
+    const auto t = static_cast<std::size_t>(thread_id());
+    Matrix<T>& shifted_grad = ws.columns[t];
+    const auto x_n = x.sample(n).matrix(C, P);
+    im2col(dy.data() + n * O * P, O, H, W, g, shifted_grad.data());
+    ws.weight_partials[t].noalias() += shifted_grad * x_n.transpose();
+    ws.bias_partials[t] += dy.sample(n).matrix(O, P).rowwise().sum();
+    if (dx.size()) dx.sample(n).matrix(C, P).noalias() = ws.flipped_weight.transpose() * shifted_grad;
+  }
+  // Sum the per-thread partials in thread order (deterministic), then undo the slot flip.
+  for (int t = 1; t < threads; ++t) ws.weight_partials[0] += ws.weight_partials[static_cast<std::size_t>(t)];
+  const Matrix<T>& sum = ws.weight_partials[0];
+  for (index o = 0; o < O; ++o)
+    for (index c = 0; c < C; ++c)
+      for (index r = 0; r < K; ++r) dw.data()[(o * C + c) * K + r] += sum(o * K + (K - 1 - r), c);
+  if (db.size())
+    for (int t = 0; t < threads; ++t) db.vec() += ws.bias_partials[static_cast<std::size_t>(t)];
+}
 }  // namespace detail
 
 template <class T>
@@ -134,6 +212,10 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
                     const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws) {
   const Shape out = conv2d_output_shape("conv2d_forward", x.shape(), w.shape(), bias.shape(), g);
   check_shape("conv2d_forward", "output", y.shape(), out);
+  if (detail::conv2d_output_side(x.dim(1), w.dim(0), g)) {
+    detail::conv2d_forward_output_side(x, w, bias, g, y, ws);
+    return;
+  }
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
   const auto weight = w.matrix(O, rows);
@@ -158,6 +240,10 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
   check_shape("conv2d_backward", "output gradient", dy.shape(), out);
   check_shape("conv2d_backward", "weight gradient", dw.shape(), w.shape());
   if (dx.size()) check_shape("conv2d_backward", "input gradient", dx.shape(), x.shape());
+  if (detail::conv2d_output_side(x.dim(1), w.dim(0), g)) {
+    detail::conv2d_backward_output_side(x, w, g, dy, dx, dw, db, ws);
+    return;
+  }
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
   const auto weight = w.matrix(O, rows);
