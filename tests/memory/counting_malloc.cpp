@@ -22,8 +22,10 @@ void __libc_free(void*);
 namespace {
 std::atomic<long long> in_use{0};
 std::atomic<long long> peak{0};
+std::atomic<long long> calls{0};
 
 void* note_allocation(void* p) {
+  ++calls;
   if (p) {
     const long long now = in_use += static_cast<long long>(malloc_usable_size(p));
     long long seen = peak.load();
@@ -41,6 +43,7 @@ namespace nsl::test {
 long long heap_in_use() { return in_use.load(); }
 long long heap_peak() { return peak.load(); }
 void reset_heap_peak() { peak.store(in_use.load()); }
+long long allocations() { return calls.load(); }
 }  // namespace nsl::test
 
 extern "C" {

@@ -51,6 +51,25 @@ inline bool in_parallel_region() {
 #endif
 }
 
+/// How many pieces parallel_ranges / parallel_pieces split [0, n) into (>= 1).
+inline index count_pieces(index n, index grain) {
+  const int threads = in_parallel_region() ? 1 : num_threads();
+  return std::max<index>(1, std::min<index>(threads, grain > 0 ? n / grain : n));
+}
+
+/// parallel_ranges with the piece's number: body(piece, begin, end) with
+/// piece in [0, count_pieces(n, grain)), e.g. to pick per-piece scratch.
+template <class Body>
+void parallel_pieces(index n, index grain, Body&& body) {
+  const index pieces = count_pieces(n, grain);
+  if (pieces <= 1) {
+    if (n > 0) body(index(0), index(0), n);
+    return;
+  }
+NSL_OMP(parallel for num_threads(int(pieces)) schedule(static))
+  for (index piece = 0; piece < pieces; ++piece) body(piece, n * piece / pieces, n * (piece + 1) / pieces);
+}
+
 /// Calls body(begin, end) on contiguous pieces of [0, n), one piece per
 /// thread, in parallel when the range holds at least `grain` items per
 /// thread and we are not already inside a parallel region; otherwise once,
@@ -58,14 +77,7 @@ inline bool in_parallel_region() {
 /// depend on how the range is split.
 template <class Body>
 void parallel_ranges(index n, index grain, Body&& body) {
-  const int threads = in_parallel_region() ? 1 : num_threads();
-  const index pieces = std::min<index>(threads, grain > 0 ? n / grain : n);
-  if (pieces <= 1) {
-    if (n > 0) body(index(0), n);
-    return;
-  }
-NSL_OMP(parallel for num_threads(int(pieces)) schedule(static))
-  for (index piece = 0; piece < pieces; ++piece) body(n * piece / pieces, n * (piece + 1) / pieces);
+  parallel_pieces(n, grain, [&](index, index begin, index end) { body(begin, end); });
 }
 
 }  // namespace nsl

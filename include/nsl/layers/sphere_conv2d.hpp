@@ -89,7 +89,7 @@ class SphereConv2d : public Layer<T> {
     cosine_.resize(out);
     conv2d_forward<T>(x, weight_.view(), {}, geometry_, cosine_.view(), workspace_);  // z
     input_norm_.resize(Shape{out[0], 1, out[2], out[3]});
-    if (options_.input_norm) local_input_norm<T>(x, geometry_, input_norm_.view());
+    if (options_.input_norm) local_input_norm<T>(x, geometry_, input_norm_.view(), &norm_workspace_);
     else input_norm_.fill(T(1));
     if (options_.filter_norm) filter_norm<T>(weight_.view(), filter_norms_.view());
     else filter_norms_.fill(T(1));
@@ -173,7 +173,8 @@ class SphereConv2d : public Layer<T> {
       filter_norm_backward<T>(weight_.view(), filter_norms_.view(), dnorm_filter_.view(), weight_grad_.view());
     }
     if (options_.input_norm && dx.size())
-      local_input_norm_backward<T>(input_.view(), geometry_, input_norm_.view(), dnorm_in_.view(), dx);
+      local_input_norm_backward<T>(input_.view(), geometry_, input_norm_.view(), dnorm_in_.view(), dx,
+                                   &norm_workspace_);
   }
 
   std::vector<Parameter<T>> parameters() override {
@@ -207,6 +208,7 @@ class SphereConv2d : public Layer<T> {
   Tensor<T> filter_norms_;  ///< a_o (ones without filter_norm)
   Tensor<T> dz_, dnorm_in_, dnorm_filter_;  ///< scratch for backward: dz, dn(p), da_o
   Conv2dWorkspace<T> workspace_;
+  LocalNormWorkspace<T> norm_workspace_;
 };
 
 }  // namespace nsl

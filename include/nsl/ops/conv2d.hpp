@@ -30,6 +30,7 @@
 
 #include <vector>
 
+#include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
 #include "nsl/ops/im2col.hpp"
@@ -117,9 +118,11 @@ struct Conv2dWorkspace {
   std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread ((O K) x C output-side)
   std::vector<Vector<T>> bias_partials;    ///< one db partial sum per thread
   Matrix<T> flipped_weight;                ///< Ŵ of the output-side form
+  std::vector<GemmScratch<T>> gemm;        ///< one GEMM packing scratch per thread
 
   void reserve_columns(int threads, index rows, index cols) {
     if (static_cast<int>(columns.size()) < threads) columns.resize(static_cast<std::size_t>(threads));
+    if (static_cast<int>(gemm.size()) < threads) gemm.resize(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) columns[static_cast<std::size_t>(t)].resize(rows, cols);
   }
 };
@@ -165,8 +168,9 @@ void conv2d_forward_output_side(TensorView<const T> x, TensorView<const T> w, Te
   ws.reserve_columns(threads, O * K, P);
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
-    Matrix<T>& shifted = ws.columns[static_cast<std::size_t>(thread_id())];
-    shifted.noalias() = ws.flipped_weight * x.sample(n).matrix(C, P);
+    const auto t = static_cast<std::size_t>(thread_id());
+    Matrix<T>& shifted = ws.columns[t];
+    gemm<T>(false, false, O * K, P, C, ws.flipped_weight.data(), x.data() + n * C * P, T(0), shifted.data(), ws.gemm[t]);
     col2im_scratch(shifted.data(), O, H, W, g, y.data() + n * O * P);
     if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
   }
@@ -190,11 +194,13 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(thread_id());
     Matrix<T>& shifted_grad = ws.columns[t];
-    const auto x_n = x.sample(n).matrix(C, P);
+    const T* x_n = x.data() + n * C * P;
     im2col(dy.data() + n * O * P, O, H, W, g, shifted_grad.data());
-    ws.weight_partials[t].noalias() += shifted_grad * x_n.transpose();
+    gemm<T>(false, true, O * K, C, P, shifted_grad.data(), x_n, T(1), ws.weight_partials[t].data(), ws.gemm[t]);
     ws.bias_partials[t] += dy.sample(n).matrix(O, P).rowwise().sum();
-    if (dx.size()) dx.sample(n).matrix(C, P).noalias() = ws.flipped_weight.transpose() * shifted_grad;
+    if (dx.size())
+      gemm<T>(true, false, C, P, O * K, ws.flipped_weight.data(), shifted_grad.data(), T(0), dx.data() + n * C * P,
+              ws.gemm[t]);
   }
   // Sum the per-thread partials in thread order (deterministic), then undo the slot flip.
   for (int t = 1; t < threads; ++t) ws.weight_partials[0] += ws.weight_partials[static_cast<std::size_t>(t)];
@@ -218,16 +224,15 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
   }
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
-  const auto weight = w.matrix(O, rows);
   const int threads = detail::batch_threads(N);
   ws.reserve_columns(threads, rows, pixels);
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
-    Matrix<T>& columns = ws.columns[static_cast<std::size_t>(detail::thread_id())];
+    const auto t = static_cast<std::size_t>(detail::thread_id());
+    Matrix<T>& columns = ws.columns[t];
     im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
-    auto y_n = y.sample(n).matrix(O, pixels);
-    y_n.noalias() = weight * columns;
-    if (bias.size()) y_n.colwise() += bias.vec();
+    gemm<T>(false, false, O, pixels, rows, w.data(), columns.data(), T(0), y.data() + n * O * pixels, ws.gemm[t]);
+    if (bias.size()) y.sample(n).matrix(O, pixels).colwise() += bias.vec();
   }
 }
 
@@ -246,7 +251,6 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
   }
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
-  const auto weight = w.matrix(O, rows);
   const int threads = detail::batch_threads(N);
   ws.reserve_columns(threads, rows, pixels);
   ws.weight_partials.resize(static_cast<std::size_t>(threads));
@@ -261,11 +265,11 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
     Matrix<T>& columns = ws.columns[t];
     const auto dy_n = dy.sample(n).matrix(O, pixels);
     im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
-    ws.weight_partials[t].noalias() += dy_n * columns.transpose();
+    gemm<T>(false, true, O, rows, pixels, dy_n.data(), columns.data(), T(1), ws.weight_partials[t].data(), ws.gemm[t]);
     ws.bias_partials[t] += dy_n.rowwise().sum();
     if (dx.size()) {
       // The patch matrix is no longer needed: reuse it for dX_n = W^T dY_n.
-      columns.noalias() = weight.transpose() * dy_n;
+      gemm<T>(true, false, rows, pixels, O, w.data(), dy_n.data(), T(0), columns.data(), ws.gemm[t]);
       col2im_scratch(columns.data(), C, H, W, g, dx.data() + n * C * H * W);
     }
   }

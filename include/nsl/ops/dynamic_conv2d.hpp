@@ -38,6 +38,7 @@ template <class T>
 struct DynamicConv2dWorkspace {
   struct PerThread {
     Matrix<T> columns, transformed, transformed_grad, columns_grad, g_grad;
+    GemmScratch<T> gemm;
   };
   std::vector<PerThread> threads;
   std::vector<Matrix<T>> weight_partials;
@@ -65,7 +66,6 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
   check_shape("dynamic_conv2d_forward", "output", y.shape(), out);
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
-  const auto weight = w.matrix(O, rows);
   const int threads = detail::batch_threads(N);
   ws.reserve(threads, rows, P, R);
   NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
@@ -73,9 +73,8 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
     auto& b = ws.threads[static_cast<std::size_t>(detail::thread_id())];
     im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
     patch_transform(s, b.columns.data(), g.data() + n * R * P, C, K, P, b.transformed.data());
-    auto y_n = y.sample(n).matrix(O, P);
-    y_n.noalias() = weight * b.transformed;
-    if (bias.size()) y_n.colwise() += bias.vec();
+    gemm<T>(false, false, O, P, rows, w.data(), b.transformed.data(), T(0), y.data() + n * O * P, b.gemm);
+    if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
   }
 }
 
@@ -92,7 +91,6 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
   if (dx.size()) check_shape("dynamic_conv2d_backward", "input gradient", dx.shape(), x.shape());
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
-  const auto weight = w.matrix(O, rows);
   const int threads = detail::batch_threads(N);
   ws.reserve(threads, rows, P, R);
   ws.weight_partials.resize(static_cast<std::size_t>(threads));
@@ -109,9 +107,9 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
     const auto dy_n = dy.sample(n).matrix(O, P);
     im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
     patch_transform(s, b.columns.data(), g_n, C, K, P, b.transformed.data());
-    ws.weight_partials[t].noalias() += dy_n * b.transformed.transpose();
+    gemm<T>(false, true, O, rows, P, dy_n.data(), b.transformed.data(), T(1), ws.weight_partials[t].data(), b.gemm);
     ws.bias_partials[t] += dy_n.rowwise().sum();
-    b.transformed_grad.noalias() = weight.transpose() * dy_n;
+    gemm<T>(true, false, rows, P, O, w.data(), dy_n.data(), T(0), b.transformed_grad.data(), b.gemm);
     patch_transform_backward(s, b.columns.data(), g_n, b.transformed_grad.data(), C, K, P,
                              b.columns_grad.data(), dg.data() + n * R * P);
     if (dx.size()) {

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
@@ -107,15 +108,35 @@ T angular_derivative(AngularForm form, T c) {
 }
 
 /// n (N x 1 x Ho x Wo) = sqrt(window sum of x^2 over all channels + eps).
+/// Per-thread scratch of local_input_norm and its backward, kept by the
+/// caller (SphereConv2d) so that repeated calls allocate nothing.
 template <class T>
-void local_input_norm(TensorView<const T> x, const ConvGeometry& g, TensorView<T> norm) {
+struct LocalNormWorkspace {
+  struct Piece {
+    Matrix<T> squares, spread, coverage;
+  };
+  std::vector<Piece> pieces;
+  Piece& piece(index n, index grain, index i) {
+    const auto count = static_cast<std::size_t>(count_pieces(n, grain));
+    if (pieces.size() < count) pieces.resize(count);
+    return pieces[static_cast<std::size_t>(i)];
+  }
+};
+
+template <class T>
+void local_input_norm(TensorView<const T> x, const ConvGeometry& g, TensorView<T> norm,
+                      LocalNormWorkspace<T>* workspace = nullptr) {
   check_rank("local_input_norm", "input", x.shape(), 4);
   check_geometry("local_input_norm", g, x.dim(2), x.dim(3));
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   const index Ho = g.output_extent(H), Wo = g.output_extent(W);
   check_shape("local_input_norm", "norm", norm.shape(), Shape{N, 1, Ho, Wo});
-  parallel_ranges(N, 1, [&](index n_begin, index n_end) {
-    Matrix<T> squares(H, W);  // sum over channels of x^2, per image
+  LocalNormWorkspace<T> local;
+  LocalNormWorkspace<T>& ws = workspace ? *workspace : local;
+  ws.piece(N, 1, 0);  // sizes the per-piece scratch before the threads start
+  parallel_pieces(N, 1, [&](index piece, index n_begin, index n_end) {
+    Matrix<T>& squares = ws.pieces[static_cast<std::size_t>(piece)].squares;  // sum over channels of x^2, per image
+    squares.resize(H, W);
     for (index n = n_begin; n < n_end; ++n) {
       squares.setZero();
       for (index c = 0; c < C; ++c)
@@ -137,17 +158,26 @@ void local_input_norm(TensorView<const T> x, const ConvGeometry& g, TensorView<T
 /// callers add this path to the gradient through the convolution).
 template <class T>
 void local_input_norm_backward(TensorView<const T> x, const ConvGeometry& g, TensorView<const T> norm,
-                               TensorView<const T> dnorm, TensorView<T> dx) {
+                               TensorView<const T> dnorm, TensorView<T> dx,
+                               LocalNormWorkspace<T>* workspace = nullptr) {
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   const index Ho = g.output_extent(H), Wo = g.output_extent(W), K = g.slots();
   check_shape("local_input_norm_backward", "norm", norm.shape(), Shape{N, 1, Ho, Wo});
   check_shape("local_input_norm_backward", "norm gradient", dnorm.shape(), norm.shape());
   check_shape("local_input_norm_backward", "input gradient", dx.shape(), x.shape());
-  parallel_ranges(N, 1, [&](index n_begin, index n_end) {
-    Matrix<T> spread(K, Ho * Wo), coverage(H, W);
+  LocalNormWorkspace<T> local;
+  LocalNormWorkspace<T>& ws = workspace ? *workspace : local;
+  ws.piece(N, 1, 0);  // sizes the per-piece scratch before the threads start
+  parallel_pieces(N, 1, [&](index piece, index n_begin, index n_end) {
+    Matrix<T>& spread = ws.pieces[static_cast<std::size_t>(piece)].spread;
+    Matrix<T>& coverage = ws.pieces[static_cast<std::size_t>(piece)].coverage;
+    spread.resize(K, Ho * Wo);
+    coverage.resize(H, W);
     for (index n = n_begin; n < n_end; ++n) {
       // coverage[u, v] = sum over windows p covering (u, v) of dnorm(p) / norm(p)
-      spread = (dnorm.sample(n).vec().array() / norm.sample(n).vec().array()).matrix().transpose().replicate(K, 1);
+      // every row of spread is dnorm / norm (no temporary: the first row, then copies)
+      spread.row(0) = (dnorm.sample(n).vec().array() / norm.sample(n).vec().array()).matrix().transpose();
+      for (index r = 1; r < K; ++r) spread.row(r) = spread.row(0);
       coverage.setZero();
       col2im_add(spread.data(), 1, H, W, g, coverage.data());
       for (index c = 0; c < C; ++c) {
