@@ -9,9 +9,13 @@ using nsl::Tensor;
 
 TEST_CASE("BatchNorm2d passes gradcheck in training mode (batch statistics) and in evaluation mode") {
   nsl::Rng rng(400);
+  // borrowing: the layer keeps a view of its input and recomputes x̂ from it
+  for (bool borrowing : {false, true})
   for (bool training : {true, false}) {
+    CAPTURE(borrowing);
     CAPTURE(training);
     nsl::BatchNorm2d<double> bn(3);
+    bn.set_borrowing(borrowing);
     nsl::fill_normal<double>(bn.gamma().view(), rng, 1.0, 0.5);
     nsl::fill_normal<double>(bn.beta().view(), rng);
     nsl::fill_uniform<double>(bn.running_variance().view(), rng, 0.5, 2.0);
@@ -20,6 +24,31 @@ TEST_CASE("BatchNorm2d passes gradcheck in training mode (batch statistics) and 
     const auto report = nsl::gradcheck(bn, nsl::test::randn<double>(Shape{4, 3, 3, 2}, rng));
     CAPTURE(report.str());
     CHECK(report.worst_error < 1e-6);
+  }
+}
+
+TEST_CASE("BatchNorm2d gives the same gradients whether it stores x̂ or recomputes it from a borrowed input") {
+  nsl::Rng rng(403);
+  const auto x = nsl::random_normal<float>(Shape{5, 4, 6, 3}, rng, 2.0, 3.0);
+  const auto dy = nsl::random_normal<float>(x.shape(), rng);
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    nsl::BatchNorm2d<float> stored(4), recomputed(4);
+    recomputed.set_borrowing(true);
+    for (auto* bn : {&stored, &recomputed}) {
+      bn->gamma().vec().setLinSpaced(0.5f, 2.0f);
+      bn->running_variance().vec().setConstant(1.5f);
+      bn->set_training(training);
+    }
+    Tensor<float> y1(x.shape()), y2(x.shape()), dx1(x.shape()), dx2(x.shape());
+    stored.forward_into(x.view(), y1.view());
+    recomputed.forward_into(x.view(), y2.view());
+    stored.backward_into(dy.view(), dx1.view());
+    recomputed.backward_into(dy.view(), dx2.view());
+    CHECK(y1.vec() == y2.vec());
+    CHECK(nsl::test::max_relative_difference(dx1, dx2) < 1e-5);
+    CHECK(nsl::test::max_relative_difference<float>(stored.parameters()[0].grad, recomputed.parameters()[0].grad) < 1e-5);
+    CHECK(nsl::test::max_relative_difference<float>(stored.parameters()[1].grad, recomputed.parameters()[1].grad) < 1e-5);
   }
 }
 

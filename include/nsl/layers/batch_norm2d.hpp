@@ -62,12 +62,21 @@ class BatchNorm2d : public Layer<T> {
 
   void forward_into(TensorView<const T> x, TensorView<T> y) override {
     output_shape(x.shape());
-    normalized_.resize(x.shape());
+    // A borrowed input that the output does not overwrite is kept as a view,
+    // and backward recomputes x̂ from it; otherwise x̂ is stored.
+    from_input_ = this->borrowing() && x.data() != y.data();
+    if (from_input_) {
+      input_.save(x, true);
+      if (normalized_.size()) normalized_ = Tensor<T>();
+    } else {
+      normalized_.resize(x.shape());
+    }
+    const TensorView<T> normalized = from_input_ ? TensorView<T>() : normalized_.view();
     const T eps = T(options_.eps);
     if (this->training()) {
       batchnorm_statistics<T>(x, batch_mean_.view(), batch_variance_.view());
       batchnorm_forward<T>(x, batch_mean_.view(), batch_variance_.view(), gamma_.view(), beta_.view(), eps, y,
-                           normalized_.view());
+                           normalized);
       const double m = double(x.dim(0) * x.dim(2) * x.dim(3));
       const T bessel = m > 1 ? T(m / (m - 1)) : T(1);
       updates_[0] += T(1);
@@ -78,7 +87,7 @@ class BatchNorm2d : public Layer<T> {
       used_batch_statistics_ = true;
     } else {
       batchnorm_forward<T>(x, running_mean_.view(), running_variance_.view(), gamma_.view(), beta_.view(), eps,
-                           y, normalized_.view());
+                           y, normalized);
       used_batch_statistics_ = false;
     }
     this->remember_input_shape(x.shape());
@@ -87,7 +96,12 @@ class BatchNorm2d : public Layer<T> {
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
     this->check_backward("BatchNorm2d::backward", dy.shape(), dx);
     const T eps = T(options_.eps);
-    if (used_batch_statistics_)
+    if (from_input_) {
+      const Tensor<T>& mean = used_batch_statistics_ ? batch_mean_ : running_mean_;
+      const Tensor<T>& variance = used_batch_statistics_ ? batch_variance_ : running_variance_;
+      batchnorm_backward_from_input<T>(input_.view(), mean.view(), variance.view(), gamma_.view(), eps,
+                                       used_batch_statistics_, dy, dx, gamma_grad_.view(), beta_grad_.view());
+    } else if (used_batch_statistics_)
       batchnorm_backward<T>(normalized_.view(), batch_variance_.view(), gamma_.view(), eps, dy, dx,
                             gamma_grad_.view(), beta_grad_.view());
     else
@@ -120,7 +134,9 @@ class BatchNorm2d : public Layer<T> {
   Tensor<T> running_mean_, running_variance_;
   Tensor<T> updates_;                      ///< how many training forwards updated them
   Tensor<T> batch_mean_, batch_variance_;  ///< statistics of the last training forward
-  Tensor<T> normalized_;                   ///< x̂ of the last forward
+  Tensor<T> normalized_;                   ///< x̂ of the last forward (unless from_input_)
+  SavedTensor<T> input_;                   ///< the last forward's input, when from_input_
+  bool from_input_ = false;                ///< backward recomputes x̂ from input_
   bool used_batch_statistics_ = true;
 };
 

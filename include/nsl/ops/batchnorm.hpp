@@ -123,6 +123,50 @@ void batchnorm_backward(TensorView<const T> normalized, TensorView<const T> vari
   });
 }
 
+/// The two backwards above computed from the input x and the statistics
+/// (mean, variance) that normalised it instead of a stored x̂: x̂ is
+/// recomputed as the forward computed it, (x - mean) / sqrt(variance + eps),
+/// so the results are the same. batch_statistics: through the batch
+/// statistics (training) or with them fixed (evaluation). For a layer that
+/// keeps its input anyway (a borrowed view), this saves storing x̂.
+template <class T>
+void batchnorm_backward_from_input(TensorView<const T> x, TensorView<const T> mean, TensorView<const T> variance,
+                                   TensorView<const T> gamma, T eps, bool batch_statistics, TensorView<const T> dy,
+                                   TensorView<T> dx, TensorView<T> dgamma, TensorView<T> dbeta) {
+  detail::check_batchnorm("batchnorm_backward_from_input", x.shape(), gamma.shape());
+  check_shape("batchnorm_backward_from_input", "output gradient", dy.shape(), x.shape());
+  if (dx.size()) check_shape("batchnorm_backward_from_input", "input gradient", dx.shape(), x.shape());
+  const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
+  const T m = T(N * P);
+  using Plane = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      const T s = T(1) / std::sqrt(variance[c] + eps), mu = mean[c];
+      T sum_dy = 0, sum_dy_xhat = 0;
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * C + c) * P;
+        const Plane dy_plane(dy.data() + offset, P), x_plane(x.data() + offset, P);
+        sum_dy += dy_plane.sum();
+        sum_dy_xhat += (dy_plane * ((x_plane - mu) * s)).sum();
+      }
+      dbeta[c] += sum_dy;
+      dgamma[c] += sum_dy_xhat;
+      if (!dx.size()) continue;
+      const T scale = gamma[c] / std::sqrt(variance[c] + eps);
+      const T mean_dy = batch_statistics ? sum_dy / m : T(0), mean_dy_xhat = batch_statistics ? sum_dy_xhat / m : T(0);
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * C + c) * P;
+        const T *dyp = dy.data() + offset, *xp = x.data() + offset;
+        T* dxp = dx.data() + offset;
+        if (batch_statistics)
+          for (index p = 0; p < P; ++p) dxp[p] = scale * (dyp[p] - mean_dy - ((xp[p] - mu) * s) * mean_dy_xhat);
+        else
+          for (index p = 0; p < P; ++p) dxp[p] = scale * dyp[p];
+      }
+    }
+  });
+}
+
 /// Backward with fixed statistics (evaluation mode). dx assigned; dγ, dβ accumulated.
 template <class T>
 void batchnorm_backward_fixed(TensorView<const T> normalized, TensorView<const T> variance,
