@@ -703,10 +703,13 @@ def main():
         print(f"  ran {case}: nsl {nsl_result['median_ms']:.2f} ms, PyTorch {torch_result['median_ms']:.2f} ms",
               file=sys.stderr, flush=True)
 
+    # Efficiency: nsl's GFLOP/s over that of the largest Eigen SGEMM of this run.
+    sgemm = [r for r in rows if parse_case(r["case"])[0] == "gemm" and r["nsl"]["gflops"]]
+    reference = max(sgemm, key=lambda r: parse_case(r["case"])[1])["nsl"]["gflops"] if sgemm else None
     print(f"## Timing ({args.threads} thread(s))\n")
-    print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | nsl GFLOP/s | nsl peak RSS MiB "
-          "| PyTorch peak RSS MiB | PyTorch formulation |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | nsl GFLOP/s | of SGEMM "
+          "| nsl peak RSS MiB | PyTorch peak RSS MiB | PyTorch formulation |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         n, t = r["nsl"], r["torch"]
         ratio = t["median_ms"] / n["median_ms"]
@@ -714,11 +717,13 @@ def main():
         if t.get("trial_ms"):
             impl += " (of " + ", ".join(f"{k} {v:.1f} ms" for k, v in t["trial_ms"].items()) + ")"
         note = " ¹" if r["case"].startswith("cnn9/") else ""
+        efficiency = f"{100 * n['gflops'] / reference:.0f}%" if reference and n["gflops"] else "-"
         print(f"| {r['case']}{note} | {n['median_ms']:.2f} | {t['median_ms']:.2f} | {ratio:.2f} | "
-              f"{fmt_num(n['gflops'], 1)} | {n['rss_mib']:.0f} | {t['rss_mib']:.0f} | {impl} |")
+              f"{fmt_num(n['gflops'], 1)} | {efficiency} | {n['rss_mib']:.0f} | {t['rss_mib']:.0f} | {impl} |")
     print()
     print("- ratio > 1: nsl is faster. GFLOP/s counts the convolutions' multiply-adds (predictor's included; "
-          "backward with input gradient = 2x forward), as nsl_bench reports it.")
+          "backward with input gradient = 2x forward), as nsl_bench reports it. \"of SGEMM\": that rate over the "
+          "GFLOP/s of the largest Eigen SGEMM (gemm/eigen/sgemm) in this run.")
     print(f"- peak RSS: ru_maxrss (wait4) of the process that ran only that case, started by a small launcher so "
           "that this script's own memory is not inherited; the runtime's baseline is included: "
           f"an idle nsl_bench is {idle_nsl:.0f} MiB, an idle python3 + torch child {idle_torch:.0f} MiB.")
