@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "counting_malloc.hpp"
-#include "nsl/data/augment.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
 #include "nsl/train/sgd.hpp"

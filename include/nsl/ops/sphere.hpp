@@ -116,10 +116,9 @@ struct LocalNormWorkspace {
     Matrix<T> squares, spread, coverage;
   };
   std::vector<Piece> pieces;
-  Piece& piece(index n, index grain, index i) {
-    const auto count = static_cast<std::size_t>(count_pieces(n, grain));
-    if (pieces.size() < count) pieces.resize(count);
-    return pieces[static_cast<std::size_t>(i)];
+  /// One Piece for each of the `count` pieces of a parallel_pieces loop.
+  void reserve(index count) {
+    if (static_cast<index>(pieces.size()) < count) pieces.resize(static_cast<std::size_t>(count));
   }
 };
 
@@ -133,7 +132,7 @@ void local_input_norm(TensorView<const T> x, const ConvGeometry& g, TensorView<T
   check_shape("local_input_norm", "norm", norm.shape(), Shape{N, 1, Ho, Wo});
   LocalNormWorkspace<T> local;
   LocalNormWorkspace<T>& ws = workspace ? *workspace : local;
-  ws.piece(N, 1, 0);  // sizes the per-piece scratch before the threads start
+  ws.reserve(count_pieces(N, 1));  // before the threads start
   parallel_pieces(N, 1, [&](index piece, index n_begin, index n_end) {
     Matrix<T>& squares = ws.pieces[static_cast<std::size_t>(piece)].squares;  // sum over channels of x^2, per image
     squares.resize(H, W);
@@ -167,7 +166,7 @@ void local_input_norm_backward(TensorView<const T> x, const ConvGeometry& g, Ten
   check_shape("local_input_norm_backward", "input gradient", dx.shape(), x.shape());
   LocalNormWorkspace<T> local;
   LocalNormWorkspace<T>& ws = workspace ? *workspace : local;
-  ws.piece(N, 1, 0);  // sizes the per-piece scratch before the threads start
+  ws.reserve(count_pieces(N, 1));  // before the threads start
   parallel_pieces(N, 1, [&](index piece, index n_begin, index n_end) {
     Matrix<T>& spread = ws.pieces[static_cast<std::size_t>(piece)].spread;
     Matrix<T>& coverage = ws.pieces[static_cast<std::size_t>(piece)].coverage;
