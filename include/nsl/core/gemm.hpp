@@ -4,42 +4,102 @@
 //     C = beta C + op(A) op(B)        op(X) = X or X^T,  beta = 0 or 1
 //
 // A, B and C are dense row-major arrays: C is M x N, op(A) M x K, op(B) K x N.
-// Eigen's GEMM packs blocks of both operands into buffers that it allocates
-// on every product larger than EIGEN_STACK_ALLOCATION_LIMIT (128 KiB): a
-// convolution's per-image products are larger, so a training step would call
-// malloc hundreds of times. `gemm` runs the same Eigen kernel
-// (internal::general_matrix_matrix_product, Eigen 3.4) with those buffers
-// taken from a GemmScratch that the caller keeps across calls, so the
-// numbers are those of the Eigen product and the step allocates nothing.
-// A product outside a parallel region with Eigen allowed several threads
-// goes through Eigen's own (threaded, allocating) product instead.
+//
+// `gemm_reference` is that formula as three loops. `gemm` is the fast one,
+// built the way BLIS and OpenBLAS build theirs (Goto's algorithm):
+//
+//   for each block of KC depths:     pack op(B)'s KC x N rows into panels NR
+//                                    columns wide (each depth's NR values together)
+//     for each block of MC rows:     pack op(A)'s MC x KC block into panels MR
+//                                    rows tall (each depth's MR values together)
+//       for each NR x MR tile:       micro-kernel: C_tile (+)= A_panel B_panel
+//
+// The micro-kernel holds the MR x NR tile of C in SIMD registers (xsimd) and
+// adds one rank-1 update per depth: NR/L register loads of B, MR broadcasts of
+// A, MR NR/L fused multiply-adds (L lanes per register). MR x NR is as large
+// as the register file allows: 6 x 2L on 16-register AVX2 (12 accumulators),
+// 12 x 2L on 32-register AVX-512 (24). Packing makes every load of the inner
+// loop contiguous whatever the transposition, and pads partial panels with
+// zeros so that the micro-kernel has one shape; partial tiles of C go
+// through a small buffer. The A block stays in L2 and a B panel in L1 across
+// the tiles that use them.
+//
+// A left operand used for many products (a convolution's weights, once per
+// image) can be packed once into a PackedLhs and passed instead of A.
+//
+// Outside a parallel region with several threads (num_threads()), `gemm`
+// splits C into column (or row) slabs, one per thread, each with its own
+// packing buffers from the GemmScratch; inside one (the usual case: OpenMP
+// over a batch, one product per image) it runs on the calling thread.
+// Without xsimd (NSL_HAVE_XSIMD unset) `gemm` runs Eigen's GEMM kernel
+// (internal::general_matrix_matrix_product, Eigen 3.4) with its packing
+// buffers taken from the GemmScratch, so it allocates nothing either.
 #pragma once
 
 #include <Eigen/Core>
+
+#include <algorithm>
+#include <vector>
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+#include <xsimd/xsimd.hpp>
+#endif
 
 #include "nsl/core/shape.hpp"
 #include "nsl/core/threads.hpp"
 
 namespace nsl {
 
-/// The packing buffers of one thread's products; they only grow.
+/// The packing buffers of one caller's products (one set per thread of a
+/// threaded product); they only grow. Not shared between concurrent calls.
 template <class T>
 class GemmScratch {
  public:
-  T* lhs(index size) { return grow(lhs_, size); }
-  T* rhs(index size) { return grow(rhs_, size); }
+  T* lhs(index size, int worker = 0) { return grow(buffers(worker).lhs, size); }
+  T* rhs(index size, int worker = 0) { return grow(buffers(worker).rhs, size); }
+  /// Makes room for `workers` sets of buffers (call before a parallel region).
+  void reserve_workers(int workers) {
+    if (static_cast<int>(workers_.size()) < workers) workers_.resize(static_cast<std::size_t>(workers));
+  }
 
  private:
+  struct Buffers {
+    Eigen::Matrix<T, Eigen::Dynamic, 1> lhs, rhs;  // Eigen-aligned
+  };
+  Buffers& buffers(int worker) {
+    reserve_workers(worker + 1);
+    return workers_[static_cast<std::size_t>(worker)];
+  }
   static T* grow(Eigen::Matrix<T, Eigen::Dynamic, 1>& buffer, index size) {
     if (buffer.size() < size) buffer.resize(size);
     return buffer.data();
   }
-  Eigen::Matrix<T, Eigen::Dynamic, 1> lhs_, rhs_;  // Eigen-aligned
+  std::vector<Buffers> workers_;
 };
 
+/// C = beta C + op(A) op(B) as the formula reads (double accumulation for
+/// float); beta must be 0 or 1. Tests compare `gemm` with it.
+template <class T>
+void gemm_reference(bool transpose_a, bool transpose_b, index M, index N, index K, const T* a, const T* b, T beta,
+                    T* c) {
+  using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;
+  for (index i = 0; i < M; ++i)
+    for (index j = 0; j < N; ++j) {
+      Acc sum = 0;
+      for (index k = 0; k < K; ++k) {
+        const T a_ik = transpose_a ? a[k * M + i] : a[i * K + k];
+        const T b_kj = transpose_b ? b[j * K + k] : b[k * N + j];
+        sum += Acc(a_ik) * Acc(b_kj);
+      }
+      c[i * N + j] = T(beta == T(0) ? Acc(0) : Acc(c[i * N + j])) + T(sum);
+    }
+}
+
 namespace detail {
-// Eigen's level-3 blocking (block sizes for the caches of this machine, as
-// Eigen's own product computes them) with the buffers of a GemmScratch.
+
+// ---------------------------------------------------------------------------
+// Eigen's kernel with caller-owned packing buffers (the path without xsimd).
+
 template <class T>
 class ScratchBlocking : public Eigen::internal::level3_blocking<T, T> {
  public:
@@ -63,20 +123,15 @@ void column_major_gemm(index M, index N, index K, const T* lhs, index lhs_stride
                                                  1>::run(N, M, K, lhs, lhs_stride, rhs, rhs_stride, c, 1, N, T(1),
                                                          blocking, nullptr);
 }
-}  // namespace detail
 
-/// C = beta C + op(A) op(B) (see the header comment); beta must be 0 or 1.
+// C += op(A) op(B) with Eigen (C already scaled by beta).
 template <class T>
-void gemm(bool transpose_a, bool transpose_b, index M, index N, index K, const T* a, const T* b, T beta, T* c,
-          GemmScratch<T>& scratch) {
-  require(beta == T(0) || beta == T(1), ErrorKind::argument, "gemm: beta must be 0 or 1, got ", beta);
-  require(M >= 0 && N >= 0 && K >= 0, ErrorKind::argument, "gemm: negative size ", M, " x ", N, " x ", K);
-  using RowMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-  using ConstRowMajorMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-  RowMajorMap result(c, M, N);
-  if (beta == T(0)) result.setZero();
-  if (M == 0 || N == 0 || K == 0) return;
+void eigen_gemm_accumulate(bool transpose_a, bool transpose_b, index M, index N, index K, const T* a, const T* b,
+                           T* c, GemmScratch<T>& scratch) {
   if (!in_parallel_region() && Eigen::nbThreads() > 1) {  // let Eigen thread the product
+    using RowMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    using ConstRowMajorMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    RowMajorMap result(c, M, N);
     const ConstRowMajorMap a_stored(a, transpose_a ? K : M, transpose_a ? M : K);
     const ConstRowMajorMap b_stored(b, transpose_b ? N : K, transpose_b ? K : N);
     if (transpose_a && transpose_b) result.noalias() += a_stored.transpose() * b_stored.transpose();
@@ -90,10 +145,372 @@ void gemm(bool transpose_a, bool transpose_b, index M, index N, index K, const T
   // row-major), op(B)^T is that row-major matrix itself. Likewise for A.
   constexpr int col = Eigen::ColMajor, row = Eigen::RowMajor;
   const index lhs_stride = transpose_b ? K : N, rhs_stride = transpose_a ? M : K;
-  if (!transpose_b && !transpose_a) detail::column_major_gemm<T, col, col>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
-  else if (!transpose_b) detail::column_major_gemm<T, col, row>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
-  else if (!transpose_a) detail::column_major_gemm<T, row, col>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
-  else detail::column_major_gemm<T, row, row>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
+  if (!transpose_b && !transpose_a) column_major_gemm<T, col, col>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
+  else if (!transpose_b) column_major_gemm<T, col, row>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
+  else if (!transpose_a) column_major_gemm<T, row, col>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
+  else column_major_gemm<T, row, row>(M, N, K, b, lhs_stride, a, rhs_stride, c, scratch);
+}
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+// ---------------------------------------------------------------------------
+// The packed, register-blocked GEMM (header comment).
+
+// A strided view of op(X): element (row, col) of the logical matrix.
+template <class T>
+struct OperandView {
+  const T* data;
+  index row_stride, col_stride;  // (1, ld) when stored transposed, (ld, 1) otherwise
+  const T& operator()(index row, index col) const { return data[row * row_stride + col * col_stride]; }
+};
+
+template <class T>
+struct GemmShape {
+  using Register = xsimd::batch<T>;
+  static constexpr index lanes = static_cast<index>(Register::size);
+#if defined(__AVX512F__)
+  static constexpr index mr = 12;  // 32 vector registers: 24 accumulators
+#else
+  static constexpr index mr = 6;   // 16 vector registers: 12 accumulators
+#endif
+  static constexpr index nr_registers = 2;
+  static constexpr index nr = nr_registers * lanes;
+  static constexpr index kc = 512;      // a B panel (KC x NR) streams through L1
+  static constexpr index mc = mr * 16;  // an A block (MC x KC) stays in L2
+  static constexpr index nc = nr * 256; // a B block (KC x NC) stays in L3
+};
+
+// Packs rows [0, rows) x depths [0, depth) of op(A) into MR-row panels:
+// panel p holds, for each depth k, the MR values op(A)(p MR + i, k); rows
+// past the end are zero.
+template <class T>
+void pack_lhs(const OperandView<T>& a, index rows, index depth, T* packed) {
+  constexpr index mr = GemmShape<T>::mr;
+  for (index p0 = 0; p0 < rows; p0 += mr) {
+    const index height = std::min(mr, rows - p0);
+    if (a.row_stride == 1) {  // each depth's MR values are contiguous in memory
+      for (index k = 0; k < depth; ++k) {
+        const T* from = &a(p0, k);
+        for (index i = 0; i < height; ++i) packed[k * mr + i] = from[i];
+        for (index i = height; i < mr; ++i) packed[k * mr + i] = T(0);
+      }
+    } else {  // each row's depths are contiguous: read MR rows side by side
+      const T* from[mr];
+      for (index i = 0; i < mr; ++i) from[i] = &a(p0 + std::min(i, height - 1), 0);
+      if (height == mr) {
+        for (index k = 0; k < depth; ++k)
+#pragma GCC unroll 16
+          for (index i = 0; i < mr; ++i) packed[k * mr + i] = from[i][k];
+      } else {
+        for (index k = 0; k < depth; ++k)
+          for (index i = 0; i < mr; ++i) packed[k * mr + i] = i < height ? from[i][k] : T(0);
+      }
+    }
+    packed += mr * depth;
+  }
+}
+
+// Packs depths [0, depth) x columns [0, cols) of op(B) into NR-column
+// panels: panel p holds, for each depth k, op(B)(k, p NR + j); columns past
+// the end are zero.
+template <class T>
+void pack_rhs(const OperandView<T>& b, index depth, index cols, T* packed) {
+  constexpr index nr = GemmShape<T>::nr;
+  for (index p0 = 0; p0 < cols; p0 += nr) {
+    const index width = std::min(nr, cols - p0);
+    if (b.col_stride == 1) {
+      for (index k = 0; k < depth; ++k) {
+        const T* from = &b(k, p0);
+        T* to = packed + k * nr;
+        std::copy(from, from + width, to);
+        std::fill(to + width, to + nr, T(0));
+      }
+    } else {  // each column's depths are contiguous: read NR columns side by side
+      const T* from[nr];
+      for (index j = 0; j < nr; ++j) from[j] = &b(0, p0 + std::min(j, width - 1));
+      if (width == nr) {
+        for (index k = 0; k < depth; ++k)
+#pragma GCC unroll 32
+          for (index j = 0; j < nr; ++j) packed[k * nr + j] = from[j][k];
+      } else {
+        for (index k = 0; k < depth; ++k)
+          for (index j = 0; j < nr; ++j) packed[k * nr + j] = j < width ? from[j][k] : T(0);
+      }
+    }
+    packed += nr * depth;
+  }
+}
+
+// The first Rows rows and Registers L columns of a tile (leading dimension
+// ldc) = or += A_panel B_panel over `depth` (the panels' other rows and
+// columns are not read).
+template <class T, index Rows, index Registers>
+void micro_kernel(index depth, const T* a_panel, const T* b_panel, T* tile, index ldc, bool accumulate) {
+  using Shape = GemmShape<T>;
+  using R = typename Shape::Register;
+  constexpr index mr = Shape::mr, nv = Registers, lanes = Shape::lanes;
+  R sum[Rows][nv];
+#pragma GCC unroll 16
+  for (index i = 0; i < Rows; ++i)
+#pragma GCC unroll 4
+    for (index v = 0; v < nv; ++v) sum[i][v] = R(T(0));
+#pragma GCC unroll 2
+  for (index k = 0; k < depth; ++k) {
+    R b_row[nv];
+#pragma GCC unroll 4
+    for (index v = 0; v < nv; ++v) b_row[v] = R::load_unaligned(b_panel + v * lanes);
+#pragma GCC unroll 16
+    for (index i = 0; i < Rows; ++i) {
+      const R a_value(a_panel[i]);
+#pragma GCC unroll 4
+      for (index v = 0; v < nv; ++v) sum[i][v] = xsimd::fma(a_value, b_row[v], sum[i][v]);
+    }
+    a_panel += mr;
+    b_panel += Shape::nr;
+  }
+#pragma GCC unroll 16
+  for (index i = 0; i < Rows; ++i)
+#pragma GCC unroll 4
+    for (index v = 0; v < nv; ++v) {
+      T* to = tile + i * ldc + v * lanes;
+      const R value = accumulate ? sum[i][v] + R::load_unaligned(to) : sum[i][v];
+      value.store_unaligned(to);
+    }
+}
+
+// micro_kernel for a run-time row count 1 <= rows <= MR.
+template <class T, index Registers, index Rows = GemmShape<T>::mr>
+void micro_kernel_rows(index rows, index depth, const T* a_panel, const T* b_panel, T* tile, index ldc,
+                       bool accumulate) {
+  if constexpr (Rows > 1) {
+    if (rows < Rows) {
+      micro_kernel_rows<T, Registers, Rows - 1>(rows, depth, a_panel, b_panel, tile, ldc, accumulate);
+      return;
+    }
+  }
+  micro_kernel<T, Rows, Registers>(depth, a_panel, b_panel, tile, ldc, accumulate);
+}
+
+// Depth of the depth blocks of a K-deep product: equal blocks (no short
+// last one), at most KC deep.
+template <class T>
+index depth_block(index K) {
+  const index blocks = (K + GemmShape<T>::kc - 1) / GemmShape<T>::kc;
+  return (K + blocks - 1) / blocks;
+}
+
+// C (M x N, leading dimension ldc) = or += op(A) op(B) on the calling thread.
+// lhs_block(i0, k0, rows, depth) returns the packed block of op(A) rows
+// [i0, i0 + rows) and depths [k0, k0 + depth) (pack_lhs's layout).
+template <class T, class LhsBlock>
+void packed_gemm(LhsBlock&& lhs_block, const OperandView<T>& b, index M, index N, index K, T* c, index ldc,
+                 bool accumulate, T* rhs_buffer) {
+  using Shape = GemmShape<T>;
+  constexpr index mr = Shape::mr, nr = Shape::nr;
+  const index kc = depth_block<T>(K);
+  alignas(64) T edge[mr * nr];
+  for (index j0 = 0; j0 < N; j0 += Shape::nc) {
+    const index cols = std::min(Shape::nc, N - j0);
+    for (index k0 = 0; k0 < K; k0 += kc) {
+      const index depth = std::min(kc, K - k0);
+      const bool add = accumulate || k0 > 0;
+      pack_rhs(OperandView<T>{&b(k0, j0), b.row_stride, b.col_stride}, depth, cols, rhs_buffer);
+      for (index i0 = 0; i0 < M; i0 += Shape::mc) {
+        const index rows = std::min(Shape::mc, M - i0);
+        const T* lhs_buffer = lhs_block(i0, k0, rows, depth);
+        for (index jt = 0; jt < cols; jt += nr) {
+          const T* b_panel = rhs_buffer + jt * depth;
+          const index width = std::min(nr, cols - jt);
+          for (index it = 0; it < rows; it += mr) {
+            const T* a_panel = lhs_buffer + it * depth;
+            const index height = std::min(mr, rows - it);
+            T* tile = c + (i0 + it) * ldc + j0 + jt;
+            constexpr index all = Shape::nr_registers, lanes = Shape::lanes;
+            if (width == nr) {
+              micro_kernel_rows<T, all>(height, depth, a_panel, b_panel, tile, ldc, add);
+            } else if (width == lanes) {
+              micro_kernel_rows<T, 1>(height, depth, a_panel, b_panel, tile, ldc, add);
+            } else {  // a partial tile: compute it in `edge` (one register wide if that
+                      // covers it), then write the valid columns
+              if (width < lanes) micro_kernel_rows<T, 1>(height, depth, a_panel, b_panel, edge, nr, false);
+              else micro_kernel_rows<T, all>(height, depth, a_panel, b_panel, edge, nr, false);
+              for (index i = 0; i < height; ++i)
+                for (index j = 0; j < width; ++j)
+                  tile[i * ldc + j] = add ? tile[i * ldc + j] + edge[i * nr + j] : edge[i * nr + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// packed_gemm packing op(A)'s blocks as it goes into lhs_buffer.
+template <class T>
+void packed_gemm(const OperandView<T>& a, const OperandView<T>& b, index M, index N, index K, T* c, index ldc,
+                 bool accumulate, T* lhs_buffer, T* rhs_buffer) {
+  const auto pack_block = [&](index i0, index k0, index rows, index depth) -> const T* {
+    pack_lhs(OperandView<T>{&a(i0, k0), a.row_stride, a.col_stride}, rows, depth, lhs_buffer);
+    return lhs_buffer;
+  };
+  packed_gemm<T>(pack_block, b, M, N, K, c, ldc, accumulate, rhs_buffer);
+}
+
+// Buffer sizes packed_gemm needs for an M x N x K product.
+template <class T>
+index packed_lhs_size(index M, index K) {
+  using Shape = GemmShape<T>;
+  const index rows = std::min(Shape::mc, (M + Shape::mr - 1) / Shape::mr * Shape::mr);
+  return rows * std::min(Shape::kc, K);
+}
+template <class T>
+index packed_rhs_size(index N, index K) {
+  using Shape = GemmShape<T>;
+  const index cols = std::min(Shape::nc, (N + Shape::nr - 1) / Shape::nr * Shape::nr);
+  return cols * std::min(Shape::kc, K);
+}
+#endif  // NSL_HAVE_XSIMD
+
+}  // namespace detail
+
+/// op(A) packed once for several products op(A) op(B_n) with the same left
+/// operand (a convolution's weights, over the images of a batch). It holds a
+/// copy: A may change or go after `pack`. Grows only, like GemmScratch.
+template <class T>
+class PackedLhs {
+ public:
+  void pack(bool transpose_a, index M, index K, const T* a) {
+    require(M >= 0 && K >= 0, ErrorKind::argument, "PackedLhs::pack: negative size ", M, " x ", K);
+    rows_ = M;
+    depth_ = K;
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+    // Block (i0, k0) of pack_lhs's layout starts at k0 Mp + i0 depth, Mp = M rounded up to MR.
+    using Shape = detail::GemmShape<T>;
+    const index padded = (M + Shape::mr - 1) / Shape::mr * Shape::mr;
+    padded_rows_ = padded;
+    if (buffer_.size() < padded * K) buffer_.resize(padded * K);
+    if (M == 0 || K == 0) return;
+    const detail::OperandView<T> op_a{a, transpose_a ? 1 : K, transpose_a ? M : 1};
+    const index kc = detail::depth_block<T>(K);
+    for (index k0 = 0; k0 < K; k0 += kc) {
+      const index depth = std::min(kc, K - k0);
+      for (index i0 = 0; i0 < M; i0 += Shape::mc)
+        detail::pack_lhs(detail::OperandView<T>{&op_a(i0, k0), op_a.row_stride, op_a.col_stride},
+                         std::min(Shape::mc, M - i0), depth, buffer_.data() + k0 * padded + i0 * depth);
+    }
+#else
+    // Without xsimd: op(A) as a row-major M x K copy for Eigen's kernel.
+    if (buffer_.size() < M * K) buffer_.resize(M * K);
+    for (index i = 0; i < M; ++i)
+      for (index k = 0; k < K; ++k) buffer_[i * K + k] = transpose_a ? a[k * M + i] : a[i * K + k];
+#endif
+  }
+  index rows() const { return rows_; }
+  index depth() const { return depth_; }
+  const T* data() const { return buffer_.data(); }
+  /// The packed block of rows [i0, ...) and depths [k0, k0 + block depth).
+  const T* block(index i0, index k0, index block_depth) const {
+    return buffer_.data() + k0 * padded_rows_ + i0 * block_depth;
+  }
+
+ private:
+  Eigen::Matrix<T, Eigen::Dynamic, 1> buffer_;
+  index rows_ = 0, depth_ = 0, padded_rows_ = 0;
+};
+
+/// C = beta C + op(A) op(B) with op(A) packed in `a` (M = a.rows(), K = a.depth()).
+template <class T>
+void gemm(const PackedLhs<T>& a, bool transpose_b, index N, const T* b, T beta, T* c, GemmScratch<T>& scratch) {
+  require(beta == T(0) || beta == T(1), ErrorKind::argument, "gemm: beta must be 0 or 1, got ", beta);
+  require(N >= 0, ErrorKind::argument, "gemm: negative size ", a.rows(), " x ", N, " x ", a.depth());
+  const index M = a.rows(), K = a.depth();
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (beta == T(0)) std::fill(c, c + M * N, T(0));
+    return;
+  }
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  using Shape = detail::GemmShape<T>;
+  const detail::OperandView<T> op_b{b, transpose_b ? 1 : N, transpose_b ? K : 1};
+  const auto prepacked = [&](index i0, index k0, index, index depth) { return a.block(i0, k0, depth); };
+  const bool accumulate = beta != T(0);
+  const index units = (N + Shape::nr - 1) / Shape::nr;  // threads split the columns only
+  const int threads =
+      in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, units / 2)));
+  if (threads <= 1) {
+    detail::packed_gemm<T>(prepacked, op_b, M, N, K, c, N, accumulate, scratch.rhs(detail::packed_rhs_size<T>(N, K)));
+    return;
+  }
+  scratch.reserve_workers(threads);
+  const index slab = (units + threads - 1) / threads * Shape::nr;
+  const index rhs_size = detail::packed_rhs_size<T>(slab, K);
+  for (int t = 0; t < threads; ++t) scratch.rhs(rhs_size, t);
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (int t = 0; t < threads; ++t) {
+    const index begin = std::min(N, t * slab), end = std::min(N, (t + 1) * slab);
+    if (begin < end)
+      detail::packed_gemm<T>(prepacked, detail::OperandView<T>{&op_b(0, begin), op_b.row_stride, op_b.col_stride}, M,
+                             end - begin, K, c + begin, N, accumulate, scratch.rhs(rhs_size, t));
+  }
+#else
+  if (beta == T(0)) std::fill(c, c + M * N, T(0));
+  detail::eigen_gemm_accumulate(false, transpose_b, M, N, K, a.data(), b, c, scratch);
+#endif
+}
+
+/// C = beta C + op(A) op(B) (see the header comment); beta must be 0 or 1.
+template <class T>
+void gemm(bool transpose_a, bool transpose_b, index M, index N, index K, const T* a, const T* b, T beta, T* c,
+          GemmScratch<T>& scratch) {
+  require(beta == T(0) || beta == T(1), ErrorKind::argument, "gemm: beta must be 0 or 1, got ", beta);
+  require(M >= 0 && N >= 0 && K >= 0, ErrorKind::argument, "gemm: negative size ", M, " x ", N, " x ", K);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (beta == T(0)) std::fill(c, c + M * N, T(0));
+    return;
+  }
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  using Shape = detail::GemmShape<T>;
+  const detail::OperandView<T> op_a{a, transpose_a ? 1 : K, transpose_a ? M : 1};
+  const detail::OperandView<T> op_b{b, transpose_b ? 1 : N, transpose_b ? K : 1};
+  const bool accumulate = beta != T(0);
+  // Threads: one slab of C each, split along the longer side in whole tiles,
+  // when there is at least one tile row or column per thread.
+  const bool split_columns = N >= M;
+  const index unit = split_columns ? Shape::nr : Shape::mr;
+  const index units = ((split_columns ? N : M) + unit - 1) / unit;
+  const int threads =
+      in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, units / 2)));
+  if (threads <= 1) {
+    detail::packed_gemm(op_a, op_b, M, N, K, c, N, accumulate, scratch.lhs(detail::packed_lhs_size<T>(M, K)),
+                        scratch.rhs(detail::packed_rhs_size<T>(N, K)));
+    return;
+  }
+  scratch.reserve_workers(threads);
+  const index slab_units = (units + threads - 1) / threads;
+  const index lhs_size = detail::packed_lhs_size<T>(split_columns ? M : slab_units * unit, K);
+  const index rhs_size = detail::packed_rhs_size<T>(split_columns ? slab_units * unit : N, K);
+  for (int t = 0; t < threads; ++t) {  // grow the buffers before the threads start
+    scratch.lhs(lhs_size, t);
+    scratch.rhs(rhs_size, t);
+  }
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (int t = 0; t < threads; ++t) {
+    const index begin = std::min(split_columns ? N : M, t * slab_units * unit);
+    const index end = std::min(split_columns ? N : M, (t + 1) * slab_units * unit);
+    if (begin >= end) continue;
+    T* lhs = scratch.lhs(lhs_size, t);
+    T* rhs = scratch.rhs(rhs_size, t);
+    if (split_columns)
+      detail::packed_gemm(op_a, detail::OperandView<T>{&op_b(0, begin), op_b.row_stride, op_b.col_stride}, M,
+                          end - begin, K, c + begin, N, accumulate, lhs, rhs);
+    else
+      detail::packed_gemm(detail::OperandView<T>{&op_a(begin, 0), op_a.row_stride, op_a.col_stride}, op_b,
+                          end - begin, N, K, c + begin * N, N, accumulate, lhs, rhs);
+  }
+#else
+  if (beta == T(0)) std::fill(c, c + M * N, T(0));
+  detail::eigen_gemm_accumulate(transpose_a, transpose_b, M, N, K, a, b, c, scratch);
+#endif
 }
 
 }  // namespace nsl

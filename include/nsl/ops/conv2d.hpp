@@ -13,8 +13,8 @@
 // Contract: dx is assigned; dw and db are accumulated (+=).
 //
 // `conv2d_forward_reference` / `conv2d_backward_reference` are the formulas as
-// loops; `conv2d_forward` / `conv2d_backward` are im2col + Eigen GEMM with
-// OpenMP over the batch. Tests compare the two.
+// loops; `conv2d_forward` / `conv2d_backward` are im2col + GEMM (nsl::gemm,
+// the weights packed once per call) with OpenMP over the batch. Tests compare the two.
 //
 // Output-side form. im2col copies the input K times; when a stride-1,
 // size-keeping (2p = k - 1) convolution has fewer output than input
@@ -118,6 +118,7 @@ struct Conv2dWorkspace {
   std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread ((O K) x C output-side)
   std::vector<Vector<T>> bias_partials;    ///< one db partial sum per thread
   Matrix<T> flipped_weight;                ///< Ŵ of the output-side form
+  PackedLhs<T> packed_weight;              ///< W, W^T, Ŵ or Ŵ^T packed once for the batch's GEMMs
   std::vector<GemmScratch<T>> gemm;        ///< one GEMM packing scratch per thread
 
   void reserve_columns(int threads, index rows, index cols) {
@@ -166,11 +167,12 @@ void conv2d_forward_output_side(TensorView<const T> x, TensorView<const T> w, Te
   flip_weight_slots(w, ws.flipped_weight);
   const int threads = batch_threads(N);
   ws.reserve_columns(threads, O * K, P);
+  ws.packed_weight.pack(false, O * K, C, ws.flipped_weight.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(thread_id());
     Matrix<T>& shifted = ws.columns[t];
-    gemm<T>(false, false, O * K, P, C, ws.flipped_weight.data(), x.data() + n * C * P, T(0), shifted.data(), ws.gemm[t]);
+    gemm<T>(ws.packed_weight, false, P, x.data() + n * C * P, T(0), shifted.data(), ws.gemm[t]);
     col2im_scratch(shifted.data(), O, H, W, g, y.data() + n * O * P);
     if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
   }
@@ -190,6 +192,7 @@ void conv2d_backward_output_side(TensorView<const T> x, TensorView<const T> w, c
     ws.weight_partials[static_cast<std::size_t>(t)].setZero(O * K, C);
     ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
   }
+  if (dx.size()) ws.packed_weight.pack(true, C, O * K, ws.flipped_weight.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(thread_id());
@@ -199,8 +202,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
     gemm<T>(false, true, O * K, C, P, shifted_grad.data(), x_n, T(1), ws.weight_partials[t].data(), ws.gemm[t]);
     ws.bias_partials[t] += dy.sample(n).matrix(O, P).rowwise().sum();
     if (dx.size())
-      gemm<T>(true, false, C, P, O * K, ws.flipped_weight.data(), shifted_grad.data(), T(0), dx.data() + n * C * P,
-              ws.gemm[t]);
+      gemm<T>(ws.packed_weight, false, P, shifted_grad.data(), T(0), dx.data() + n * C * P, ws.gemm[t]);
   }
   // Sum the per-thread partials in thread order (deterministic), then undo the slot flip.
   for (int t = 1; t < threads; ++t) ws.weight_partials[0] += ws.weight_partials[static_cast<std::size_t>(t)];
@@ -226,12 +228,13 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
   const index rows = C * g.slots(), pixels = out[2] * out[3];
   const int threads = detail::batch_threads(N);
   ws.reserve_columns(threads, rows, pixels);
+  ws.packed_weight.pack(false, O, rows, w.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
     Matrix<T>& columns = ws.columns[t];
     im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
-    gemm<T>(false, false, O, pixels, rows, w.data(), columns.data(), T(0), y.data() + n * O * pixels, ws.gemm[t]);
+    gemm<T>(ws.packed_weight, false, pixels, columns.data(), T(0), y.data() + n * O * pixels, ws.gemm[t]);
     if (bias.size()) y.sample(n).matrix(O, pixels).colwise() += bias.vec();
   }
 }
@@ -259,6 +262,7 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
     ws.weight_partials[static_cast<std::size_t>(t)].setZero(O, rows);
     ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
   }
+  if (dx.size()) ws.packed_weight.pack(true, rows, O, w.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
@@ -269,7 +273,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
     ws.bias_partials[t] += dy_n.rowwise().sum();
     if (dx.size()) {
       // The patch matrix is no longer needed: reuse it for dX_n = W^T dY_n.
-      gemm<T>(true, false, rows, pixels, O, w.data(), dy_n.data(), T(0), columns.data(), ws.gemm[t]);
+      gemm<T>(ws.packed_weight, false, pixels, dy_n.data(), T(0), columns.data(), ws.gemm[t]);
       col2im_scratch(columns.data(), C, H, W, g, dx.data() + n * C * H * W);
     }
   }

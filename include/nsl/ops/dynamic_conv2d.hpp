@@ -43,6 +43,7 @@ struct DynamicConv2dWorkspace {
   std::vector<PerThread> threads;
   std::vector<Matrix<T>> weight_partials;
   std::vector<Vector<T>> bias_partials;
+  PackedLhs<T> packed_weight;  ///< W (forward) or W^T (backward), packed once per call
 
   void reserve(int count, index rows, index pixels, index g_rows) {
     if (static_cast<int>(threads.size()) < count) threads.resize(static_cast<std::size_t>(count));
@@ -68,12 +69,13 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const int threads = detail::batch_threads(N);
   ws.reserve(threads, rows, P, R);
+  ws.packed_weight.pack(false, O, rows, w.data());
   NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     auto& b = ws.threads[static_cast<std::size_t>(detail::thread_id())];
     im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
     patch_transform(s, b.columns.data(), g.data() + n * R * P, C, K, P, b.transformed.data());
-    gemm<T>(false, false, O, P, rows, w.data(), b.transformed.data(), T(0), y.data() + n * O * P, b.gemm);
+    gemm<T>(ws.packed_weight, false, P, b.transformed.data(), T(0), y.data() + n * O * P, b.gemm);
     if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
   }
 }
@@ -99,6 +101,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
     ws.weight_partials[static_cast<std::size_t>(t)].setZero(O, rows);
     ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
   }
+  ws.packed_weight.pack(true, rows, O, w.data());
   NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
@@ -109,7 +112,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
     patch_transform(s, b.columns.data(), g_n, C, K, P, b.transformed.data());
     gemm<T>(false, true, O, rows, P, dy_n.data(), b.transformed.data(), T(1), ws.weight_partials[t].data(), b.gemm);
     ws.bias_partials[t] += dy_n.rowwise().sum();
-    gemm<T>(true, false, rows, P, O, w.data(), dy_n.data(), T(0), b.transformed_grad.data(), b.gemm);
+    gemm<T>(ws.packed_weight, false, P, dy_n.data(), T(0), b.transformed_grad.data(), b.gemm);
     patch_transform_backward(s, b.columns.data(), g_n, b.transformed_grad.data(), C, K, P,
                              b.columns_grad.data(), dg.data() + n * R * P);
     if (dx.size()) {
