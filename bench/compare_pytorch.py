@@ -87,8 +87,8 @@ def cnn9_case(variant):
     return f"cnn9/{variant}/train_step/B{CNN_B}_{CNN_C}x{CNN_H}x{CNN_H}"
 
 
-def gemm_case(n):
-    return f"gemm/eigen/sgemm/N{n}"
+def gemm_case(n, library="eigen"):
+    return f"gemm/{library}/sgemm/N{n}"
 
 
 def all_cases():
@@ -96,7 +96,7 @@ def all_cases():
     for v in VARIANTS:
         cases += [layer_case(v, True), layer_case(v, False)]
     cases += [cnn9_case(v) for v in VARIANTS]
-    cases += [gemm_case(n) for n in GEMM_SIZES]
+    cases += [gemm_case(n, library) for library in ("eigen", "nsl") for n in GEMM_SIZES]
     return cases
 
 
@@ -704,7 +704,7 @@ def main():
               file=sys.stderr, flush=True)
 
     # Efficiency: nsl's GFLOP/s over that of the largest Eigen SGEMM of this run.
-    sgemm = [r for r in rows if parse_case(r["case"])[0] == "gemm" and r["nsl"]["gflops"]]
+    sgemm = [r for r in rows if r["case"].startswith("gemm/eigen/") and r["nsl"]["gflops"]]
     reference = max(sgemm, key=lambda r: parse_case(r["case"])[1])["nsl"]["gflops"] if sgemm else None
     print(f"## Timing ({args.threads} thread(s))\n")
     print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | nsl GFLOP/s | of SGEMM "
@@ -733,7 +733,8 @@ def main():
               f"label-smoothed (0.01) cross-entropy, SGD lr {CNN_LR} momentum 0.9 weight decay 5e-4; "
               "the PyTorch network uses the formulation the layer case chose.")
     if any(r["case"].startswith("gemm/") for r in rows):
-        print("- gemm rows: Eigen's GEMM in nsl_bench against torch.mm (which calls the BLAS PyTorch is linked with).")
+        print("- gemm rows: Eigen's product (gemm/eigen) and nsl::gemm (gemm/nsl, the GEMM of every nsl layer) in "
+              "nsl_bench against torch.mm (which calls the BLAS PyTorch is linked with).")
     if args.json_out:
         args.json_out.write_text(json.dumps({"threads": args.threads, "quick": q, "check": check_rows,
                                              "idle_rss_mib": {"nsl": idle_nsl, "torch": idle_torch},

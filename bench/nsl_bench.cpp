@@ -7,7 +7,8 @@
 //   layer/<variant>/fwd/B32_C64_H16         the same layer, forward only (training mode)
 //   cnn9/<variant>/train_step/B128_1x28x28  CNN-9 on 128 grey 28x28 images: forward, softmax
 //                                           cross-entropy, zero gradients, backward, one SGD step
-//   gemm/eigen/sgemm/N<n>                   C = A B, n x n float matrices (the machine's reference speed)
+//   gemm/eigen/sgemm/N<n>                   C = A B, n x n float matrices, Eigen's product (the machine's reference speed)
+//   gemm/nsl/sgemm/N<n>                     the same product with nsl::gemm (the GEMM of nsl's layers)
 //
 // Variants: plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere, built as
 // CNN-9 builds its similarity convs (nsl::detail::similarity_conv).
@@ -226,13 +227,20 @@ void bm_cnn9(benchmark::State& state, Variant v, const std::string& name) {
 
 struct GemmFixture {
   Eigen::MatrixXf a, b, c;
-  explicit GemmFixture(index n) : a(Eigen::MatrixXf::Random(n, n)), b(Eigen::MatrixXf::Random(n, n)), c(n, n) {}
-  void run() { c.noalias() = a * b; }
+  bool with_nsl;
+  nsl::GemmScratch<float> scratch;
+  GemmFixture(index n, bool nsl_gemm)
+      : a(Eigen::MatrixXf::Random(n, n)), b(Eigen::MatrixXf::Random(n, n)), c(n, n), with_nsl(nsl_gemm) {}
+  void run() {
+    // Column-major C = A B is row-major C^T = B^T A^T: nsl::gemm on the row-major views.
+    if (with_nsl) nsl::gemm<float>(false, false, c.cols(), c.rows(), a.cols(), b.data(), a.data(), 0.0f, c.data(), scratch);
+    else c.noalias() = a * b;
+  }
 };
 
-void bm_gemm(benchmark::State& state, index n, const std::string& name) {
+void bm_gemm(benchmark::State& state, index n, bool nsl_gemm, const std::string& name) {
   auto& f = fixture_for<GemmFixture>(name, [&] {
-    auto made = std::make_unique<GemmFixture>(n);
+    auto made = std::make_unique<GemmFixture>(n, nsl_gemm);
     made->run();  // untimed warm-up
     return made;
   });
@@ -267,12 +275,13 @@ void register_all() {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
-  for (index n : {index(1024), index(2048)}) {
-    const std::string name = nsl::cat("gemm/eigen/sgemm/N", n);
-    benchmark::RegisterBenchmark(name.c_str(), [n, name](benchmark::State& s) { bm_gemm(s, n, name); })
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime();
-  }
+  for (bool nsl_gemm : {false, true})
+    for (index n : {index(1024), index(2048)}) {
+      const std::string name = nsl::cat("gemm/", nsl_gemm ? "nsl" : "eigen", "/sgemm/N", n);
+      benchmark::RegisterBenchmark(name.c_str(), [n, nsl_gemm, name](benchmark::State& s) {
+        bm_gemm(s, n, nsl_gemm, name);
+      })->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
 }
 
 // ---- the dump for the correctness check ----------------------------------------------------

@@ -55,6 +55,34 @@ TEST_CASE("the fast convolution equals the reference loops in float on random sh
   }
 }
 
+TEST_CASE("the fast convolution equals the reference on sizes that span several GEMM blocks and partial tiles") {
+  // 64 x 9 patch rows: two depth blocks of the forward GEMM; 70 outputs and
+  // 81 pixels: partial row and column tiles; stride 1 and 2.
+  nsl::Rng rng(12);
+  nsl::Conv2dWorkspace<float> ws;
+  for (nsl::index stride : {1, 2}) {
+    CAPTURE(stride);
+    const nsl::ConvGeometry g{3, stride, 1};
+    const auto x = nsl::test::randn<float>(Shape{3, 64, 9, 9}, rng);
+    const auto w = nsl::test::randn<float>(Shape{70, 64, 3, 3}, rng);
+    const auto b = nsl::test::randn<float>(Shape{70}, rng);
+    const Shape out = nsl::conv2d_output_shape("test", x.shape(), w.shape(), b.shape(), g);
+    const auto dy = nsl::test::randn<float>(out, rng);
+    Tensor<float> fast(out, 5.0f), reference(out, -5.0f);
+    nsl::conv2d_forward<float>(x.view(), w.view(), b.view(), g, fast.view(), ws);
+    nsl::conv2d_forward_reference<float>(x.view(), w.view(), b.view(), g, reference.view());
+    CHECK(nsl::test::max_relative_difference(fast, reference) < 1e-5);
+    Tensor<float> dx_fast(x.shape(), 7.0f), dx_ref(x.shape(), -7.0f);
+    Tensor<float> dw_fast(w.shape(), 1.0f), dw_ref(w.shape(), 1.0f);
+    Tensor<float> db_fast(b.shape(), 2.0f), db_ref(b.shape(), 2.0f);
+    nsl::conv2d_backward<float>(x.view(), w.view(), g, dy.view(), dx_fast.view(), dw_fast.view(), db_fast.view(), ws);
+    nsl::conv2d_backward_reference<float>(x.view(), w.view(), g, dy.view(), dx_ref.view(), dw_ref.view(), db_ref.view());
+    CHECK(nsl::test::max_relative_difference(dx_fast, dx_ref) < 1e-5);
+    CHECK(nsl::test::max_relative_difference(dw_fast, dw_ref) < 1e-5);
+    CHECK(nsl::test::max_relative_difference(db_fast, db_ref) < 1e-5);
+  }
+}
+
 TEST_CASE("the output-side form (stride 1, size kept, fewer outputs than inputs) equals the reference") {
   nsl::Rng rng(12);
   nsl::Conv2dWorkspace<double> ws;

@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <array>
+#include <vector>
+
 #include "nsl/ops/im2col.hpp"
 #include "test_util.hpp"
 
@@ -63,4 +66,41 @@ TEST_CASE("a geometry that does not fit is rejected with the sizes in the messag
   CHECK_THROWS_AS(nsl::check_geometry("op", nsl::ConvGeometry{3, 0, 1}, 8, 8), nsl::ArgumentError);
   CHECK_THROWS_AS(nsl::check_geometry("op", nsl::ConvGeometry{0, 1, 1}, 8, 8), nsl::ArgumentError);
   CHECK_THROWS_AS(nsl::check_geometry("op", nsl::ConvGeometry{3, 1, -1}, 8, 8), nsl::ArgumentError);
+}
+
+TEST_CASE("PatchPacker writes every block of the patch matrix and of its transpose in the GEMM panel layout") {
+  nsl::Rng rng(5);
+  for (const Case& t : cases) {
+    const nsl::ConvGeometry g{t.k, t.s, t.p};
+    auto x = nsl::test::randn<double>(nsl::Shape{t.c, t.h, t.w}, rng);
+    const nsl::index rows = t.c * t.k * t.k, pixels = g.output_extent(t.h) * g.output_extent(t.w);
+    nsl::Tensor<double> reference(nsl::Shape{rows, pixels});
+    nsl::im2col_reference(x.data(), t.c, t.h, t.w, g, reference.data());
+    for (bool transposed : {false, true}) {
+      // op(B) is X (rows x pixels) or X^T (pixels x rows).
+      const nsl::index depth_total = transposed ? pixels : rows, cols_total = transposed ? rows : pixels;
+      const auto op_b = [&](nsl::index k, nsl::index j) {
+        return transposed ? reference.data()[j * pixels + k] : reference.data()[k * pixels + j];
+      };
+      const nsl::PatchPacker<double> packer{x.data(), t.c, t.h, t.w, g, transposed};
+      for (nsl::index nr : {1, 3, 8, 16}) {
+        // The whole matrix, and a block that starts inside it.
+        for (auto [k0, j0] : {std::array<nsl::index, 2>{0, 0}, {depth_total / 3, cols_total / 2}}) {
+          CAPTURE(t.c); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.k); CAPTURE(t.s); CAPTURE(t.p);
+          CAPTURE(transposed); CAPTURE(nr); CAPTURE(k0); CAPTURE(j0);
+          const nsl::index depth = depth_total - k0, cols = cols_total - j0;
+          const nsl::index panels = (cols + nr - 1) / nr;
+          std::vector<double> packed(static_cast<std::size_t>(panels * nr * depth), 99.0);
+          packer(k0, j0, depth, cols, nr, packed.data());
+          bool same = true;
+          for (nsl::index j = 0; j < panels * nr; ++j)
+            for (nsl::index k = 0; k < depth; ++k) {
+              const double expected = j < cols ? op_b(k0 + k, j0 + j) : 0.0;
+              same = same && packed[static_cast<std::size_t>((j / nr) * nr * depth + k * nr + j % nr)] == expected;
+            }
+          CHECK(same);
+        }
+      }
+    }
+  }
 }

@@ -20,12 +20,15 @@
 // as the register file allows: 6 x 2L on 16-register AVX2 (12 accumulators),
 // 12 x 2L on 32-register AVX-512 (24). Packing makes every load of the inner
 // loop contiguous whatever the transposition, and pads partial panels with
-// zeros so that the micro-kernel has one shape; partial tiles of C go
-// through a small buffer. The A block stays in L2 and a B panel in L1 across
-// the tiles that use them.
+// zeros; a tile with fewer rows runs a micro-kernel compiled for that many,
+// one with fewer columns goes through a small buffer. The A block stays in
+// L2 and a B panel in L1 across the tiles that use them.
 //
 // A left operand used for many products (a convolution's weights, once per
-// image) can be packed once into a PackedLhs and passed instead of A.
+// image) can be packed once into a PackedLhs and passed instead of A; a
+// right operand that is cheaper to compute than to store (a convolution's
+// patch matrix) can be packed by the caller, block by block, straight into
+// the panel layout (gemm_with_rhs, e.g. nsl/ops/im2col.hpp's PatchPacker).
 //
 // Outside a parallel region with several threads (num_threads()), `gemm`
 // splits C into column (or row) slabs, one per thread, each with its own
@@ -39,6 +42,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
@@ -214,7 +218,7 @@ void pack_lhs(const OperandView<T>& a, index rows, index depth, T* packed) {
 // the end are zero.
 template <class T>
 void pack_rhs(const OperandView<T>& b, index depth, index cols, T* packed) {
-  constexpr index nr = GemmShape<T>::nr;
+  constexpr index nr = GemmShape<T>::nr;  // also the width of every right-hand packer's panels
   for (index p0 = 0; p0 < cols; p0 += nr) {
     const index width = std::min(nr, cols - p0);
     if (b.col_stride == 1) {
@@ -300,9 +304,11 @@ index depth_block(index K) {
 
 // C (M x N, leading dimension ldc) = or += op(A) op(B) on the calling thread.
 // lhs_block(i0, k0, rows, depth) returns the packed block of op(A) rows
-// [i0, i0 + rows) and depths [k0, k0 + depth) (pack_lhs's layout).
-template <class T, class LhsBlock>
-void packed_gemm(LhsBlock&& lhs_block, const OperandView<T>& b, index M, index N, index K, T* c, index ldc,
+// [i0, i0 + rows) and depths [k0, k0 + depth) (pack_lhs's layout);
+// rhs_pack(k0, j0, depth, cols, nr, packed) writes op(B)'s depths
+// [k0, k0 + depth) x columns [j0, j0 + cols) in pack_rhs's layout.
+template <class T, class LhsBlock, class RhsPack>
+void packed_gemm(LhsBlock&& lhs_block, RhsPack&& rhs_pack, index M, index N, index K, T* c, index ldc,
                  bool accumulate, T* rhs_buffer) {
   using Shape = GemmShape<T>;
   constexpr index mr = Shape::mr, nr = Shape::nr;
@@ -313,7 +319,7 @@ void packed_gemm(LhsBlock&& lhs_block, const OperandView<T>& b, index M, index N
     for (index k0 = 0; k0 < K; k0 += kc) {
       const index depth = std::min(kc, K - k0);
       const bool add = accumulate || k0 > 0;
-      pack_rhs(OperandView<T>{&b(k0, j0), b.row_stride, b.col_stride}, depth, cols, rhs_buffer);
+      rhs_pack(k0, j0, depth, cols, nr, rhs_buffer);
       for (index i0 = 0; i0 < M; i0 += Shape::mc) {
         const index rows = std::min(Shape::mc, M - i0);
         const T* lhs_buffer = lhs_block(i0, k0, rows, depth);
@@ -344,17 +350,6 @@ void packed_gemm(LhsBlock&& lhs_block, const OperandView<T>& b, index M, index N
   }
 }
 
-// packed_gemm packing op(A)'s blocks as it goes into lhs_buffer.
-template <class T>
-void packed_gemm(const OperandView<T>& a, const OperandView<T>& b, index M, index N, index K, T* c, index ldc,
-                 bool accumulate, T* lhs_buffer, T* rhs_buffer) {
-  const auto pack_block = [&](index i0, index k0, index rows, index depth) -> const T* {
-    pack_lhs(OperandView<T>{&a(i0, k0), a.row_stride, a.col_stride}, rows, depth, lhs_buffer);
-    return lhs_buffer;
-  };
-  packed_gemm<T>(pack_block, b, M, N, K, c, ldc, accumulate, rhs_buffer);
-}
-
 // Buffer sizes packed_gemm needs for an M x N x K product.
 template <class T>
 index packed_lhs_size(index M, index K) {
@@ -369,7 +364,6 @@ index packed_rhs_size(index N, index K) {
   return cols * std::min(Shape::kc, K);
 }
 #endif  // NSL_HAVE_XSIMD
-
 }  // namespace detail
 
 /// op(A) packed once for several products op(A) op(B_n) with the same left
@@ -417,40 +411,164 @@ class PackedLhs {
   index rows_ = 0, depth_ = 0, padded_rows_ = 0;
 };
 
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+namespace detail {
+// Runs packed_gemm for C = beta C + op(A) op(B) with op(A)'s blocks from
+// lhs_for(rows_begin, scratch_lhs) (a LhsBlock for the rows from
+// rows_begin) and op(B)'s from rhs_pack (absolute coordinates): on the
+// calling thread, or in slabs of C over threads outside a parallel region
+// (columns when N >= M or when A is packed already, rows otherwise).
+template <class T, class LhsFor, class RhsPack>
+void drive_gemm(index M, index N, index K, LhsFor&& lhs_for, bool lhs_prepacked, RhsPack&& rhs_pack, T beta, T* c,
+                GemmScratch<T>& scratch) {
+  using Shape = GemmShape<T>;
+  const bool accumulate = beta != T(0);
+  const bool split_columns = lhs_prepacked || N >= M;
+  const index unit = split_columns ? Shape::nr : Shape::mr;
+  const index units = ((split_columns ? N : M) + unit - 1) / unit;
+  const int threads =
+      in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, units / 2)));
+  const index slab = (units + threads - 1) / threads * unit;
+  const index lhs_size = lhs_prepacked ? 0 : packed_lhs_size<T>(split_columns ? M : slab, K);
+  const index rhs_size = packed_rhs_size<T>(split_columns ? slab : N, K);
+  scratch.reserve_workers(threads);
+  for (int t = 0; t < threads; ++t) {  // grow the buffers before any thread starts
+    scratch.lhs(lhs_size, t);
+    scratch.rhs(rhs_size, t);
+  }
+  const auto run_slab = [&](int t) {
+    const index extent = split_columns ? N : M;
+    const index begin = std::min(extent, t * slab), end = std::min(extent, (t + 1) * slab);
+    if (begin >= end) return;
+    T* lhs = scratch.lhs(lhs_size, t);
+    T* rhs = scratch.rhs(rhs_size, t);
+    if (split_columns) {
+      const auto shifted = [&](index k0, index j0, index depth, index cols, index nr, T* packed) {
+        rhs_pack(k0, begin + j0, depth, cols, nr, packed);
+      };
+      packed_gemm<T>(lhs_for(index(0), lhs), shifted, M, end - begin, K, c + begin, N, accumulate, rhs);
+    } else {
+      packed_gemm<T>(lhs_for(begin, lhs), rhs_pack, end - begin, N, K, c + begin * N, N, accumulate, rhs);
+    }
+  };
+  if (threads <= 1) {
+    run_slab(0);
+    return;
+  }
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (int t = 0; t < threads; ++t) run_slab(t);
+}
+
+// A LhsBlock factory packing op(A) (rows from rows_begin) as it goes.
+template <class T>
+auto pack_lhs_as_needed(const OperandView<T>& a) {
+  return [a](index rows_begin, T* buffer) {
+    return [a, rows_begin, buffer](index i0, index k0, index rows, index depth) -> const T* {
+      pack_lhs(OperandView<T>{&a(rows_begin + i0, k0), a.row_stride, a.col_stride}, rows, depth, buffer);
+      return buffer;
+    };
+  };
+}
+
+// A RhsPack reading a strided op(B).
+template <class T>
+auto pack_rhs_from(const OperandView<T>& b) {
+  return [b](index k0, index j0, index depth, index cols, index, T* packed) {
+    pack_rhs(OperandView<T>{&b(k0, j0), b.row_stride, b.col_stride}, depth, cols, packed);
+  };
+}
+}  // namespace detail
+#endif  // NSL_HAVE_XSIMD
+
+/// The panel width a right-hand packer (gemm_with_rhs) writes.
+template <class T>
+constexpr index gemm_panel_width() {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  return detail::GemmShape<T>::nr;
+#else
+  return 0;  // the packer is asked for one panel as wide as the matrix
+#endif
+}
+
+/// C = beta C + op(A) op(B) where op(B) (K x N) is never stored: the caller's
+/// pack(k0, j0, depth, cols, nr, packed) writes op(B)'s depths [k0, k0 +
+/// depth) x columns [j0, j0 + cols) into `packed` in panels nr columns wide:
+/// element (k0 + k, j0 + j) at packed[(j / nr) nr depth + k nr + j % nr],
+/// zero for the columns of the last panel past `cols`. (Without xsimd, nr =
+/// cols: op(B) row-major.) `a` is a PackedLhs or (transpose_a, A) as in gemm.
+template <class T, class RhsPacker>
+void gemm_with_rhs(const PackedLhs<T>& a, index N, RhsPacker&& pack, T beta, T* c, GemmScratch<T>& scratch);
+template <class T, class RhsPacker>
+void gemm_with_rhs(bool transpose_a, index M, index N, index K, const T* a, RhsPacker&& pack, T beta, T* c,
+                   GemmScratch<T>& scratch);
+
+namespace detail {
+inline void check_gemm_arguments(index M, index N, index K, double beta) {
+  require(beta == 0 || beta == 1, ErrorKind::argument, "gemm: beta must be 0 or 1, got ", beta);
+  require(M >= 0 && N >= 0 && K >= 0, ErrorKind::argument, "gemm: negative size ", M, " x ", N, " x ", K);
+}
+// Handles the empty products; true when nothing is left to do.
+template <class T>
+bool trivial_gemm(index M, index N, index K, T beta, T* c) {
+  if (M == 0 || N == 0) return true;
+  if (K == 0) {
+    if (beta == T(0)) std::fill(c, c + M * N, T(0));
+    return true;
+  }
+  return false;
+}
+#if !(defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD)
+// Without xsimd: the packer writes op(B) whole (row-major) into scratch.
+template <class T, class RhsPacker>
+const T* materialise_rhs(index N, index K, RhsPacker& pack, GemmScratch<T>& scratch) {
+  T* b = scratch.rhs(K * N, 1);
+  pack(index(0), index(0), K, N, N, b);
+  return b;
+}
+#endif
+}  // namespace detail
+
+template <class T, class RhsPacker>
+void gemm_with_rhs(const PackedLhs<T>& a, index N, RhsPacker&& pack, T beta, T* c, GemmScratch<T>& scratch) {
+  const index M = a.rows(), K = a.depth();
+  detail::check_gemm_arguments(M, N, K, double(beta));
+  if (detail::trivial_gemm(M, N, K, beta, c)) return;
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  const auto prepacked = [&a](index, T*) {
+    return [&a](index i0, index k0, index, index depth) { return a.block(i0, k0, depth); };
+  };
+  detail::drive_gemm<T>(M, N, K, prepacked, true, pack, beta, c, scratch);
+#else
+  const T* b = detail::materialise_rhs<T>(N, K, pack, scratch);
+  if (beta == T(0)) std::fill(c, c + M * N, T(0));
+  detail::eigen_gemm_accumulate(false, false, M, N, K, a.data(), b, c, scratch);
+#endif
+}
+
+template <class T, class RhsPacker>
+void gemm_with_rhs(bool transpose_a, index M, index N, index K, const T* a, RhsPacker&& pack, T beta, T* c,
+                   GemmScratch<T>& scratch) {
+  detail::check_gemm_arguments(M, N, K, double(beta));
+  if (detail::trivial_gemm(M, N, K, beta, c)) return;
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  const detail::OperandView<T> op_a{a, transpose_a ? 1 : K, transpose_a ? M : 1};
+  detail::drive_gemm<T>(M, N, K, detail::pack_lhs_as_needed(op_a), false, pack, beta, c, scratch);
+#else
+  const T* b = detail::materialise_rhs<T>(N, K, pack, scratch);
+  if (beta == T(0)) std::fill(c, c + M * N, T(0));
+  detail::eigen_gemm_accumulate(transpose_a, false, M, N, K, a, b, c, scratch);
+#endif
+}
+
 /// C = beta C + op(A) op(B) with op(A) packed in `a` (M = a.rows(), K = a.depth()).
 template <class T>
 void gemm(const PackedLhs<T>& a, bool transpose_b, index N, const T* b, T beta, T* c, GemmScratch<T>& scratch) {
-  require(beta == T(0) || beta == T(1), ErrorKind::argument, "gemm: beta must be 0 or 1, got ", beta);
-  require(N >= 0, ErrorKind::argument, "gemm: negative size ", a.rows(), " x ", N, " x ", a.depth());
   const index M = a.rows(), K = a.depth();
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == T(0)) std::fill(c, c + M * N, T(0));
-    return;
-  }
+  detail::check_gemm_arguments(M, N, K, double(beta));
+  if (detail::trivial_gemm(M, N, K, beta, c)) return;
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
-  using Shape = detail::GemmShape<T>;
   const detail::OperandView<T> op_b{b, transpose_b ? 1 : N, transpose_b ? K : 1};
-  const auto prepacked = [&](index i0, index k0, index, index depth) { return a.block(i0, k0, depth); };
-  const bool accumulate = beta != T(0);
-  const index units = (N + Shape::nr - 1) / Shape::nr;  // threads split the columns only
-  const int threads =
-      in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, units / 2)));
-  if (threads <= 1) {
-    detail::packed_gemm<T>(prepacked, op_b, M, N, K, c, N, accumulate, scratch.rhs(detail::packed_rhs_size<T>(N, K)));
-    return;
-  }
-  scratch.reserve_workers(threads);
-  const index slab = (units + threads - 1) / threads * Shape::nr;
-  const index rhs_size = detail::packed_rhs_size<T>(slab, K);
-  for (int t = 0; t < threads; ++t) scratch.rhs(rhs_size, t);
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-  for (int t = 0; t < threads; ++t) {
-    const index begin = std::min(N, t * slab), end = std::min(N, (t + 1) * slab);
-    if (begin < end)
-      detail::packed_gemm<T>(prepacked, detail::OperandView<T>{&op_b(0, begin), op_b.row_stride, op_b.col_stride}, M,
-                             end - begin, K, c + begin, N, accumulate, scratch.rhs(rhs_size, t));
-  }
+  gemm_with_rhs(a, N, detail::pack_rhs_from(op_b), beta, c, scratch);
 #else
   if (beta == T(0)) std::fill(c, c + M * N, T(0));
   detail::eigen_gemm_accumulate(false, transpose_b, M, N, K, a.data(), b, c, scratch);
@@ -461,52 +579,11 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
 template <class T>
 void gemm(bool transpose_a, bool transpose_b, index M, index N, index K, const T* a, const T* b, T beta, T* c,
           GemmScratch<T>& scratch) {
-  require(beta == T(0) || beta == T(1), ErrorKind::argument, "gemm: beta must be 0 or 1, got ", beta);
-  require(M >= 0 && N >= 0 && K >= 0, ErrorKind::argument, "gemm: negative size ", M, " x ", N, " x ", K);
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == T(0)) std::fill(c, c + M * N, T(0));
-    return;
-  }
+  detail::check_gemm_arguments(M, N, K, double(beta));
+  if (detail::trivial_gemm(M, N, K, beta, c)) return;
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
-  using Shape = detail::GemmShape<T>;
-  const detail::OperandView<T> op_a{a, transpose_a ? 1 : K, transpose_a ? M : 1};
   const detail::OperandView<T> op_b{b, transpose_b ? 1 : N, transpose_b ? K : 1};
-  const bool accumulate = beta != T(0);
-  // Threads: one slab of C each, split along the longer side in whole tiles,
-  // when there is at least one tile row or column per thread.
-  const bool split_columns = N >= M;
-  const index unit = split_columns ? Shape::nr : Shape::mr;
-  const index units = ((split_columns ? N : M) + unit - 1) / unit;
-  const int threads =
-      in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, units / 2)));
-  if (threads <= 1) {
-    detail::packed_gemm(op_a, op_b, M, N, K, c, N, accumulate, scratch.lhs(detail::packed_lhs_size<T>(M, K)),
-                        scratch.rhs(detail::packed_rhs_size<T>(N, K)));
-    return;
-  }
-  scratch.reserve_workers(threads);
-  const index slab_units = (units + threads - 1) / threads;
-  const index lhs_size = detail::packed_lhs_size<T>(split_columns ? M : slab_units * unit, K);
-  const index rhs_size = detail::packed_rhs_size<T>(split_columns ? slab_units * unit : N, K);
-  for (int t = 0; t < threads; ++t) {  // grow the buffers before the threads start
-    scratch.lhs(lhs_size, t);
-    scratch.rhs(rhs_size, t);
-  }
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-  for (int t = 0; t < threads; ++t) {
-    const index begin = std::min(split_columns ? N : M, t * slab_units * unit);
-    const index end = std::min(split_columns ? N : M, (t + 1) * slab_units * unit);
-    if (begin >= end) continue;
-    T* lhs = scratch.lhs(lhs_size, t);
-    T* rhs = scratch.rhs(rhs_size, t);
-    if (split_columns)
-      detail::packed_gemm(op_a, detail::OperandView<T>{&op_b(0, begin), op_b.row_stride, op_b.col_stride}, M,
-                          end - begin, K, c + begin, N, accumulate, lhs, rhs);
-    else
-      detail::packed_gemm(detail::OperandView<T>{&op_a(begin, 0), op_a.row_stride, op_a.col_stride}, op_b,
-                          end - begin, N, K, c + begin * N, N, accumulate, lhs, rhs);
-  }
+  gemm_with_rhs(transpose_a, M, N, K, a, detail::pack_rhs_from(op_b), beta, c, scratch);
 #else
   if (beta == T(0)) std::fill(c, c + M * N, T(0));
   detail::eigen_gemm_accumulate(transpose_a, transpose_b, M, N, K, a, b, c, scratch);

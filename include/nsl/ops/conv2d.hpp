@@ -13,8 +13,10 @@
 // Contract: dx is assigned; dw and db are accumulated (+=).
 //
 // `conv2d_forward_reference` / `conv2d_backward_reference` are the formulas as
-// loops; `conv2d_forward` / `conv2d_backward` are im2col + GEMM (nsl::gemm,
-// the weights packed once per call) with OpenMP over the batch. Tests compare the two.
+// loops; `conv2d_forward` / `conv2d_backward` are GEMMs (nsl::gemm, the
+// weights packed once per call) whose patch operand X_n is packed straight
+// from the image (PatchPacker: im2col without the matrix), with OpenMP over
+// the batch; only dX_n = W^T dY_n is formed, for col2im. Tests compare the two.
 //
 // Output-side form. im2col copies the input K times; when a stride-1,
 // size-keeping (2p = k - 1) convolution has fewer output than input
@@ -114,16 +116,19 @@ void conv2d_backward_reference(TensorView<const T> x, TensorView<const T> w,
 /// that a training step allocates nothing after the first.
 template <class T>
 struct Conv2dWorkspace {
-  std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) patch matrix per thread ((O K) x HW output-side)
+  std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) dX_n per thread before col2im ((O K) x HW output-side)
   std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread ((O K) x C output-side)
   std::vector<Vector<T>> bias_partials;    ///< one db partial sum per thread
   Matrix<T> flipped_weight;                ///< Ŵ of the output-side form
   PackedLhs<T> packed_weight;              ///< W, W^T, Ŵ or Ŵ^T packed once for the batch's GEMMs
   std::vector<GemmScratch<T>> gemm;        ///< one GEMM packing scratch per thread
 
-  void reserve_columns(int threads, index rows, index cols) {
-    if (static_cast<int>(columns.size()) < threads) columns.resize(static_cast<std::size_t>(threads));
+  void reserve_gemm(int threads) {
     if (static_cast<int>(gemm.size()) < threads) gemm.resize(static_cast<std::size_t>(threads));
+  }
+  void reserve_columns(int threads, index rows, index cols) {
+    reserve_gemm(threads);
+    if (static_cast<int>(columns.size()) < threads) columns.resize(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) columns[static_cast<std::size_t>(t)].resize(rows, cols);
   }
 };
@@ -227,14 +232,13 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
   const int threads = detail::batch_threads(N);
-  ws.reserve_columns(threads, rows, pixels);
+  ws.reserve_gemm(threads);
   ws.packed_weight.pack(false, O, rows, w.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
-    Matrix<T>& columns = ws.columns[t];
-    im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
-    gemm<T>(ws.packed_weight, false, pixels, columns.data(), T(0), y.data() + n * O * pixels, ws.gemm[t]);
+    const PatchPacker<T> patches{x.data() + n * C * H * W, C, H, W, g, false};  // X_n, packed as the GEMM goes
+    gemm_with_rhs<T>(ws.packed_weight, pixels, patches, T(0), y.data() + n * O * pixels, ws.gemm[t]);
     if (bias.size()) y.sample(n).matrix(O, pixels).colwise() += bias.vec();
   }
 }
@@ -255,7 +259,8 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
   const int threads = detail::batch_threads(N);
-  ws.reserve_columns(threads, rows, pixels);
+  if (dx.size()) ws.reserve_columns(threads, rows, pixels);
+  else ws.reserve_gemm(threads);
   ws.weight_partials.resize(static_cast<std::size_t>(threads));
   ws.bias_partials.resize(static_cast<std::size_t>(threads));
   for (int t = 0; t < threads; ++t) {
@@ -266,13 +271,13 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
-    Matrix<T>& columns = ws.columns[t];
     const auto dy_n = dy.sample(n).matrix(O, pixels);
-    im2col(x.data() + n * C * H * W, C, H, W, g, columns.data());
-    gemm<T>(false, true, O, rows, pixels, dy_n.data(), columns.data(), T(1), ws.weight_partials[t].data(), ws.gemm[t]);
+    const PatchPacker<T> patches_transposed{x.data() + n * C * H * W, C, H, W, g, true};  // X_n^T
+    gemm_with_rhs<T>(false, O, rows, pixels, dy_n.data(), patches_transposed, T(1), ws.weight_partials[t].data(),
+                     ws.gemm[t]);
     ws.bias_partials[t] += dy_n.rowwise().sum();
     if (dx.size()) {
-      // The patch matrix is no longer needed: reuse it for dX_n = W^T dY_n.
+      Matrix<T>& columns = ws.columns[t];  // dX_n = W^T dY_n, then col2im
       gemm<T>(ws.packed_weight, false, pixels, dy_n.data(), T(0), columns.data(), ws.gemm[t]);
       col2im_scratch(columns.data(), C, H, W, g, dx.data() + n * C * H * W);
     }

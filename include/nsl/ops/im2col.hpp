@@ -15,6 +15,7 @@
 
 #include <algorithm>
 
+#include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
 
 namespace nsl {
@@ -200,6 +201,117 @@ void col2im_scratch(T* columns, index channels, index height, index width, const
     }
   }
 }
+
+/// Writes blocks of the patch matrix X = im2col(image) ((C K) x P), or of its
+/// transpose, in the panel layout of gemm_with_rhs (nsl/core/gemm.hpp)
+/// without forming X: a convolution's GEMM packs its patches straight from
+/// the image, which stays in cache, instead of writing X and reading it back.
+template <class T>
+struct PatchPacker {
+  const T* image;
+  index channels, height, width;
+  ConvGeometry geometry;
+  bool transposed;  ///< false: op(B) = X (depth = patch row); true: op(B) = X^T (depth = pixel)
+
+  /// op(B)'s depths [k0, k0 + depth) x columns [j0, j0 + cols) into nr-wide panels.
+  /// Each patch row is first written contiguously into a line buffer on the
+  /// stack (vectorised copies), then spread over the panels.
+  void operator()(index k0, index j0, index depth, index cols, index nr, T* packed) const {
+    const index slots = geometry.slots();
+    constexpr index chunk = 1024;
+    alignas(64) T line[chunk];
+    // packed element (k, j) of the block, j in [0, cols).
+    const auto at = [&](index k, index j) { return packed + (j / nr) * nr * depth + k * nr + j % nr; };
+    if (!transposed) {  // row k of the block: patch row k0 + k, pixels j0 ...
+      constexpr index gemm_nr = gemm_panel_width<T>();
+      for (index k = 0; k < depth; ++k) {
+        const index row = k0 + k;
+        for (index q0 = 0; q0 < cols; q0 += chunk) {
+          const index n = std::min(chunk, cols - q0);
+          row_segment(row / slots, row % slots, j0 + q0, n, line);
+          index q = 0;
+          if (nr == gemm_nr && gemm_nr > 0 && q0 % gemm_nr == 0)  // whole panels, a fixed-size copy each
+            for (; q + gemm_nr <= n; q += gemm_nr) std::copy(line + q, line + q + gemm_nr, at(k, q0 + q));
+          while (q < n) {  // runs that stay inside one panel
+            const index j = q0 + q, run = std::min(nr - j % nr, n - q);
+            std::copy(line + q, line + q + run, at(k, j));
+            q += run;
+          }
+        }
+      }
+    } else {  // column j of the block: patch row j0 + j, pixels k0 ...
+      for (index j = 0; j < cols; ++j) {
+        const index row = j0 + j;
+        for (index q0 = 0; q0 < depth; q0 += chunk) {
+          const index n = std::min(chunk, depth - q0);
+          row_segment(row / slots, row % slots, k0 + q0, n, line);
+          T* out = at(q0, j);
+          for (index q = 0; q < n; ++q) out[q * nr] = line[q];
+        }
+      }
+    }
+    if (const index used = cols % nr; used != 0)  // zero the last panel's columns past cols
+      for (index k = 0; k < depth; ++k) std::fill(at(k, cols - 1) + 1, at(k, cols - used) + nr, T(0));
+  }
+
+  /// out[q] = X[(c, slot), pixel + q] for q in [0, count).
+  void row_segment(index c, index slot, index pixel, index count, T* out) const {
+    const index k = geometry.kernel, s = geometry.stride, pad = geometry.padding;
+    const index out_w = geometry.output_extent(width), di = slot / k, dj = slot % k;
+    const T* plane = image + c * height * width;
+    // Output columns [ow_begin, ow_end) of this slot read input columns inside [0, W).
+    const index ow_begin = std::clamp<index>(detail::ceil_div(pad - dj, s), 0, out_w);
+    const index ow_end = std::clamp<index>(detail::floor_div(width - 1 + pad - dj, s) + 1, ow_begin, out_w);
+    const index end = pixel + count;
+    if (s == 1 && out_w == width) {
+      // Stride 1, width kept: pixel p reads input element p + offset (im2col's
+      // one-copy trick); copy the span between the first and the last valid
+      // pixels, zero what lies outside it, then the entries that wrapped.
+      const index out_h = geometry.output_extent(height);
+      const index oh_begin = std::clamp<index>(pad - di, 0, out_h);
+      const index oh_end = std::clamp<index>(height + pad - di, oh_begin, out_h);
+      const index offset = (di - pad) * width + (dj - pad);
+      if (oh_begin >= oh_end || ow_begin >= ow_end) {
+        std::fill(out, out + count, T(0));
+        return;
+      }
+      const index first = std::clamp(oh_begin * out_w + ow_begin, pixel, end);
+      const index last = std::clamp((oh_end - 1) * out_w + ow_end, first, end);
+      std::fill(out, out + (first - pixel), T(0));
+      std::copy(plane + first + offset, plane + last + offset, out + (first - pixel));
+      std::fill(out + (last - pixel), out + count, T(0));
+      if (ow_begin > 0 || ow_end < out_w)
+        for (index oh = std::max(oh_begin, pixel / out_w); oh < oh_end && oh * out_w < end; ++oh) {
+          const index row = oh * out_w;
+          for (index q = std::max(row, pixel); q < std::min(row + ow_begin, end); ++q) out[q - pixel] = T(0);
+          for (index q = std::max(row + ow_end, pixel); q < std::min(row + out_w, end); ++q) out[q - pixel] = T(0);
+        }
+      return;
+    }
+    index p = pixel, oh = pixel / out_w, ow = pixel % out_w;
+    while (p < end) {
+      const index run = std::min(end - p, out_w - ow);  // the rest of this output row
+      const index base = (p - pixel) - ow;  // out[base + o]: output column o of this row
+      const index ih = oh * s - pad + di;
+      if (ih < 0 || ih >= height) {
+        std::fill(out + (base + ow), out + (base + ow + run), T(0));
+      } else {
+        const T* in = plane + ih * width + dj - pad;  // in[o * s]: input column o * s + dj - pad
+        const index lo = std::clamp(ow_begin, ow, ow + run), hi = std::clamp(ow_end, lo, ow + run);
+        std::fill(out + (base + ow), out + (base + lo), T(0));
+        if (s == 1) {
+          std::copy(in + lo, in + hi, out + (base + lo));
+        } else {
+          for (index o = lo; o < hi; ++o) out[base + o] = in[o * s];
+        }
+        std::fill(out + (base + hi), out + (base + ow + run), T(0));
+      }
+      p += run;
+      ow = 0;
+      ++oh;
+    }
+  }
+};
 
 /// Reference im2col written as the formula reads; tests compare it with im2col.
 template <class T>
