@@ -159,3 +159,26 @@ TEST_CASE("convolution shape errors name the operation, the expected and the act
   CHECK_THROWS_AS(nsl::conv2d_forward<float>(x.view(), w3.view(), b.view(), {5, 1, 1}, y.view(), ws),
                   nsl::ShapeError);  // weight is 3x3, geometry says 5x5
 }
+
+TEST_CASE("the convolution's gradients are the same bit for bit on every run with the same thread count") {
+  // Each thread sums its chunk of the batch; the chunks and the order of
+  // their sums are fixed, so thread timing must not show in the result.
+  nsl::Rng rng(13);
+  const int saved = nsl::num_threads();
+  nsl::set_num_threads(2);
+  const nsl::ConvGeometry g{3, 1, 1};
+  const auto x = nsl::test::randn<float>(Shape{24, 16, 8, 8}, rng);
+  const auto w = nsl::test::randn<float>(Shape{16, 16, 3, 3}, rng);
+  const auto dy = nsl::test::randn<float>(Shape{24, 16, 8, 8}, rng);
+  nsl::Conv2dWorkspace<float> ws;
+  Tensor<float> dx_first(x.shape()), dw_first(w.shape(), 0.0f), db_first(Shape{16}, 0.0f);
+  nsl::conv2d_backward<float>(x.view(), w.view(), g, dy.view(), dx_first.view(), dw_first.view(), db_first.view(), ws);
+  for (int run = 0; run < 5; ++run) {
+    Tensor<float> dx(x.shape()), dw(w.shape(), 0.0f), db(Shape{16}, 0.0f);
+    nsl::conv2d_backward<float>(x.view(), w.view(), g, dy.view(), dx.view(), dw.view(), db.view(), ws);
+    CHECK(dx.vec() == dx_first.vec());
+    CHECK(dw.vec() == dw_first.vec());
+    CHECK(db.vec() == db_first.vec());
+  }
+  nsl::set_num_threads(saved);
+}

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "nsl/ops/im2col.hpp"
+#include "nsl/ops/patch_transform.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -101,6 +102,35 @@ TEST_CASE("PatchPacker writes every block of the patch matrix and of its transpo
           CHECK(same);
         }
       }
+    }
+  }
+}
+
+TEST_CASE("PatchPacker with a slot gain packs the diagonal patch transform (1 + g) X, bit for bit") {
+  nsl::Rng rng(6);
+  for (const Case& t : cases) {
+    CAPTURE(t.c); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.k); CAPTURE(t.s); CAPTURE(t.p);
+    const nsl::ConvGeometry g{t.k, t.s, t.p};
+    const nsl::index K = t.k * t.k, rows = t.c * K, pixels = g.output_extent(t.h) * g.output_extent(t.w);
+    auto x = nsl::test::randn<float>(nsl::Shape{t.c, t.h, t.w}, rng);
+    auto gain = nsl::test::randn<float>(nsl::Shape{K, pixels}, rng);
+    nsl::Tensor<float> columns(nsl::Shape{rows, pixels}), transformed(nsl::Shape{rows, pixels});
+    nsl::im2col_reference(x.data(), t.c, t.h, t.w, g, columns.data());
+    nsl::patch_transform(nsl::Structure::diagonal, columns.data(), gain.data(), t.c, K, pixels, transformed.data());
+    for (bool transposed : {false, true}) {
+      CAPTURE(transposed);
+      const nsl::PatchPacker<float> packer{x.data(), t.c, t.h, t.w, g, transposed, gain.data()};
+      // One panel as wide as op(B): op(B) row-major.
+      const nsl::index depth = transposed ? pixels : rows, cols = transposed ? rows : pixels;
+      std::vector<float> packed(static_cast<std::size_t>(depth * cols), 99.0f);
+      packer(0, 0, depth, cols, cols, packed.data());
+      bool same = true;
+      for (nsl::index k = 0; k < depth; ++k)
+        for (nsl::index j = 0; j < cols; ++j) {
+          const float expected = transposed ? transformed.data()[j * pixels + k] : transformed.data()[k * pixels + j];
+          same = same && packed[static_cast<std::size_t>(k * cols + j)] == expected;
+        }
+      CHECK(same);
     }
   }
 }

@@ -117,8 +117,9 @@ void conv2d_backward_reference(TensorView<const T> x, TensorView<const T> w,
 template <class T>
 struct Conv2dWorkspace {
   std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) dX_n per thread before col2im ((O K) x HW output-side)
-  std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per thread ((O K) x C output-side)
-  std::vector<Vector<T>> bias_partials;    ///< one db partial sum per thread
+  std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per chunk of the batch ((O K) x C
+                                           ///< per thread, output-side)
+  std::vector<Vector<T>> bias_partials;    ///< one db partial sum per chunk (per thread, output-side)
   Matrix<T> flipped_weight;                ///< Ŵ of the output-side form
   PackedLhs<T> packed_weight;              ///< W, W^T, Ŵ or Ŵ^T packed once for the batch's GEMMs
   std::vector<GemmScratch<T>> gemm;        ///< one GEMM packing scratch per thread
@@ -134,6 +135,14 @@ struct Conv2dWorkspace {
 };
 
 namespace detail {
+// Backward loops give each thread one chunk of consecutive images (a static
+// split: with dynamic scheduling a thread's scratch would grow whenever it
+// first met a layer, and measured runs were slower); a chunk's weight
+// gradient is summed in image order and the chunks' sums are added in chunk
+// order, so the result depends on the batch size and thread count alone.
+inline index batch_chunks(index batch, int threads) { return std::min<index>(batch, threads); }
+
+//
 // Threads for a loop over `batch` items: spread the batch over OpenMP threads
 // when there are at least as many items as threads (each GEMM then runs
 // single-threaded); otherwise one thread here and Eigen's GEMM threads inside.
@@ -261,32 +270,38 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
   const int threads = detail::batch_threads(N);
   if (dx.size()) ws.reserve_columns(threads, rows, pixels);
   else ws.reserve_gemm(threads);
-  ws.weight_partials.resize(static_cast<std::size_t>(threads));
-  ws.bias_partials.resize(static_cast<std::size_t>(threads));
-  for (int t = 0; t < threads; ++t) {
-    ws.weight_partials[static_cast<std::size_t>(t)].setZero(O, rows);
-    ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
+  const index chunks = detail::batch_chunks(N, threads);
+  ws.weight_partials.resize(static_cast<std::size_t>(chunks));
+  ws.bias_partials.resize(static_cast<std::size_t>(chunks));
+  for (index chunk = 0; chunk < chunks; ++chunk) {  // sized, not zeroed: a chunk's first image assigns
+    ws.weight_partials[static_cast<std::size_t>(chunk)].resize(O, rows);
+    ws.bias_partials[static_cast<std::size_t>(chunk)].resize(O);
   }
   if (dx.size()) ws.packed_weight.pack(true, rows, O, w.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
-  for (index n = 0; n < N; ++n) {
+  for (index chunk = 0; chunk < chunks; ++chunk) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
-    const auto dy_n = dy.sample(n).matrix(O, pixels);
-    const PatchPacker<T> patches_transposed{x.data() + n * C * H * W, C, H, W, g, true};  // X_n^T
-    gemm_with_rhs<T>(false, O, rows, pixels, dy_n.data(), patches_transposed, T(1), ws.weight_partials[t].data(),
-                     ws.gemm[t]);
-    ws.bias_partials[t] += dy_n.rowwise().sum();
-    if (dx.size()) {
-      Matrix<T>& columns = ws.columns[t];  // dX_n = W^T dY_n, then col2im
-      gemm<T>(ws.packed_weight, false, pixels, dy_n.data(), T(0), columns.data(), ws.gemm[t]);
-      col2im_scratch(columns.data(), C, H, W, g, dx.data() + n * C * H * W);
+    const auto c = static_cast<std::size_t>(chunk);
+    const index first = N * chunk / chunks, last = N * (chunk + 1) / chunks;
+    for (index n = first; n < last; ++n) {
+      const auto dy_n = dy.sample(n).matrix(O, pixels);
+      const PatchPacker<T> patches_transposed{x.data() + n * C * H * W, C, H, W, g, true};  // X_n^T
+      gemm_with_rhs<T>(false, O, rows, pixels, dy_n.data(), patches_transposed, n == first ? T(0) : T(1),
+                       ws.weight_partials[c].data(), ws.gemm[t]);
+      if (n == first) ws.bias_partials[c] = dy_n.rowwise().sum();
+      else ws.bias_partials[c] += dy_n.rowwise().sum();
+      if (dx.size()) {
+        Matrix<T>& columns = ws.columns[t];  // dX_n = W^T dY_n, then col2im
+        gemm<T>(ws.packed_weight, false, pixels, dy_n.data(), T(0), columns.data(), ws.gemm[t]);
+        col2im_scratch(columns.data(), C, H, W, g, dx.data() + n * C * H * W);
+      }
     }
   }
-  // Sum the per-thread partials in thread order: deterministic for a fixed thread count.
+  // Sum the chunks' partials in chunk order: deterministic for a fixed thread count.
   auto dweight = dw.matrix(O, rows);
-  for (int t = 0; t < threads; ++t) {
-    dweight += ws.weight_partials[static_cast<std::size_t>(t)];
-    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(t)];
+  for (index chunk = 0; chunk < chunks; ++chunk) {
+    dweight += ws.weight_partials[static_cast<std::size_t>(chunk)];
+    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(chunk)];
   }
 }
 

@@ -13,7 +13,8 @@
 //
 // dx and dG are assigned; dW and db accumulated. Memory: a few (C K) x P
 // matrices per thread; the B x K x K x C x H x W tensor of a naive version
-// is never formed. G has shape N x R x Ho x Wo with R = K (diagonal) or K*K
+// is never formed. For the diagonal structure V is not formed either: the
+// GEMMs pack V and V^T straight from the image (PatchPacker with the gain G). G has shape N x R x Ho x Wo with R = K (diagonal) or K*K
 // (channel_shared); the reference implementation forms M(p) at every pixel.
 #pragma once
 
@@ -45,12 +46,15 @@ struct DynamicConv2dWorkspace {
   std::vector<Vector<T>> bias_partials;
   PackedLhs<T> packed_weight;  ///< W (forward) or W^T (backward), packed once per call
 
-  void reserve(int count, index rows, index pixels, index g_rows) {
+  /// Per-thread matrices; V is only formed for the channel-shared structure
+  /// (the diagonal one is packed for the GEMMs straight from the image).
+  void reserve(int count, Structure s, index rows, index pixels, index g_rows, bool backward) {
     if (static_cast<int>(threads.size()) < count) threads.resize(static_cast<std::size_t>(count));
     for (int t = 0; t < count; ++t) {
       auto& b = threads[static_cast<std::size_t>(t)];
-      b.columns.resize(rows, pixels);
-      b.transformed.resize(rows, pixels);
+      if (s != Structure::diagonal || backward) b.columns.resize(rows, pixels);
+      if (s != Structure::diagonal) b.transformed.resize(rows, pixels);
+      if (!backward) continue;
       b.transformed_grad.resize(rows, pixels);
       b.columns_grad.resize(rows, pixels);
       b.g_grad.resize(g_rows, pixels);
@@ -68,14 +72,19 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const int threads = detail::batch_threads(N);
-  ws.reserve(threads, rows, P, R);
+  ws.reserve(threads, s, rows, P, R, false);
   ws.packed_weight.pack(false, O, rows, w.data());
   NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index n = 0; n < N; ++n) {
     auto& b = ws.threads[static_cast<std::size_t>(detail::thread_id())];
-    im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
-    patch_transform(s, b.columns.data(), g.data() + n * R * P, C, K, P, b.transformed.data());
-    gemm<T>(ws.packed_weight, false, P, b.transformed.data(), T(0), y.data() + n * O * P, b.gemm);
+    if (s == Structure::diagonal) {  // V = (1 + g) X packed straight from the image
+      PatchPacker<T> transformed{x.data() + n * C * H * W, C, H, W, geometry, false, g.data() + n * R * P};
+      gemm_with_rhs<T>(ws.packed_weight, P, transformed, T(0), y.data() + n * O * P, b.gemm);
+    } else {
+      im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
+      patch_transform(s, b.columns.data(), g.data() + n * R * P, C, K, P, b.transformed.data());
+      gemm<T>(ws.packed_weight, false, P, b.transformed.data(), T(0), y.data() + n * O * P, b.gemm);
+    }
     if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
   }
 }
@@ -94,35 +103,49 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const int threads = detail::batch_threads(N);
-  ws.reserve(threads, rows, P, R);
-  ws.weight_partials.resize(static_cast<std::size_t>(threads));
-  ws.bias_partials.resize(static_cast<std::size_t>(threads));
-  for (int t = 0; t < threads; ++t) {
-    ws.weight_partials[static_cast<std::size_t>(t)].setZero(O, rows);
-    ws.bias_partials[static_cast<std::size_t>(t)].setZero(O);
+  ws.reserve(threads, s, rows, P, R, true);
+  // Chunks of images, each summed by one thread in image order (conv2d.hpp, batch_chunks).
+  const index chunks = detail::batch_chunks(N, threads);
+  ws.weight_partials.resize(static_cast<std::size_t>(chunks));
+  ws.bias_partials.resize(static_cast<std::size_t>(chunks));
+  for (index chunk = 0; chunk < chunks; ++chunk) {  // sized, not zeroed: a chunk's first image assigns
+    ws.weight_partials[static_cast<std::size_t>(chunk)].resize(O, rows);
+    ws.bias_partials[static_cast<std::size_t>(chunk)].resize(O);
   }
   ws.packed_weight.pack(true, rows, O, w.data());
   NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
-  for (index n = 0; n < N; ++n) {
+  for (index chunk = 0; chunk < chunks; ++chunk) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
+    const auto c = static_cast<std::size_t>(chunk);
     auto& b = ws.threads[t];
-    const T* g_n = g.data() + n * R * P;
-    const auto dy_n = dy.sample(n).matrix(O, P);
-    im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
-    patch_transform(s, b.columns.data(), g_n, C, K, P, b.transformed.data());
-    gemm<T>(false, true, O, rows, P, dy_n.data(), b.transformed.data(), T(1), ws.weight_partials[t].data(), b.gemm);
-    ws.bias_partials[t] += dy_n.rowwise().sum();
-    gemm<T>(ws.packed_weight, false, P, dy_n.data(), T(0), b.transformed_grad.data(), b.gemm);
-    patch_transform_backward(s, b.columns.data(), g_n, b.transformed_grad.data(), C, K, P,
-                             b.columns_grad.data(), dg.data() + n * R * P);
-    if (dx.size()) {
-      col2im_scratch(b.columns_grad.data(), C, H, W, geometry, dx.data() + n * C * H * W);
+    const index first = N * chunk / chunks, last = N * (chunk + 1) / chunks;
+    for (index n = first; n < last; ++n) {
+      const T* g_n = g.data() + n * R * P;
+      const auto dy_n = dy.sample(n).matrix(O, P);
+      const T beta = n == first ? T(0) : T(1);
+      im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
+      if (s == Structure::diagonal) {  // dW += dY V^T with V^T packed from the image
+        PatchPacker<T> transformed{x.data() + n * C * H * W, C, H, W, geometry, true, g_n};
+        gemm_with_rhs<T>(false, O, rows, P, dy_n.data(), transformed, beta, ws.weight_partials[c].data(), b.gemm);
+      } else {
+        patch_transform(s, b.columns.data(), g_n, C, K, P, b.transformed.data());
+        gemm<T>(false, true, O, rows, P, dy_n.data(), b.transformed.data(), beta, ws.weight_partials[c].data(),
+                b.gemm);
+      }
+      if (n == first) ws.bias_partials[c] = dy_n.rowwise().sum();
+      else ws.bias_partials[c] += dy_n.rowwise().sum();
+      gemm<T>(ws.packed_weight, false, P, dy_n.data(), T(0), b.transformed_grad.data(), b.gemm);
+      patch_transform_backward(s, b.columns.data(), g_n, b.transformed_grad.data(), C, K, P,
+                               b.columns_grad.data(), dg.data() + n * R * P);
+      if (dx.size()) {
+        col2im_scratch(b.columns_grad.data(), C, H, W, geometry, dx.data() + n * C * H * W);
+      }
     }
   }
   auto dweight = dw.matrix(O, rows);
-  for (int t = 0; t < threads; ++t) {
-    dweight += ws.weight_partials[static_cast<std::size_t>(t)];
-    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(t)];
+  for (index chunk = 0; chunk < chunks; ++chunk) {
+    dweight += ws.weight_partials[static_cast<std::size_t>(chunk)];
+    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(chunk)];
   }
 }
 

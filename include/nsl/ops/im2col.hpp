@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 
 #include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
@@ -212,6 +213,9 @@ struct PatchPacker {
   index channels, height, width;
   ConvGeometry geometry;
   bool transposed;  ///< false: op(B) = X (depth = patch row); true: op(B) = X^T (depth = pixel)
+  /// Optional (K x pixels): pack V = (1 + gain_r(p)) X_{(c, r)}(p) instead of X,
+  /// the diagonal patch transform of dynamic NSL (nsl/ops/patch_transform.hpp).
+  const T* slot_gain = nullptr;
 
   /// op(B)'s depths [k0, k0 + depth) x columns [j0, j0 + cols) into nr-wide panels.
   /// Each patch row is first written contiguously into a line buffer on the
@@ -229,6 +233,7 @@ struct PatchPacker {
         for (index q0 = 0; q0 < cols; q0 += chunk) {
           const index n = std::min(chunk, cols - q0);
           row_segment(row / slots, row % slots, j0 + q0, n, line);
+          if (slot_gain) apply_gain(row % slots, j0 + q0, n, line);
           index q = 0;
           if (nr == gemm_nr && gemm_nr > 0 && q0 % gemm_nr == 0)  // whole panels, a fixed-size copy each
             for (; q + gemm_nr <= n; q += gemm_nr) std::copy(line + q, line + q + gemm_nr, at(k, q0 + q));
@@ -245,6 +250,7 @@ struct PatchPacker {
         for (index q0 = 0; q0 < depth; q0 += chunk) {
           const index n = std::min(chunk, depth - q0);
           row_segment(row / slots, row % slots, k0 + q0, n, line);
+          if (slot_gain) apply_gain(row % slots, k0 + q0, n, line);
           T* out = at(q0, j);
           for (index q = 0; q < n; ++q) out[q * nr] = line[q];
         }
@@ -252,6 +258,13 @@ struct PatchPacker {
     }
     if (const index used = cols % nr; used != 0)  // zero the last panel's columns past cols
       for (index k = 0; k < depth; ++k) std::fill(at(k, cols - 1) + 1, at(k, cols - used) + nr, T(0));
+  }
+
+  /// line[q] *= 1 + slot_gain[slot, pixel + q], as patch_transform's fused multiply-add.
+  void apply_gain(index slot, index pixel, index count, T* line) const {
+    const index pixels = geometry.output_extent(height) * geometry.output_extent(width);
+    const T* gain = slot_gain + slot * pixels + pixel;
+    for (index q = 0; q < count; ++q) line[q] = std::fma(gain[q], line[q], line[q]);
   }
 
   /// out[q] = X[(c, slot), pixel + q] for q in [0, count).
