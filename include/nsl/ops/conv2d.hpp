@@ -142,10 +142,34 @@ namespace detail {
 // order, so the result depends on the batch size and thread count alone.
 inline index batch_chunks(index batch, int threads) { return std::min<index>(batch, threads); }
 
-//
+// Sizes one rows x cols weight partial and one bias partial per chunk. They
+// are not zeroed: each chunk's first image assigns them.
+template <class T>
+void size_chunk_partials(std::vector<Matrix<T>>& weight, std::vector<Vector<T>>& bias, index chunks, index rows,
+                         index cols) {
+  weight.resize(static_cast<std::size_t>(chunks));
+  bias.resize(static_cast<std::size_t>(chunks));
+  for (std::size_t c = 0; c < static_cast<std::size_t>(chunks); ++c) {
+    weight[c].resize(rows, cols);
+    bias[c].resize(rows);
+  }
+}
+
+// Adds the chunks' partials to dw (rows x cols) and db (skipped when empty) in
+// chunk order: deterministic for a fixed batch size and thread count.
+template <class T, class WeightGradient>
+void add_chunk_partials(const std::vector<Matrix<T>>& weight, const std::vector<Vector<T>>& bias, index chunks,
+                        WeightGradient&& dw, TensorView<T> db) {
+  for (std::size_t c = 0; c < static_cast<std::size_t>(chunks); ++c) {
+    dw += weight[c];
+    if (db.size()) db.vec() += bias[c];
+  }
+}
+
 // Threads for a loop over `batch` items: spread the batch over OpenMP threads
-// when there are at least as many items as threads (each GEMM then runs
-// single-threaded); otherwise one thread here and Eigen's GEMM threads inside.
+// when there are at least as many items as threads (each GEMM then runs on
+// its thread alone); otherwise one thread here, and nsl::gemm splits its
+// output over the threads.
 inline int batch_threads(index batch) {
   const int threads = in_parallel_region() ? 1 : num_threads();
   return batch >= threads ? threads : 1;
@@ -271,12 +295,7 @@ void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeo
   if (dx.size()) ws.reserve_columns(threads, rows, pixels);
   else ws.reserve_gemm(threads);
   const index chunks = detail::batch_chunks(N, threads);
-  ws.weight_partials.resize(static_cast<std::size_t>(chunks));
-  ws.bias_partials.resize(static_cast<std::size_t>(chunks));
-  for (index chunk = 0; chunk < chunks; ++chunk) {  // sized, not zeroed: a chunk's first image assigns
-    ws.weight_partials[static_cast<std::size_t>(chunk)].resize(O, rows);
-    ws.bias_partials[static_cast<std::size_t>(chunk)].resize(O);
-  }
+  detail::size_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, O, rows);
   if (dx.size()) ws.packed_weight.pack(true, rows, O, w.data());
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index chunk = 0; chunk < chunks; ++chunk) {
@@ -297,12 +316,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
       }
     }
   }
-  // Sum the chunks' partials in chunk order: deterministic for a fixed thread count.
-  auto dweight = dw.matrix(O, rows);
-  for (index chunk = 0; chunk < chunks; ++chunk) {
-    dweight += ws.weight_partials[static_cast<std::size_t>(chunk)];
-    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(chunk)];
-  }
+  detail::add_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, dw.matrix(O, rows), db);
 }
 
 }  // namespace nsl

@@ -106,12 +106,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
   ws.reserve(threads, s, rows, P, R, true);
   // Chunks of images, each summed by one thread in image order (conv2d.hpp, batch_chunks).
   const index chunks = detail::batch_chunks(N, threads);
-  ws.weight_partials.resize(static_cast<std::size_t>(chunks));
-  ws.bias_partials.resize(static_cast<std::size_t>(chunks));
-  for (index chunk = 0; chunk < chunks; ++chunk) {  // sized, not zeroed: a chunk's first image assigns
-    ws.weight_partials[static_cast<std::size_t>(chunk)].resize(O, rows);
-    ws.bias_partials[static_cast<std::size_t>(chunk)].resize(O);
-  }
+  detail::size_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, O, rows);
   ws.packed_weight.pack(true, rows, O, w.data());
   NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index chunk = 0; chunk < chunks; ++chunk) {
@@ -142,11 +137,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
       }
     }
   }
-  auto dweight = dw.matrix(O, rows);
-  for (index chunk = 0; chunk < chunks; ++chunk) {
-    dweight += ws.weight_partials[static_cast<std::size_t>(chunk)];
-    if (db.size()) db.vec() += ws.bias_partials[static_cast<std::size_t>(chunk)];
-  }
+  detail::add_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, dw.matrix(O, rows), db);
 }
 
 /// Reference: y[n,o,p] = b_o + sum_i w_{o,i}^T M(p) x_i(p), M(p) = I + G(p), as loops.
