@@ -10,7 +10,8 @@ TEST_CASE("every nsl error derives from nsl::Error and keeps its kind") {
                                                      {ErrorKind::argument, "a"},
                                                      {ErrorKind::io, "i"},
                                                      {ErrorKind::format, "f"},
-                                                     {ErrorKind::state, "t"}};
+                                                     {ErrorKind::state, "t"},
+                                                     {ErrorKind::device, "d"}};
   for (auto [kind, text] : kinds) {
     try {
       nsl::fail(kind, text);
@@ -25,6 +26,7 @@ TEST_CASE("every nsl error derives from nsl::Error and keeps its kind") {
   CHECK_THROWS_AS(nsl::fail(ErrorKind::format, "x"), nsl::IoError);  // FormatError is an IoError
   CHECK_THROWS_AS(nsl::fail(ErrorKind::format, "x"), nsl::FormatError);
   CHECK_THROWS_AS(nsl::fail(ErrorKind::state, "x"), nsl::StateError);
+  CHECK_THROWS_AS(nsl::fail(ErrorKind::device, "x"), nsl::DeviceError);
 }
 
 TEST_CASE("require builds its message only from the given parts") {

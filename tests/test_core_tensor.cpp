@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <string>
 
 #include "nsl/core/tensor.hpp"
 
@@ -39,4 +40,23 @@ TEST_CASE("copies are deep - reshape keeps the elements - cast converts the scal
   CHECK(f[5] == 1.5f);
   nsl::Tensor<double> d(nsl::Shape{3, 2});
   CHECK_THROWS_AS(nsl::copy<double>(a.view(), d.view()), nsl::ShapeError);
+}
+
+TEST_CASE("device-generic helpers on host tensors: set_zero, add_into, assign_host_tensor, parse_device") {
+  nsl::Tensor<float> a(nsl::Shape{2, 3}, 2.0f), b(nsl::Shape{2, 3}, 0.5f);
+  nsl::add_into<float>(b.view(), a.view());
+  CHECK(a[0] == 2.5f);
+  CHECK(a[5] == 2.5f);
+  nsl::set_zero<float>(a.view());
+  CHECK(a.vec().cwiseAbs().maxCoeff() == 0.0f);
+  nsl::Tensor<float> wrong(nsl::Shape{3, 2});
+  CHECK_THROWS_AS(nsl::add_into<float>(wrong.view(), a.view()), nsl::ShapeError);
+  nsl::Tensor<float> target;
+  nsl::assign_host_tensor(target, b);
+  CHECK(target.shape() == b.shape());
+  CHECK(target[4] == 0.5f);
+  CHECK(nsl::parse_device("cpu") == nsl::DeviceKind::cpu);
+  CHECK(nsl::parse_device("cuda") == nsl::DeviceKind::cuda);
+  CHECK_THROWS_WITH_AS(nsl::parse_device("gpu"), "unknown device 'gpu' (expected cpu or cuda)", nsl::ArgumentError);
+  CHECK(std::string(nsl::Cpu::name) == "cpu");
 }

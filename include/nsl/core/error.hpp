@@ -32,6 +32,7 @@ enum class ErrorKind {
   io,        ///< a file could not be opened, read or written
   format,    ///< a file is readable but malformed (bad magic, dtype, truncated)
   state,     ///< a call out of order (backward before forward, ...)
+  device,    ///< a device (CUDA) call failed, or no such device is present
 };
 
 inline const char* to_string(ErrorKind kind) {
@@ -41,6 +42,7 @@ inline const char* to_string(ErrorKind kind) {
     case ErrorKind::io: return "I/O error";
     case ErrorKind::format: return "format error";
     case ErrorKind::state: return "state error";
+    case ErrorKind::device: return "device error";
   }
   return "error";
 }
@@ -85,6 +87,12 @@ class StateError : public Error {
   explicit StateError(const std::string& m) : Error(ErrorKind::state, m) {}
 };
 
+/// A device that is missing or failed (CUDA runtime, cuBLAS).
+class DeviceError : public Error {
+ public:
+  explicit DeviceError(const std::string& m) : Error(ErrorKind::device, m) {}
+};
+
 /// Called (without exceptions) before abort(). It may log, flush, or longjmp
 /// out; if it returns, nsl aborts.
 using ErrorHandler = void (*)(ErrorKind kind, const char* message);
@@ -116,6 +124,7 @@ inline ErrorHandler set_error_handler(ErrorHandler handler) {
     case ErrorKind::io: throw IoError(message);
     case ErrorKind::format: throw FormatError(message);
     case ErrorKind::state: throw StateError(message);
+    case ErrorKind::device: throw DeviceError(message);
   }
   throw Error(kind, message);
 #else

@@ -1,6 +1,9 @@
 // nsl/core/tensor.hpp — dense C-order tensors: an owning `Tensor<T>` and a
 // non-owning `TensorView<T>` (T may be const), both mapping to Eigen.
 //
+// Both take the device as a second template argument (nsl/core/device.hpp);
+// this file is the CPU one, nsl/cuda/tensor.cuh specialises them for Cuda.
+//
 // Layout is C order (row-major): for N x C x H x W the element (n, c, h, w)
 // sits at ((n*C + c)*H + h)*W + w. So `matrix(rows, cols)` is a row-major
 // Eigen map, and one image's C x (H*W) block is contiguous.
@@ -10,6 +13,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "nsl/core/device.hpp"
 #include "nsl/core/shape.hpp"
 
 namespace nsl {
@@ -30,8 +34,10 @@ using VectorMap = Eigen::Map<std::conditional_t<std::is_const_v<T>, const Vector
 
 /// A non-owning view of `shape.size()` elements at `data` in C order.
 /// `TensorView<const T>` is the read-only view; a mutable view converts to it.
-template <class T>
+template <class T, class D = Cpu>
 class TensorView {
+  static_assert(is_cpu_v<D>, "nsl::TensorView<T, Cuda> is defined in nsl/cuda/tensor.cuh (nvcc only)");
+
  public:
   using value_type = std::remove_const_t<T>;
 
@@ -87,9 +93,10 @@ class TensorView {
 
 /// An owning, 16-byte aligned (Eigen-allocated) tensor of float or double.
 /// Value semantics: copies copy the data.
-template <class T>
+template <class T, class D = Cpu>
 class Tensor {
   static_assert(std::is_floating_point_v<T>, "nsl::Tensor holds float or double");
+  static_assert(is_cpu_v<D>, "nsl::Tensor<T, Cuda> is defined in nsl/cuda/tensor.cuh (nvcc only)");
 
  public:
   using value_type = T;
@@ -153,6 +160,48 @@ template <class T>
 void copy(TensorView<const T> from, TensorView<T> to) {
   check_shape("copy", "destination", to.shape(), from.shape());
   std::copy(from.data(), from.data() + from.size(), to.data());
+}
+
+/// Sets every element to zero.
+template <class T>
+void set_zero(TensorView<T> v) {
+  std::fill(v.data(), v.data() + v.size(), T(0));
+}
+
+/// to += from, element-wise, for views of equal shape.
+template <class T>
+void add_into(TensorView<const T> from, TensorView<T> to) {
+  check_shape("add_into", "destination", to.shape(), from.shape());
+  to.vec() += from.vec();
+}
+
+/// A host copy of a tensor's elements (here a plain copy; for a Cuda tensor,
+/// nsl/cuda/tensor.cuh's overload downloads it).
+template <class T>
+Tensor<T> to_host(TensorView<const T> v) {
+  return Tensor<T>(v);
+}
+/// Overwrites `to` with a host tensor's elements (the upload counterpart).
+template <class T>
+void assign_from_host(TensorView<const T> from, TensorView<T> to) {
+  copy<T>(from, to);
+}
+/// `to` = the host tensor `from`, on to's device: resized, then copied (an
+/// upload for a GPU tensor).
+template <class T, class D>
+void assign_host_tensor(Tensor<T, D>& to, const Tensor<T>& from) {
+  to.resize(from.shape());
+  assign_from_host<T>(from.view(), to.view());
+}
+/// Host to device and back (nsl/cuda/tensor.cuh); between host tensors a
+/// plain copy, so that code written for any device can name them.
+template <class T>
+void upload(TensorView<const T> from, TensorView<T> to) {
+  copy<T>(from, to);
+}
+template <class T>
+void download(TensorView<const T> from, TensorView<T> to) {
+  copy<T>(from, to);
 }
 
 /// Converts a tensor to another scalar type (double <-> float).

@@ -34,8 +34,8 @@ struct BatchNormOptions {
   bool debias = true;    ///< debiased EMA (see above); false: plain EMA from (0, 1)
 };
 
-template <class T>
-class BatchNorm2d : public Layer<T> {
+template <class T, class D = Cpu>
+class BatchNorm2d : public Layer<T, D> {
  public:
   explicit BatchNorm2d(index channels, BatchNormOptions options = {}) : options_(options) {
     require(channels >= 1, ErrorKind::argument, "BatchNorm2d: channels must be >= 1, got ", channels);
@@ -43,15 +43,15 @@ class BatchNorm2d : public Layer<T> {
             "BatchNorm2d: expected eps > 0 and 0 <= decay < 1, got eps ", options.eps, " and decay ",
             options.decay);
     const Shape s{channels};
-    gamma_ = Tensor<T>(s, T(1));
-    beta_ = Tensor<T>(s);
-    gamma_grad_ = Tensor<T>(s);
-    beta_grad_ = Tensor<T>(s);
-    running_mean_ = Tensor<T>(s);
-    running_variance_ = Tensor<T>(s, T(1));
-    updates_ = Tensor<T>(Shape{1});
-    batch_mean_ = Tensor<T>(s);
-    batch_variance_ = Tensor<T>(s);
+    gamma_ = Tensor<T, D>(s, T(1));
+    beta_ = Tensor<T, D>(s);
+    gamma_grad_ = Tensor<T, D>(s);
+    beta_grad_ = Tensor<T, D>(s);
+    running_mean_ = Tensor<T, D>(s);
+    running_variance_ = Tensor<T, D>(s, T(1));
+    updates_ = Tensor<T, D>(Shape{1});
+    batch_mean_ = Tensor<T, D>(s);
+    batch_variance_ = Tensor<T, D>(s);
   }
 
   std::string describe() const override { return cat("BatchNorm2d(", channels(), ")"); }
@@ -60,30 +60,26 @@ class BatchNorm2d : public Layer<T> {
     return input;
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     output_shape(x.shape());
     // A borrowed input that the output does not overwrite is kept as a view,
     // and backward recomputes x̂ from it; otherwise x̂ is stored.
     from_input_ = this->borrowing() && x.data() != y.data();
     if (from_input_) {
       input_.save(x, true);
-      if (normalized_.size()) normalized_ = Tensor<T>();
+      if (normalized_.size()) normalized_ = Tensor<T, D>();
     } else {
       normalized_.resize(x.shape());
     }
-    const TensorView<T> normalized = from_input_ ? TensorView<T>() : normalized_.view();
+    const TensorView<T, D> normalized = from_input_ ? TensorView<T, D>() : normalized_.view();
     const T eps = T(options_.eps);
     if (this->training()) {
       batchnorm_statistics<T>(x, batch_mean_.view(), batch_variance_.view());
       batchnorm_forward<T>(x, batch_mean_.view(), batch_variance_.view(), gamma_.view(), beta_.view(), eps, y,
                            normalized);
-      const double m = double(x.dim(0) * x.dim(2) * x.dim(3));
-      const T bessel = m > 1 ? T(m / (m - 1)) : T(1);
-      updates_[0] += T(1);
-      const double d = options_.decay;
-      const T w = T(options_.debias ? (1.0 - d) / (1.0 - std::pow(d, double(updates_[0]))) : 1.0 - d);
-      running_mean_.vec() += w * (batch_mean_.vec() - running_mean_.vec());
-      running_variance_.vec() += w * (bessel * batch_variance_.vec() - running_variance_.vec());
+      batchnorm_update_running<T>(batch_mean_.view(), batch_variance_.view(), x.dim(0) * x.dim(2) * x.dim(3),
+                                  options_.decay, options_.debias, running_mean_.view(), running_variance_.view(),
+                                  updates_.view());
       used_batch_statistics_ = true;
     } else {
       batchnorm_forward<T>(x, running_mean_.view(), running_variance_.view(), gamma_.view(), beta_.view(), eps,
@@ -93,12 +89,12 @@ class BatchNorm2d : public Layer<T> {
     this->remember_input_shape(x.shape());
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("BatchNorm2d::backward", dy.shape(), dx);
     const T eps = T(options_.eps);
     if (from_input_) {
-      const Tensor<T>& mean = used_batch_statistics_ ? batch_mean_ : running_mean_;
-      const Tensor<T>& variance = used_batch_statistics_ ? batch_variance_ : running_variance_;
+      const Tensor<T, D>& mean = used_batch_statistics_ ? batch_mean_ : running_mean_;
+      const Tensor<T, D>& variance = used_batch_statistics_ ? batch_variance_ : running_variance_;
       batchnorm_backward_from_input<T>(input_.view(), mean.view(), variance.view(), gamma_.view(), eps,
                                        used_batch_statistics_, dy, dx, gamma_grad_.view(), beta_grad_.view());
     } else if (used_batch_statistics_)
@@ -109,11 +105,11 @@ class BatchNorm2d : public Layer<T> {
                                   gamma_grad_.view(), beta_grad_.view());
   }
 
-  std::vector<Parameter<T>> parameters() override {
+  std::vector<Parameter<T, D>> parameters() override {
     return {{"gamma", gamma_.view(), gamma_grad_.view(), true}, {"beta", beta_.view(), beta_grad_.view(), true}};
   }
 
-  std::vector<Buffer<T>> buffers() override {
+  std::vector<Buffer<T, D>> buffers() override {
     return {{"running_mean", running_mean_.view()},
             {"running_variance", running_variance_.view()},
             {"updates", updates_.view()}};
@@ -121,21 +117,21 @@ class BatchNorm2d : public Layer<T> {
 
   index channels() const { return gamma_.dim(0); }
   const BatchNormOptions& options() const { return options_; }
-  Tensor<T>& gamma() { return gamma_; }
-  Tensor<T>& beta() { return beta_; }
-  Tensor<T>& running_mean() { return running_mean_; }
-  Tensor<T>& running_variance() { return running_variance_; }
-  const Tensor<T>& running_mean() const { return running_mean_; }
-  const Tensor<T>& running_variance() const { return running_variance_; }
+  Tensor<T, D>& gamma() { return gamma_; }
+  Tensor<T, D>& beta() { return beta_; }
+  Tensor<T, D>& running_mean() { return running_mean_; }
+  Tensor<T, D>& running_variance() { return running_variance_; }
+  const Tensor<T, D>& running_mean() const { return running_mean_; }
+  const Tensor<T, D>& running_variance() const { return running_variance_; }
 
  private:
   BatchNormOptions options_;
-  Tensor<T> gamma_, beta_, gamma_grad_, beta_grad_;
-  Tensor<T> running_mean_, running_variance_;
-  Tensor<T> updates_;                      ///< how many training forwards updated them
-  Tensor<T> batch_mean_, batch_variance_;  ///< statistics of the last training forward
-  Tensor<T> normalized_;                   ///< x̂ of the last forward (unless from_input_)
-  SavedTensor<T> input_;                   ///< the last forward's input, when from_input_
+  Tensor<T, D> gamma_, beta_, gamma_grad_, beta_grad_;
+  Tensor<T, D> running_mean_, running_variance_;
+  Tensor<T, D> updates_;                      ///< how many training forwards updated them
+  Tensor<T, D> batch_mean_, batch_variance_;  ///< statistics of the last training forward
+  Tensor<T, D> normalized_;                   ///< x̂ of the last forward (unless from_input_)
+  SavedTensor<T, D> input_;                   ///< the last forward's input, when from_input_
   bool from_input_ = false;                ///< backward recomputes x̂ from input_
   bool used_batch_statistics_ = true;
 };

@@ -22,8 +22,8 @@ struct Conv2dOptions {
   bool bias = true;
 };
 
-template <class T>
-class Conv2d : public Layer<T> {
+template <class T, class D = Cpu>
+class Conv2d : public Layer<T, D> {
  public:
   /// A C_in -> C_out convolution with k x k kernels, weights zero until
   /// `reset_parameters` (or the Rng constructor) draws them.
@@ -36,11 +36,11 @@ class Conv2d : public Layer<T> {
             options.stride);
     require(options.padding >= 0, ErrorKind::argument, "Conv2d: padding must be >= 0, got ",
             options.padding);
-    weight_ = Tensor<T>(Shape{out_channels, in_channels, kernel, kernel});
-    weight_grad_ = Tensor<T>(weight_.shape());
+    weight_ = Tensor<T, D>(Shape{out_channels, in_channels, kernel, kernel});
+    weight_grad_ = Tensor<T, D>(weight_.shape());
     if (options.bias) {
-      bias_ = Tensor<T>(Shape{out_channels});
-      bias_grad_ = Tensor<T>(bias_.shape());
+      bias_ = Tensor<T, D>(Shape{out_channels});
+      bias_grad_ = Tensor<T, D>(bias_.shape());
     }
   }
   /// As above, with He-normal weights drawn from `rng`.
@@ -64,23 +64,23 @@ class Conv2d : public Layer<T> {
     return conv2d_output_shape("Conv2d", input, weight_.shape(), bias_.shape(), geometry_);
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace_);
     input_.save(x, this->borrowing());  // backward needs the input (to rebuild its patches)
     this->remember_input_shape(x.shape());
   }
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("Conv2d::backward", dy.shape(), dx);
     conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dy, dx, weight_grad_.view(),
                        bias_grad_.view(), workspace_);
   }
   /// Inference without keeping state: const, safe to call from several threads.
-  void infer(TensorView<const T> x, TensorView<T> y, Conv2dWorkspace<T>& workspace) const {
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, Conv2dWorkspace<T, D>& workspace) const {
     conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace);
   }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
+  std::vector<Parameter<T, D>> parameters() override {
+    std::vector<Parameter<T, D>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
     if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
     return params;
   }
@@ -89,18 +89,18 @@ class Conv2d : public Layer<T> {
   index out_channels() const { return weight_.dim(0); }
   const ConvGeometry& geometry() const { return geometry_; }
   bool has_bias() const { return !bias_.empty(); }
-  Tensor<T>& weight() { return weight_; }
-  const Tensor<T>& weight() const { return weight_; }
-  Tensor<T>& bias() { return bias_; }
-  const Tensor<T>& bias() const { return bias_; }
-  Tensor<T>& weight_grad() { return weight_grad_; }
-  Tensor<T>& bias_grad() { return bias_grad_; }
+  Tensor<T, D>& weight() { return weight_; }
+  const Tensor<T, D>& weight() const { return weight_; }
+  Tensor<T, D>& bias() { return bias_; }
+  const Tensor<T, D>& bias() const { return bias_; }
+  Tensor<T, D>& weight_grad() { return weight_grad_; }
+  Tensor<T, D>& bias_grad() { return bias_grad_; }
 
  private:
   ConvGeometry geometry_;
-  Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
-  SavedTensor<T> input_;             ///< the last forward's input
-  Conv2dWorkspace<T> workspace_;     ///< im2col buffers, reused across steps
+  Tensor<T, D> weight_, weight_grad_, bias_, bias_grad_;
+  SavedTensor<T, D> input_;             ///< the last forward's input
+  Conv2dWorkspace<T, D> workspace_;     ///< im2col buffers, reused across steps
 };
 
 }  // namespace nsl

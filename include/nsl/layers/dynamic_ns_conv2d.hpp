@@ -33,8 +33,8 @@ struct DynamicNSConvOptions {
   PredictorOptions predictor = PredictorOptions::dns();
 };
 
-template <class T>
-class DynamicNSConv2d : public Layer<T> {
+template <class T, class D = Cpu>
+class DynamicNSConv2d : public Layer<T, D> {
  public:
   DynamicNSConv2d(index in_channels, index out_channels, index kernel, Structure structure,
                   const DynamicNSConvOptions& options, Rng& rng)
@@ -44,12 +44,12 @@ class DynamicNSConv2d : public Layer<T> {
     require(in_channels >= 1 && out_channels >= 1, ErrorKind::argument,
             "DynamicNSConv2d: channel counts must be >= 1, got ", in_channels, " -> ", out_channels);
     require(options.stride >= 1, ErrorKind::argument, "DynamicNSConv2d: stride must be >= 1, got ", options.stride);
-    weight_ = Tensor<T>(Shape{out_channels, in_channels, kernel, kernel});
-    weight_grad_ = Tensor<T>(weight_.shape());
+    weight_ = Tensor<T, D>(Shape{out_channels, in_channels, kernel, kernel});
+    weight_grad_ = Tensor<T, D>(weight_.shape());
     fill_normal<T>(weight_.view(), rng, 0.0, std::sqrt(2.0 / double(in_channels * kernel * kernel)));
     if (options.bias) {
-      bias_ = Tensor<T>(Shape{out_channels});
-      bias_grad_ = Tensor<T>(bias_.shape());
+      bias_ = Tensor<T, D>(Shape{out_channels});
+      bias_grad_ = Tensor<T, D>(bias_.shape());
     }
   }
 
@@ -66,7 +66,7 @@ class DynamicNSConv2d : public Layer<T> {
     return out;
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     const Shape out = output_shape(x.shape());
     check_shape("DynamicNSConv2d", "output", y.shape(), out);
     similarity_.resize(predictor_.output_shape(x.shape()));
@@ -77,7 +77,7 @@ class DynamicNSConv2d : public Layer<T> {
     this->remember_input_shape(x.shape());
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("DynamicNSConv2d::backward", dy.shape(), dx);
     similarity_grad_.resize(similarity_.shape());
     dynamic_conv2d_backward<T>(structure_, input_.view(), weight_.view(), similarity_.view(), geometry_, dy, dx,
@@ -85,30 +85,30 @@ class DynamicNSConv2d : public Layer<T> {
     if (dx.size()) {
       predictor_input_grad_.resize(dx.shape());
       predictor_.backward_into(similarity_grad_.view(), predictor_input_grad_.view());
-      dx.vec() += predictor_input_grad_.vec();
+      add_into<T>(predictor_input_grad_.view(), dx);
     } else {
       predictor_.backward_into(similarity_grad_.view(), {});
     }
   }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
+  std::vector<Parameter<T, D>> parameters() override {
+    std::vector<Parameter<T, D>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
     if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
     append_parameters<T>(params, "predictor.", predictor_);
     return params;
   }
-  std::vector<Buffer<T>> buffers() override {
-    std::vector<Buffer<T>> all;
+  std::vector<Buffer<T, D>> buffers() override {
+    std::vector<Buffer<T, D>> all;
     append_buffers<T>(all, "predictor.", predictor_);
     return all;
   }
   void set_training(bool training) override {
-    Layer<T>::set_training(training);
+    Layer<T, D>::set_training(training);
     predictor_.set_training(training);
   }
   /// The predictor reads the same input, so it borrows when this layer does.
   void set_borrowing(bool borrowing) override {
-    Layer<T>::set_borrowing(borrowing);
+    Layer<T, D>::set_borrowing(borrowing);
     predictor_.set_borrowing(borrowing);
   }
 
@@ -116,13 +116,13 @@ class DynamicNSConv2d : public Layer<T> {
   index in_channels() const { return weight_.dim(1); }
   index out_channels() const { return weight_.dim(0); }
   const ConvGeometry& geometry() const { return geometry_; }
-  Tensor<T>& weight() { return weight_; }
-  const Tensor<T>& weight() const { return weight_; }
-  Tensor<T>& bias() { return bias_; }
-  Tensor<T>& weight_grad() { return weight_grad_; }
-  SimilarityPredictor<T>& predictor() { return predictor_; }
+  Tensor<T, D>& weight() { return weight_; }
+  const Tensor<T, D>& weight() const { return weight_; }
+  Tensor<T, D>& bias() { return bias_; }
+  Tensor<T, D>& weight_grad() { return weight_grad_; }
+  SimilarityPredictor<T, D>& predictor() { return predictor_; }
   /// G of the last forward: N x R x Ho x Wo, M(p) = I + G(p).
-  const Tensor<T>& predicted_similarity() const { return similarity_; }
+  const Tensor<T, D>& predicted_similarity() const { return similarity_; }
 
  private:
   static index checked_kernel(index kernel) {
@@ -133,13 +133,13 @@ class DynamicNSConv2d : public Layer<T> {
 
   Structure structure_;
   ConvGeometry geometry_;
-  SimilarityPredictor<T> predictor_;
-  Tensor<T> weight_, weight_grad_, bias_, bias_grad_;
-  SavedTensor<T> input_;             ///< the last forward's input
-  Tensor<T> similarity_;             ///< G of the last forward
-  Tensor<T> similarity_grad_;        ///< dL/dG, scratch for backward
-  Tensor<T> predictor_input_grad_;   ///< the predictor's dL/dx, scratch
-  DynamicConv2dWorkspace<T> workspace_;
+  SimilarityPredictor<T, D> predictor_;
+  Tensor<T, D> weight_, weight_grad_, bias_, bias_grad_;
+  SavedTensor<T, D> input_;             ///< the last forward's input
+  Tensor<T, D> similarity_;             ///< G of the last forward
+  Tensor<T, D> similarity_grad_;        ///< dL/dG, scratch for backward
+  Tensor<T, D> predictor_input_grad_;   ///< the predictor's dL/dx, scratch
+  DynamicConv2dWorkspace<T, D> workspace_;
 };
 
 }  // namespace nsl

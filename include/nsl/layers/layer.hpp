@@ -25,8 +25,10 @@
 // last; a training loop that keeps its batch until backward may set it on the
 // whole network.
 //
-// `Layer<T>` is the run-time interface for containers that assemble a network
-// from a flag; the per-element work stays in non-virtual ops.
+// `Layer<T, D>` is the run-time interface for containers that assemble a
+// network from a flag; the per-element work stays in non-virtual ops. D is
+// the device (nsl/core/device.hpp): the layers are written once, against
+// operations that exist for each device under the same name.
 #pragma once
 
 #include <string>
@@ -37,23 +39,23 @@
 namespace nsl {
 
 /// A trainable tensor of a layer, as the optimiser sees it.
-template <class T>
+template <class T, class D = Cpu>
 struct Parameter {
-  std::string name;       ///< e.g. "weight", "bias", "m"
-  TensorView<T> value;    ///< the parameter itself
-  TensorView<T> grad;     ///< its accumulated gradient, same shape
+  std::string name;        ///< e.g. "weight", "bias", "m"
+  TensorView<T, D> value;  ///< the parameter itself
+  TensorView<T, D> grad;   ///< its accumulated gradient, same shape
   bool weight_decay;      ///< whether L2 weight decay applies
 };
 
 /// State that is saved with a model but not trained by gradients (e.g.
 /// BatchNorm's running statistics).
-template <class T>
+template <class T, class D = Cpu>
 struct Buffer {
   std::string name;
-  TensorView<T> value;
+  TensorView<T, D> value;
 };
 
-template <class T>
+template <class T, class D = Cpu>
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -63,13 +65,13 @@ class Layer {
   /// The output shape for an input shape; fails with a ShapeError if it does not fit.
   virtual Shape output_shape(const Shape& input) const = 0;
   /// Forward pass into y (of shape output_shape(x.shape())), keeping what backward needs.
-  virtual void forward_into(TensorView<const T> x, TensorView<T> y) = 0;
+  virtual void forward_into(TensorView<const T, D> x, TensorView<T, D> y) = 0;
   /// Backward pass for the most recent forward (see the contract above).
-  virtual void backward_into(TensorView<const T> dy, TensorView<T> dx) = 0;
+  virtual void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) = 0;
   /// The layer's parameters (empty for parameter-free layers).
-  virtual std::vector<Parameter<T>> parameters() { return {}; }
+  virtual std::vector<Parameter<T, D>> parameters() { return {}; }
   /// Saved, untrained state (empty for most layers).
-  virtual std::vector<Buffer<T>> buffers() { return {}; }
+  virtual std::vector<Buffer<T, D>> buffers() { return {}; }
   /// Switches between training and evaluation behaviour (BatchNorm, dropout).
   virtual void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
@@ -79,16 +81,16 @@ class Layer {
   bool borrowing() const { return borrowing_; }
 
   /// Forward pass returning a new output tensor.
-  Tensor<T> forward(TensorView<const T> x) {
-    Tensor<T> y(output_shape(x.shape()));
+  Tensor<T, D> forward(TensorView<const T, D> x) {
+    Tensor<T, D> y(output_shape(x.shape()));
     forward_into(x, y.view());
     return y;
   }
   /// Backward pass returning a new input-gradient tensor.
-  Tensor<T> backward(TensorView<const T> dy) {
+  Tensor<T, D> backward(TensorView<const T, D> dy) {
     require(input_shape_.rank() != 0, ErrorKind::state, describe(),
             ": backward called before forward");
-    Tensor<T> dx(input_shape_);
+    Tensor<T, D> dx(input_shape_);
     backward_into(dy, dx.view());
     return dx;
   }
@@ -97,7 +99,7 @@ class Layer {
   /// Records the input shape of a forward pass; layers call it in forward_into.
   void remember_input_shape(const Shape& s) { input_shape_ = s; }
   /// Fails unless a forward pass happened and dy has its output's shape.
-  void check_backward(const char* op, const Shape& dy, const TensorView<T>& dx) const {
+  void check_backward(const char* op, const Shape& dy, const TensorView<T, D>& dx) const {
     require(input_shape_.rank() != 0, ErrorKind::state, op, ": backward called before forward");
     check_shape(op, "output gradient", dy, output_shape(input_shape_));
     if (dx.size()) check_shape(op, "input gradient", dx.shape(), input_shape_);
@@ -112,12 +114,12 @@ class Layer {
 
 /// A tensor forward keeps for backward: a copy, or only a view when the
 /// caller promised to keep the original alive and unchanged (borrowing).
-template <class T>
+template <class T, class D = Cpu>
 class SavedTensor {
  public:
-  void save(TensorView<const T> x, bool borrow) {
+  void save(TensorView<const T, D> x, bool borrow) {
     if (borrow) {
-      if (!owned_.empty()) owned_ = Tensor<T>();  // a copy from an earlier, non-borrowing forward
+      if (!owned_.empty()) owned_ = Tensor<T, D>();  // a copy from an earlier, non-borrowing forward
       view_ = x;
     } else {
       owned_.resize(x.shape());
@@ -125,29 +127,29 @@ class SavedTensor {
       view_ = owned_.view();
     }
   }
-  TensorView<const T> view() const { return view_; }
+  TensorView<const T, D> view() const { return view_; }
   const Shape& shape() const { return view_.shape(); }
 
  private:
-  Tensor<T> owned_;
-  TensorView<const T> view_;
+  Tensor<T, D> owned_;
+  TensorView<const T, D> view_;
 };
 
 /// `inner`'s parameters with `prefix` put before each name (for containers).
-template <class T>
-void append_parameters(std::vector<Parameter<T>>& all, const std::string& prefix, Layer<T>& inner) {
+template <class T, class D>
+void append_parameters(std::vector<Parameter<T, D>>& all, const std::string& prefix, Layer<T, D>& inner) {
   for (auto& p : inner.parameters()) all.push_back({prefix + p.name, p.value, p.grad, p.weight_decay});
 }
 /// `inner`'s buffers with `prefix` put before each name.
-template <class T>
-void append_buffers(std::vector<Buffer<T>>& all, const std::string& prefix, Layer<T>& inner) {
+template <class T, class D>
+void append_buffers(std::vector<Buffer<T, D>>& all, const std::string& prefix, Layer<T, D>& inner) {
   for (auto& b : inner.buffers()) all.push_back({prefix + b.name, b.value});
 }
 
 /// Sets every parameter gradient to zero.
-template <class T>
-void zero_gradients(const std::vector<Parameter<T>>& params) {
-  for (const auto& p : params) p.grad.vec().setZero();
+template <class T, class D>
+void zero_gradients(const std::vector<Parameter<T, D>>& params) {
+  for (const auto& p : params) set_zero<T>(p.grad);
 }
 
 }  // namespace nsl

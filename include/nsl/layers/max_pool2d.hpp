@@ -14,8 +14,8 @@
 
 namespace nsl {
 
-template <class T>
-class MaxPool2d : public Layer<T> {
+template <class T, class D = Cpu>
+class MaxPool2d : public Layer<T, D> {
  public:
   /// A window x window max pool moving by `stride`, 'same' padded.
   explicit MaxPool2d(index window = 2, index stride = 2) : window_(window), stride_(stride) {
@@ -30,29 +30,29 @@ class MaxPool2d : public Layer<T> {
     return max_pool2d_output_shape("MaxPool2d", input, window_, stride_);
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     check_shape("MaxPool2d", "output", y.shape(), output_shape(x.shape()));
     max_pool2d_forward<T>(x, window_, stride_, y, argmax_);
     this->remember_input_shape(x.shape());
   }
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("MaxPool2d::backward", dy.shape(), dx);
     if (dx.size()) max_pool2d_backward<T>(argmax_, dy, dx);
   }
   /// Inference without keeping state: const, safe from several threads when
   /// each passes its own `argmax` scratch (which allocates only when it grows).
-  void infer(TensorView<const T> x, TensorView<T> y, std::vector<index>& argmax) const {
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, pool_indices_t<D>& argmax) const {
     max_pool2d_forward<T>(x, window_, stride_, y, argmax);
   }
 
   index window() const { return window_; }
   index stride() const { return stride_; }
   /// The last forward's winners: flat indices into its input, one per output.
-  const std::vector<index>& argmax() const { return argmax_; }
+  const pool_indices_t<D>& argmax() const { return argmax_; }
 
  private:
   index window_, stride_;
-  std::vector<index> argmax_;  ///< the last forward's winners, for backward
+  pool_indices_t<D> argmax_;  ///< the last forward's winners, for backward
 };
 
 }  // namespace nsl

@@ -8,23 +8,23 @@
 
 namespace nsl {
 
-template <class T>
-class ReLU : public Layer<T> {
+template <class T, class D = Cpu>
+class ReLU : public Layer<T, D> {
  public:
   std::string describe() const override { return "ReLU"; }
   Shape output_shape(const Shape& input) const override { return input; }
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     relu_forward<T>(x, y);
     output_.save(y, this->borrowing());  // backward needs where y > 0
     this->remember_input_shape(x.shape());
   }
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("ReLU::backward", dy.shape(), dx);
     if (dx.size()) relu_backward<T>(output_.view(), dy, dx);
   }
 
  private:
-  SavedTensor<T> output_;  ///< the last forward's output
+  SavedTensor<T, D> output_;  ///< the last forward's output
 };
 
 }  // namespace nsl

@@ -50,8 +50,8 @@ struct PredictorOptions {
   }
 };
 
-template <class T>
-class SimilarityPredictor : public Layer<T> {
+template <class T, class D = Cpu>
+class SimilarityPredictor : public Layer<T, D> {
  public:
   /// Predicts G for a dynamic layer of `structure` with k x k kernels and the
   /// given stride, from inputs of `in_channels` channels.
@@ -82,7 +82,7 @@ class SimilarityPredictor : public Layer<T> {
     return conv2_.output_shape(conv1_.output_shape(input));
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     hidden_.resize(conv1_.output_shape(x.shape()));
     conv1_.forward_into(x, hidden_.view());
     if (bn1_) bn1_->forward_into(hidden_.view(), hidden_.view());  // BN reads x before writing y per element
@@ -97,7 +97,7 @@ class SimilarityPredictor : public Layer<T> {
     this->remember_input_shape(x.shape());
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("SimilarityPredictor::backward", dy.shape(), dx);
     grad_hidden_.resize(hidden_.shape());
     if (bn2_) {
@@ -112,27 +112,27 @@ class SimilarityPredictor : public Layer<T> {
     conv1_.backward_into(grad_hidden_.view(), dx);
   }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> all;
+  std::vector<Parameter<T, D>> parameters() override {
+    std::vector<Parameter<T, D>> all;
     append_parameters<T>(all, "conv1.", conv1_);
     if (bn1_) append_parameters<T>(all, "bn1.", *bn1_);
     append_parameters<T>(all, "conv2.", conv2_);
     if (bn2_) append_parameters<T>(all, "bn2.", *bn2_);
     return all;
   }
-  std::vector<Buffer<T>> buffers() override {
-    std::vector<Buffer<T>> all;
+  std::vector<Buffer<T, D>> buffers() override {
+    std::vector<Buffer<T, D>> all;
     if (bn1_) append_buffers<T>(all, "bn1.", *bn1_);
     if (bn2_) append_buffers<T>(all, "bn2.", *bn2_);
     return all;
   }
   void set_training(bool training) override {
-    Layer<T>::set_training(training);
+    Layer<T, D>::set_training(training);
     if (bn1_) bn1_->set_training(training);
     if (bn2_) bn2_->set_training(training);
   }
   void set_borrowing(bool borrowing) override {
-    Layer<T>::set_borrowing(borrowing);
+    Layer<T, D>::set_borrowing(borrowing);
     conv1_.set_borrowing(borrowing);
   }
 
@@ -140,10 +140,10 @@ class SimilarityPredictor : public Layer<T> {
   index rows() const { return rows_; }
   Structure structure() const { return structure_; }
   const PredictorOptions& options() const { return options_; }
-  SphereConv2d<T>& conv1() { return conv1_; }
-  SphereConv2d<T>& conv2() { return conv2_; }
-  BatchNorm2d<T>* bn1() { return bn1_ ? &*bn1_ : nullptr; }
-  BatchNorm2d<T>* bn2() { return bn2_ ? &*bn2_ : nullptr; }
+  SphereConv2d<T, D>& conv1() { return conv1_; }
+  SphereConv2d<T, D>& conv2() { return conv2_; }
+  BatchNorm2d<T, D>* bn1() { return bn1_ ? &*bn1_ : nullptr; }
+  BatchNorm2d<T, D>* bn2() { return bn2_ ? &*bn2_ : nullptr; }
 
  private:
   static SphereConvOptions first_options(index stride, const PredictorOptions& o) {
@@ -156,14 +156,14 @@ class SimilarityPredictor : public Layer<T> {
   PredictorOptions options_;
   Structure structure_;
   index rows_;
-  SphereConv2d<T> conv1_;
-  std::optional<BatchNorm2d<T>> bn1_;
-  ReLU<T> relu_;
-  SphereConv2d<T> conv2_;
-  std::optional<BatchNorm2d<T>> bn2_;
-  Tensor<T> hidden_;                  ///< ReLU output (BN and ReLU run in place)
-  Tensor<T> raw_;                     ///< conv2's output before bn2
-  Tensor<T> grad_raw_, grad_hidden_;  ///< scratch for backward
+  SphereConv2d<T, D> conv1_;
+  std::optional<BatchNorm2d<T, D>> bn1_;
+  ReLU<T, D> relu_;
+  SphereConv2d<T, D> conv2_;
+  std::optional<BatchNorm2d<T, D>> bn2_;
+  Tensor<T, D> hidden_;                  ///< ReLU output (BN and ReLU run in place)
+  Tensor<T, D> raw_;                     ///< conv2's output before bn2
+  Tensor<T, D> grad_raw_, grad_hidden_;  ///< scratch for backward
 };
 
 }  // namespace nsl

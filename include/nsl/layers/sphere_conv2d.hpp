@@ -38,8 +38,8 @@ struct SphereConvOptions {
   AngularForm form = AngularForm::cosine;  ///< the response f(c)
 };
 
-template <class T>
-class SphereConv2d : public Layer<T> {
+template <class T, class D = Cpu>
+class SphereConv2d : public Layer<T, D> {
  public:
   SphereConv2d(index in_channels, index out_channels, index kernel, SphereConvOptions options = {})
       : options_(options), geometry_{kernel, options.stride, options.padding} {
@@ -52,9 +52,9 @@ class SphereConv2d : public Layer<T> {
                 (options.input_norm && options.filter_norm),
             ErrorKind::argument, "SphereConv2d: the ", to_string(options.form),
             " response needs an angle: enable both input_norm and filter_norm");
-    weight_ = Tensor<T>(Shape{out_channels, in_channels, kernel, kernel});
-    weight_grad_ = Tensor<T>(weight_.shape());
-    filter_norms_ = Tensor<T>(Shape{out_channels}, T(1));
+    weight_ = Tensor<T, D>(Shape{out_channels, in_channels, kernel, kernel});
+    weight_grad_ = Tensor<T, D>(weight_.shape());
+    filter_norms_ = Tensor<T, D>(Shape{out_channels}, T(1));
   }
   /// Weights ~ N(0, (scale * sqrt(2 / (k*k*C_in)))^2) drawn from rng.
   SphereConv2d(index in_channels, index out_channels, index kernel, SphereConvOptions options, Rng& rng,
@@ -77,7 +77,7 @@ class SphereConv2d : public Layer<T> {
     return conv2d_output_shape("SphereConv2d", input, weight_.shape(), Shape(), geometry_);
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     const Shape out = output_shape(x.shape());
     check_shape("SphereConv2d", "output", y.shape(), out);
     input_.save(x, this->borrowing());
@@ -93,83 +93,24 @@ class SphereConv2d : public Layer<T> {
     else input_norm_.fill(T(1));
     if (options_.filter_norm) filter_norm<T>(weight_.view(), filter_norms_.view());
     else filter_norms_.fill(T(1));
-    const index N = out[0], O = out[1], P = out[2] * out[3];
-    parallel_ranges(N * O, 1, [&](index begin, index end) {
-      for (index plane = begin; plane < end; ++plane) {
-        const index n = plane / O, o = plane % O;
-        T* c = cosine_.data() + plane * P;
-        const T* norm = input_norm_.data() + n * P;
-        T* yo = y.data() + plane * P;
-        const T a = filter_norms_[o];
-        if (linear_response()) {  // the same arithmetic, in a loop that vectorises
-          for (index p = 0; p < P; ++p) {
-            const T cosine = c[p] / (a * norm[p]);
-            c[p] = cosine;
-            yo[p] = cosine;
-          }
-          continue;
-        }
-        for (index p = 0; p < P; ++p) {
-          c[p] /= a * norm[p];
-          yo[p] = angular_response(options_.form, c[p]);
-        }
-      }
-    });
+    sphere_response_forward<T>(options_.form, input_norm_.view(), filter_norms_.view(), cosine_.view(), y);
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("SphereConv2d::backward", dy.shape(), dx);
     if (is_plain()) {
       conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dy, dx, weight_grad_.view(), {}, workspace_);
       return;
     }
-    const Shape out = cosine_.shape();
-    const index N = out[0], O = out[1], P = out[2] * out[3];
-    dz_.resize(out);
+    dz_.resize(cosine_.shape());
     dnorm_in_.resize(input_norm_.shape());
-    // Per image (in parallel): dz = dc / (a n) and dn(p) = -sum_o dc c / n(p).
-    parallel_ranges(N, 1, [&](index n_begin, index n_end) {
-      for (index n = n_begin; n < n_end; ++n) {
-        const T* norm = input_norm_.data() + n * P;
-        T* dn = dnorm_in_.data() + n * P;
-        std::fill(dn, dn + P, T(0));
-        for (index o = 0; o < O; ++o) {
-          const index offset = (n * O + o) * P;
-          const T* c = cosine_.data() + offset;
-          const T* g = dy.data() + offset;
-          T* dz = dz_.data() + offset;
-          const T a = filter_norms_[o];
-          if (linear_response()) {  // angular derivative 1: the same arithmetic, vectorised
-            for (index p = 0; p < P; ++p) {
-              dz[p] = g[p] / (a * norm[p]);
-              dn[p] -= g[p] * c[p] / norm[p];
-            }
-            continue;
-          }
-          for (index p = 0; p < P; ++p) {
-            const T dc = g[p] * angular_derivative(options_.form, c[p]);
-            dz[p] = dc / (a * norm[p]);
-            dn[p] -= dc * c[p] / norm[p];
-          }
-        }
-      }
-    });
+    sphere_response_backward<T>(options_.form, cosine_.view(), input_norm_.view(), filter_norms_.view(), dy,
+                                dz_.view(), dnorm_in_.view());
     conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dz_.view(), dx, weight_grad_.view(), {},
                        workspace_);
     if (options_.filter_norm) {
-      // da_o = -sum_{n,p} dc c / a_o = -sum_{n,p} dz n(p) c   (dc = dz a_o n(p)), per filter in parallel
       dnorm_filter_.resize(filter_norms_.shape());
-      parallel_ranges(O, 1, [&](index o_begin, index o_end) {
-        for (index o = o_begin; o < o_end; ++o) {
-          T sum = 0;
-          for (index n = 0; n < N; ++n) {
-            const index offset = (n * O + o) * P;
-            const T* norm = input_norm_.data() + n * P;
-            for (index p = 0; p < P; ++p) sum += dz_[offset + p] * norm[p] * cosine_[offset + p];
-          }
-          dnorm_filter_[o] = -sum;
-        }
-      });
+      sphere_filter_norm_gradient<T>(dz_.view(), input_norm_.view(), cosine_.view(), dnorm_filter_.view());
       filter_norm_backward<T>(weight_.view(), filter_norms_.view(), dnorm_filter_.view(), weight_grad_.view());
     }
     if (options_.input_norm && dx.size())
@@ -177,7 +118,7 @@ class SphereConv2d : public Layer<T> {
                                    &norm_workspace_);
   }
 
-  std::vector<Parameter<T>> parameters() override {
+  std::vector<Parameter<T, D>> parameters() override {
     return {{"weight", weight_.view(), weight_grad_.view(), true}};
   }
 
@@ -194,21 +135,21 @@ class SphereConv2d : public Layer<T> {
   bool is_plain() const {
     return !options_.input_norm && !options_.filter_norm && options_.form == AngularForm::identity;
   }
-  Tensor<T>& weight() { return weight_; }
-  const Tensor<T>& weight() const { return weight_; }
-  Tensor<T>& weight_grad() { return weight_grad_; }
+  Tensor<T, D>& weight() { return weight_; }
+  const Tensor<T, D>& weight() const { return weight_; }
+  Tensor<T, D>& weight_grad() { return weight_grad_; }
 
  private:
   SphereConvOptions options_;
   ConvGeometry geometry_;
-  Tensor<T> weight_, weight_grad_;
-  SavedTensor<T> input_;    ///< the last forward's input
-  Tensor<T> cosine_;        ///< c = z / (a n) of the last forward
-  Tensor<T> input_norm_;    ///< n(p) (ones without input_norm)
-  Tensor<T> filter_norms_;  ///< a_o (ones without filter_norm)
-  Tensor<T> dz_, dnorm_in_, dnorm_filter_;  ///< scratch for backward: dz, dn(p), da_o
-  Conv2dWorkspace<T> workspace_;
-  LocalNormWorkspace<T> norm_workspace_;
+  Tensor<T, D> weight_, weight_grad_;
+  SavedTensor<T, D> input_;    ///< the last forward's input
+  Tensor<T, D> cosine_;        ///< c = z / (a n) of the last forward
+  Tensor<T, D> input_norm_;    ///< n(p) (ones without input_norm)
+  Tensor<T, D> filter_norms_;  ///< a_o (ones without filter_norm)
+  Tensor<T, D> dz_, dnorm_in_, dnorm_filter_;  ///< scratch for backward: dz, dn(p), da_o
+  Conv2dWorkspace<T, D> workspace_;
+  LocalNormWorkspace<T, D> norm_workspace_;
 };
 
 }  // namespace nsl

@@ -26,8 +26,8 @@
 
 namespace nsl {
 
-template <class T>
-class StaticNSConv2d : public Layer<T> {
+template <class T, class D = Cpu>
+class StaticNSConv2d : public Layer<T, D> {
  public:
   /// A C_in -> C_out similarity convolution, weights zero until reset_parameters.
   StaticNSConv2d(index in_channels, index out_channels, index kernel, Structure structure,
@@ -39,15 +39,15 @@ class StaticNSConv2d : public Layer<T> {
     require(options.stride >= 1 && options.padding >= 0, ErrorKind::argument,
             "StaticNSConv2d: expected stride >= 1 and padding >= 0, got stride ", options.stride,
             " and padding ", options.padding);
-    weight_ = Tensor<T>(Shape{out_channels, in_channels, kernel, kernel});
-    weight_grad_ = Tensor<T>(weight_.shape());
-    folded_ = Tensor<T>(weight_.shape());
-    folded_grad_ = Tensor<T>(weight_.shape());
-    similarity_ = identity_similarity<T>(structure, in_channels, kernel * kernel);
-    similarity_grad_ = Tensor<T>(similarity_.shape());
+    weight_ = Tensor<T, D>(Shape{out_channels, in_channels, kernel, kernel});
+    weight_grad_ = Tensor<T, D>(weight_.shape());
+    folded_ = Tensor<T, D>(weight_.shape());
+    folded_grad_ = Tensor<T, D>(weight_.shape());
+    assign_host_tensor(similarity_, identity_similarity<T>(structure, in_channels, kernel * kernel));
+    similarity_grad_ = Tensor<T, D>(similarity_.shape());
     if (options.bias) {
-      bias_ = Tensor<T>(Shape{out_channels});
-      bias_grad_ = Tensor<T>(bias_.shape());
+      bias_ = Tensor<T, D>(Shape{out_channels});
+      bias_grad_ = Tensor<T, D>(bias_.shape());
     }
   }
   StaticNSConv2d(index in_channels, index out_channels, index kernel, Structure structure,
@@ -60,7 +60,7 @@ class StaticNSConv2d : public Layer<T> {
   void reset_parameters(Rng& rng) {
     const double fan_in = static_cast<double>(in_channels() * geometry_.slots());
     fill_normal<T>(weight_.view(), rng, 0.0, std::sqrt(2.0 / fan_in));
-    similarity_ = identity_similarity<T>(structure_, in_channels(), geometry_.slots());
+    assign_host_tensor(similarity_, identity_similarity<T>(structure_, in_channels(), geometry_.slots()));
     bias_.set_zero();
   }
 
@@ -73,13 +73,13 @@ class StaticNSConv2d : public Layer<T> {
     return conv2d_output_shape("StaticNSConv2d", input, weight_.shape(), bias_.shape(), geometry_);
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     fold_weights<T>(structure_, similarity_.view(), weight_.view(), folded_.view());
     conv2d_forward<T>(x, folded_.view(), bias_.view(), geometry_, y, workspace_);
     input_.save(x, this->borrowing());  // backward needs the input's patches
     this->remember_input_shape(x.shape());
   }
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("StaticNSConv2d::backward", dy.shape(), dx);
     folded_grad_.set_zero();
     conv2d_backward<T>(input_.view(), folded_.view(), geometry_, dy, dx, folded_grad_.view(),
@@ -88,8 +88,8 @@ class StaticNSConv2d : public Layer<T> {
                              weight_grad_.view(), similarity_grad_.view());
   }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
+  std::vector<Parameter<T, D>> parameters() override {
+    std::vector<Parameter<T, D>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
     if (structure_ != Structure::identity)
       params.push_back({"similarity", similarity_.view(), similarity_grad_.view(), false});
     if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
@@ -98,8 +98,8 @@ class StaticNSConv2d : public Layer<T> {
 
   /// The equivalent plain convolution (filters M^T w, same bias and geometry):
   /// identical outputs at no extra inference cost.
-  Conv2d<T> to_conv2d() const {
-    Conv2d<T> conv(in_channels(), out_channels(), geometry_.kernel,
+  Conv2d<T, D> to_conv2d() const {
+    Conv2d<T, D> conv(in_channels(), out_channels(), geometry_.kernel,
                    {geometry_.stride, geometry_.padding, !bias_.empty()});
     fold_weights<T>(structure_, similarity_.view(), weight_.view(), conv.weight().view());
     if (!bias_.empty()) conv.bias() = bias_;
@@ -110,24 +110,24 @@ class StaticNSConv2d : public Layer<T> {
   index in_channels() const { return weight_.dim(1); }
   index out_channels() const { return weight_.dim(0); }
   const ConvGeometry& geometry() const { return geometry_; }
-  Tensor<T>& weight() { return weight_; }
-  const Tensor<T>& weight() const { return weight_; }
-  Tensor<T>& similarity() { return similarity_; }
-  const Tensor<T>& similarity() const { return similarity_; }
-  Tensor<T>& bias() { return bias_; }
-  const Tensor<T>& bias() const { return bias_; }
-  Tensor<T>& weight_grad() { return weight_grad_; }
-  Tensor<T>& similarity_grad() { return similarity_grad_; }
-  Tensor<T>& bias_grad() { return bias_grad_; }
+  Tensor<T, D>& weight() { return weight_; }
+  const Tensor<T, D>& weight() const { return weight_; }
+  Tensor<T, D>& similarity() { return similarity_; }
+  const Tensor<T, D>& similarity() const { return similarity_; }
+  Tensor<T, D>& bias() { return bias_; }
+  const Tensor<T, D>& bias() const { return bias_; }
+  Tensor<T, D>& weight_grad() { return weight_grad_; }
+  Tensor<T, D>& similarity_grad() { return similarity_grad_; }
+  Tensor<T, D>& bias_grad() { return bias_grad_; }
 
  private:
   Structure structure_;
   ConvGeometry geometry_;
-  Tensor<T> weight_, weight_grad_, similarity_, similarity_grad_, bias_, bias_grad_;
-  Tensor<T> folded_;       ///< W' = M^T W of the last forward
-  Tensor<T> folded_grad_;  ///< dL/dW', scratch for backward
-  SavedTensor<T> input_;   ///< the last forward's input
-  Conv2dWorkspace<T> workspace_;
+  Tensor<T, D> weight_, weight_grad_, similarity_, similarity_grad_, bias_, bias_grad_;
+  Tensor<T, D> folded_;       ///< W' = M^T W of the last forward
+  Tensor<T, D> folded_grad_;  ///< dL/dW', scratch for backward
+  SavedTensor<T, D> input_;   ///< the last forward's input
+  Conv2dWorkspace<T, D> workspace_;
 };
 
 }  // namespace nsl

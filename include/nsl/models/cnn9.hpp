@@ -60,24 +60,27 @@ struct Cnn9Options {
 };
 
 namespace detail {
-template <class T>
-std::unique_ptr<Layer<T>> similarity_conv(Variant v, index in, index out, const Cnn9Options& o, Rng& rng) {
+template <class T, class D = Cpu>
+std::unique_ptr<Layer<T, D>> similarity_conv(Variant v, index in, index out, const Cnn9Options& o, Rng& rng) {
   const Conv2dOptions same{1, 1, false};
   auto dynamic = [&](Structure s, PredictorOptions p) {
     if (o.predictor_hidden > 0) p.hidden = o.predictor_hidden;
     p.bn = o.bn;
-    return std::make_unique<DynamicNSConv2d<T>>(in, out, 3, s, DynamicNSConvOptions{1, false, p}, rng);
+    return std::make_unique<DynamicNSConv2d<T, D>>(in, out, 3, s, DynamicNSConvOptions{1, false, p}, rng);
   };
   switch (v) {
-    case Variant::plain: return std::make_unique<Conv2d<T>>(in, out, 3, same, rng);
+    case Variant::plain: return std::make_unique<Conv2d<T, D>>(in, out, 3, same, rng);
     case Variant::static_dns: {
-      auto layer = std::make_unique<StaticNSConv2d<T>>(in, out, 3, Structure::diagonal, same, rng);
-      if (o.static_dns_identity_pattern)
-        for (index r = 0; r < 9; ++r) layer->similarity()[r] = (r % 4 == 0) ? T(1) : T(0);
+      auto layer = std::make_unique<StaticNSConv2d<T, D>>(in, out, 3, Structure::diagonal, same, rng);
+      if (o.static_dns_identity_pattern) {
+        Tensor<T> pattern(layer->similarity().shape());
+        for (index r = 0; r < 9; ++r) pattern[r] = (r % 4 == 0) ? T(1) : T(0);
+        assign_from_host<T>(pattern.view(), layer->similarity().view());
+      }
       return layer;
     }
     case Variant::static_uns:
-      return std::make_unique<StaticNSConv2d<T>>(in, out, 3, Structure::channel_shared, same, rng);
+      return std::make_unique<StaticNSConv2d<T, D>>(in, out, 3, Structure::channel_shared, same, rng);
     case Variant::dynamic_dns: return dynamic(Structure::diagonal, PredictorOptions::dns());
     case Variant::dynamic_uns: return dynamic(Structure::channel_shared, PredictorOptions::uns());
     case Variant::dynamic_dns_sphere: return dynamic(Structure::diagonal, PredictorOptions::dns_sphere());
@@ -86,29 +89,30 @@ std::unique_ptr<Layer<T>> similarity_conv(Variant v, index in, index out, const 
 }
 }  // namespace detail
 
-/// Builds CNN-9 for `variant` on in_channels x input_size x input_size images.
-template <class T>
-Sequential<T> cnn9(Variant variant, index in_channels, index classes, Rng& rng, const Cnn9Options& o = {}) {
+/// Builds CNN-9 for `variant` on in_channels x input_size x input_size images,
+/// on device D (the same parameters for the same seed on every device).
+template <class T, class D = Cpu>
+Sequential<T, D> cnn9(Variant variant, index in_channels, index classes, Rng& rng, const Cnn9Options& o = {}) {
   require(in_channels >= 1 && classes >= 2, ErrorKind::argument, "cnn9: expected in_channels >= 1 and classes >= 2, got ",
           in_channels, " and ", classes);
   require(o.input_size >= 1, ErrorKind::argument, "cnn9: input_size must be >= 1, got ", o.input_size);
-  Sequential<T> net;
-  net.add("root.conv", std::make_unique<Conv2d<T>>(in_channels, o.widths[0], 3, Conv2dOptions{1, 1, false}, rng));
-  net.add("root.bn", std::make_unique<BatchNorm2d<T>>(o.widths[0], o.bn));
-  net.add("root.relu", std::make_unique<ReLU<T>>());
+  Sequential<T, D> net;
+  net.add("root.conv", std::make_unique<Conv2d<T, D>>(in_channels, o.widths[0], 3, Conv2dOptions{1, 1, false}, rng));
+  net.add("root.bn", std::make_unique<BatchNorm2d<T, D>>(o.widths[0], o.bn));
+  net.add("root.relu", std::make_unique<ReLU<T, D>>());
   index channels = o.widths[0], size = o.input_size;
   for (int stage = 0; stage < 3; ++stage) {
     const std::string prefix = cat("stage", stage + 1, ".");
     for (int i = 1; i <= 3; ++i) {
-      net.add(cat(prefix, "conv", i), detail::similarity_conv<T>(variant, channels, o.widths[stage], o, rng));
-      net.add(cat(prefix, "bn", i), std::make_unique<BatchNorm2d<T>>(o.widths[stage], o.bn));
-      net.add(cat(prefix, "relu", i), std::make_unique<ReLU<T>>());
+      net.add(cat(prefix, "conv", i), detail::similarity_conv<T, D>(variant, channels, o.widths[stage], o, rng));
+      net.add(cat(prefix, "bn", i), std::make_unique<BatchNorm2d<T, D>>(o.widths[stage], o.bn));
+      net.add(cat(prefix, "relu", i), std::make_unique<ReLU<T, D>>());
       channels = o.widths[stage];
     }
-    net.add(prefix + "pool", std::make_unique<MaxPool2d<T>>());
+    net.add(prefix + "pool", std::make_unique<MaxPool2d<T, D>>());
     size = (size + 1) / 2;
   }
-  net.add("score", std::make_unique<Conv2d<T>>(channels, classes, size, Conv2dOptions{1, 0, true}, rng));
+  net.add("score", std::make_unique<Conv2d<T, D>>(channels, classes, size, Conv2dOptions{1, 0, true}, rng));
   return net;
 }
 

@@ -16,8 +16,8 @@
 
 namespace nsl {
 
-template <class T>
-class Sequential : public Layer<T> {
+template <class T, class D = Cpu>
+class Sequential : public Layer<T, D> {
  public:
   Sequential() = default;
   Sequential(Sequential&&) noexcept = default;
@@ -30,7 +30,7 @@ class Sequential : public Layer<T> {
     for (const auto& entry : entries_)
       require(entry.name != name, ErrorKind::argument, "Sequential::add: duplicate layer name '", name, "'");
     L& ref = *layer;
-    entries_.push_back({std::move(name), std::move(layer), Tensor<T>()});
+    entries_.push_back({std::move(name), std::move(layer), Tensor<T, D>()});
     update_borrowing();
     return ref;
   }
@@ -46,10 +46,10 @@ class Sequential : public Layer<T> {
     return s;
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     require(!entries_.empty(), ErrorKind::state, "Sequential: forward on an empty container");
     check_shape("Sequential", "output", y.shape(), output_shape(x.shape()));
-    TensorView<const T> current = x;
+    TensorView<const T, D> current = x;
     for (std::size_t i = 0; i + 1 < entries_.size(); ++i) {
       Entry& e = entries_[i];
       e.output.resize(e.layer->output_shape(current.shape()));
@@ -60,55 +60,55 @@ class Sequential : public Layer<T> {
     this->remember_input_shape(x.shape());
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("Sequential::backward", dy.shape(), dx);
     // Layer i's input gradient is layer i-1's output gradient; two buffers in
     // turn hold them (a layer reads one and writes the other).
-    TensorView<const T> grad = dy;
+    TensorView<const T, D> grad = dy;
     for (std::size_t i = entries_.size(); i-- > 1;) {
       const Shape& input = entries_[i - 1].output.shape();  // this layer's input: the output below
-      Vector<T>& buffer = gradients_[i % 2];
-      if (buffer.size() < input.size()) buffer.resize(input.size());
-      const TensorView<T> input_grad(buffer.data(), input);
+      Tensor<T, D>& buffer = gradients_[i % 2];
+      if (buffer.size() < input.size()) buffer.resize(Shape{input.size()});
+      const TensorView<T, D> input_grad(buffer.data(), input);
       entries_[i].layer->backward_into(grad, input_grad);
       grad = input_grad;
     }
     entries_.front().layer->backward_into(grad, dx);
   }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> all;
+  std::vector<Parameter<T, D>> parameters() override {
+    std::vector<Parameter<T, D>> all;
     for (auto& e : entries_) append_parameters<T>(all, e.name + ".", *e.layer);
     return all;
   }
-  std::vector<Buffer<T>> buffers() override {
-    std::vector<Buffer<T>> all;
+  std::vector<Buffer<T, D>> buffers() override {
+    std::vector<Buffer<T, D>> all;
     for (auto& e : entries_) append_buffers<T>(all, e.name + ".", *e.layer);
     return all;
   }
   void set_training(bool training) override {
-    Layer<T>::set_training(training);
+    Layer<T, D>::set_training(training);
     for (auto& e : entries_) e.layer->set_training(training);
   }
   /// The inner layers always borrow (their inputs and outputs are this
   /// container's buffers); the first and last borrow when this one does.
   void set_borrowing(bool borrowing) override {
-    Layer<T>::set_borrowing(borrowing);
+    Layer<T, D>::set_borrowing(borrowing);
     update_borrowing();
   }
 
   std::size_t size() const { return entries_.size(); }
-  Layer<T>& layer(std::size_t i) { return *entries_.at(i).layer; }
+  Layer<T, D>& layer(std::size_t i) { return *entries_.at(i).layer; }
   const std::string& name(std::size_t i) const { return entries_.at(i).name; }
 
  private:
   struct Entry {
     std::string name;
-    std::unique_ptr<Layer<T>> layer;
-    Tensor<T> output;  ///< this layer's output of the last forward (input of the next)
+    std::unique_ptr<Layer<T, D>> layer;
+    Tensor<T, D> output;  ///< this layer's output of the last forward (input of the next)
   };
   std::vector<Entry> entries_;
-  Vector<T> gradients_[2];  ///< backward's scratch: the gradients between layers, in turn
+  Tensor<T, D> gradients_[2];  ///< backward's scratch: the gradients between layers, in turn
 
   void update_borrowing() {
     for (std::size_t i = 0; i < entries_.size(); ++i)

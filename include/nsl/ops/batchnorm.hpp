@@ -187,4 +187,25 @@ void batchnorm_backward_fixed(TensorView<const T> normalized, TensorView<const T
     }
 }
 
+/// The running statistics' update after a training forward over m values per
+/// channel: updates += 1, then with w = 1 - d (or, debiased, (1 - d) / (1 - d^updates))
+///     running_mean     += w (mean - running_mean)
+///     running_variance += w (m / (m - 1) variance - running_variance)
+/// (the unbiased variance; m / (m - 1) is 1 when m == 1). `updates` holds one
+/// count, kept as a tensor so that checkpoints save it with the statistics.
+template <class T>
+void batchnorm_update_running(TensorView<const T> mean, TensorView<const T> variance, index m, double decay,
+                              bool debias, TensorView<T> running_mean, TensorView<T> running_variance,
+                              TensorView<T> updates) {
+  check_shape("batchnorm_update_running", "running mean", running_mean.shape(), mean.shape());
+  check_shape("batchnorm_update_running", "running variance", running_variance.shape(), mean.shape());
+  check_shape("batchnorm_update_running", "variance", variance.shape(), mean.shape());
+  check_shape("batchnorm_update_running", "updates", updates.shape(), Shape{1});
+  const T bessel = m > 1 ? T(double(m) / double(m - 1)) : T(1);
+  updates[0] += T(1);
+  const T w = T(debias ? (1.0 - decay) / (1.0 - std::pow(decay, double(updates[0]))) : 1.0 - decay);
+  running_mean.vec() += w * (mean.vec() - running_mean.vec());
+  running_variance.vec() += w * (bessel * variance.vec() - running_variance.vec());
+}
+
 }  // namespace nsl

@@ -114,7 +114,7 @@ void conv2d_backward_reference(TensorView<const T> x, TensorView<const T> w,
 
 /// Scratch memory of the fast convolution, kept by the caller across calls so
 /// that a training step allocates nothing after the first.
-template <class T>
+template <class T, class D = Cpu>  // the CPU one; nsl/cuda specialises it for Cuda
 struct Conv2dWorkspace {
   std::vector<Matrix<T>> columns;          ///< one (C K) x (Ho Wo) dX_n per thread before col2im ((O K) x HW output-side)
   std::vector<Matrix<T>> weight_partials;  ///< one O x (C K) dW partial sum per chunk of the batch ((O K) x C

@@ -35,7 +35,7 @@ inline Shape dynamic_conv2d_output_shape(const char* op, Structure s, const Shap
 }
 
 /// Scratch of the dynamic convolution, reused across calls (per thread).
-template <class T>
+template <class T, class D = Cpu>  // the CPU one; nsl/cuda specialises it for Cuda
 struct DynamicConv2dWorkspace {
   struct PerThread {
     Matrix<T> columns, transformed, transformed_grad, columns_grad, g_grad;

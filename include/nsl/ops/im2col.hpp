@@ -235,8 +235,9 @@ struct PatchPacker {
           row_segment(row / slots, row % slots, j0 + q0, n, line);
           if (slot_gain) apply_gain(row % slots, j0 + q0, n, line);
           index q = 0;
-          if (nr == gemm_nr && gemm_nr > 0 && q0 % gemm_nr == 0)  // whole panels, a fixed-size copy each
-            for (; q + gemm_nr <= n; q += gemm_nr) std::copy(line + q, line + q + gemm_nr, at(k, q0 + q));
+          if constexpr (gemm_nr > 0)  // (0 without xsimd)
+            if (nr == gemm_nr && q0 % gemm_nr == 0)  // whole panels, a fixed-size copy each
+              for (; q + gemm_nr <= n; q += gemm_nr) std::copy(line + q, line + q + gemm_nr, at(k, q0 + q));
           while (q < n) {  // runs that stay inside one panel
             const index j = q0 + q, run = std::min(nr - j % nr, n - q);
             std::copy(line + q, line + q + run, at(k, j));

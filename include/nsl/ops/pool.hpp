@@ -116,6 +116,15 @@ void max_pool2d_backward_reference(TensorView<const T> x, index window, index st
 // Fast path: windows clipped to the image once, no per-cell bounds test,
 // OpenMP over the N*C planes.
 
+/// Where max_pool2d_forward keeps its winners on device D (host indices
+/// here; nsl/cuda specialises it to device memory).
+template <class D>
+struct PoolIndices {
+  using type = std::vector<index>;
+};
+template <class D>
+using pool_indices_t = typename PoolIndices<D>::type;
+
 /// y assigned; argmax resized to y.size() (no allocation once it has that
 /// capacity) and assigned with the flat index into x of each output's maximum.
 template <class T>

@@ -110,7 +110,7 @@ T angular_derivative(AngularForm form, T c) {
 /// n (N x 1 x Ho x Wo) = sqrt(window sum of x^2 over all channels + eps).
 /// Per-thread scratch of local_input_norm and its backward, kept by the
 /// caller (SphereConv2d) so that repeated calls allocate nothing.
-template <class T>
+template <class T, class D = Cpu>  // the CPU one; nsl/cuda specialises it for Cuda
 struct LocalNormWorkspace {
   struct Piece {
     Matrix<T> squares, spread, coverage;
@@ -220,6 +220,109 @@ void filter_norm_backward(TensorView<const T> w, TensorView<const T> norms, Tens
   check_shape("filter_norm_backward", "weight gradient", dw.shape(), w.shape());
   check_shape("filter_norm_backward", "norm gradient", dnorms.shape(), norms.shape());
   dw.matrix() += (dnorms.vec().array() / norms.vec().array()).matrix().asDiagonal() * w.matrix();
+}
+
+// ---------------------------------------------------------------------------
+// The SphereConv response and its gradient, given z = W * x (conv2d_forward),
+// n(p) (local_input_norm, N x 1 x Ho x Wo) and a_o (filter_norm, O):
+//     c[n,o,p] = z[n,o,p] / (a_o n[n,p]),     y = f(c)
+//     dc = dy f'(c),   dz = dc / (a_o n),   dn[n,p] = -sum_o dc c / n,
+//     da_o = -sum_{n,p} dc c / a_o = -sum_{n,p} dz n c     (dc = dz a_o n)
+
+inline void check_sphere_response(const char* op, const Shape& c, const Shape& norm, const Shape& filters) {
+  check_rank(op, "cosine", c, 4);
+  check_shape(op, "input norm", norm, Shape{c[0], 1, c[2], c[3]});
+  check_shape(op, "filter norms", filters, Shape{c[1]});
+}
+
+/// z_to_c holds z and is overwritten with c; y = f(c) (y may not alias it).
+template <class T>
+void sphere_response_forward(AngularForm form, TensorView<const T> input_norm, TensorView<const T> filter_norms,
+                             TensorView<T> z_to_c, TensorView<T> y) {
+  check_sphere_response("sphere_response_forward", z_to_c.shape(), input_norm.shape(), filter_norms.shape());
+  check_shape("sphere_response_forward", "output", y.shape(), z_to_c.shape());
+  const index N = z_to_c.dim(0), O = z_to_c.dim(1), P = z_to_c.dim(2) * z_to_c.dim(3);
+  const bool linear = form == AngularForm::identity || form == AngularForm::cosine;
+  parallel_ranges(N * O, 1, [&](index begin, index end) {
+    for (index plane = begin; plane < end; ++plane) {
+      const index n = plane / O, o = plane % O;
+      T* c = z_to_c.data() + plane * P;
+      const T* norm = input_norm.data() + n * P;
+      T* yo = y.data() + plane * P;
+      const T a = filter_norms[o];
+      if (linear) {  // the same arithmetic, in a loop that vectorises
+        for (index p = 0; p < P; ++p) {
+          const T cosine = c[p] / (a * norm[p]);
+          c[p] = cosine;
+          yo[p] = cosine;
+        }
+        continue;
+      }
+      for (index p = 0; p < P; ++p) {
+        c[p] /= a * norm[p];
+        yo[p] = angular_response(form, c[p]);
+      }
+    }
+  });
+}
+
+/// dz and dnorm (dL/dn, N x 1 x Ho x Wo) assigned from dy and the forward's c.
+template <class T>
+void sphere_response_backward(AngularForm form, TensorView<const T> c, TensorView<const T> input_norm,
+                              TensorView<const T> filter_norms, TensorView<const T> dy, TensorView<T> dz,
+                              TensorView<T> dnorm) {
+  check_sphere_response("sphere_response_backward", c.shape(), input_norm.shape(), filter_norms.shape());
+  check_shape("sphere_response_backward", "output gradient", dy.shape(), c.shape());
+  check_shape("sphere_response_backward", "dz", dz.shape(), c.shape());
+  check_shape("sphere_response_backward", "input norm gradient", dnorm.shape(), input_norm.shape());
+  const index N = c.dim(0), O = c.dim(1), P = c.dim(2) * c.dim(3);
+  const bool linear = form == AngularForm::identity || form == AngularForm::cosine;
+  parallel_ranges(N, 1, [&](index n_begin, index n_end) {  // per image
+    for (index n = n_begin; n < n_end; ++n) {
+      const T* norm = input_norm.data() + n * P;
+      T* dn = dnorm.data() + n * P;
+      std::fill(dn, dn + P, T(0));
+      for (index o = 0; o < O; ++o) {
+        const index offset = (n * O + o) * P;
+        const T* co = c.data() + offset;
+        const T* g = dy.data() + offset;
+        T* dzo = dz.data() + offset;
+        const T a = filter_norms[o];
+        if (linear) {  // angular derivative 1: the same arithmetic, vectorised
+          for (index p = 0; p < P; ++p) {
+            dzo[p] = g[p] / (a * norm[p]);
+            dn[p] -= g[p] * co[p] / norm[p];
+          }
+          continue;
+        }
+        for (index p = 0; p < P; ++p) {
+          const T dc = g[p] * angular_derivative(form, co[p]);
+          dzo[p] = dc / (a * norm[p]);
+          dn[p] -= dc * co[p] / norm[p];
+        }
+      }
+    }
+  });
+}
+
+/// dfilter_norms[o] = -sum_{n,p} dz n c (assigned).
+template <class T>
+void sphere_filter_norm_gradient(TensorView<const T> dz, TensorView<const T> input_norm, TensorView<const T> c,
+                                 TensorView<T> dfilter_norms) {
+  check_sphere_response("sphere_filter_norm_gradient", c.shape(), input_norm.shape(), dfilter_norms.shape());
+  check_shape("sphere_filter_norm_gradient", "dz", dz.shape(), c.shape());
+  const index N = c.dim(0), O = c.dim(1), P = c.dim(2) * c.dim(3);
+  parallel_ranges(O, 1, [&](index o_begin, index o_end) {  // per filter
+    for (index o = o_begin; o < o_end; ++o) {
+      T sum = 0;
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * O + o) * P;
+        const T* norm = input_norm.data() + n * P;
+        for (index p = 0; p < P; ++p) sum += dz[offset + p] * norm[p] * c[offset + p];
+      }
+      dfilter_norms[o] = -sum;
+    }
+  });
 }
 
 }  // namespace nsl

@@ -33,6 +33,11 @@ struct LossResult {
   index correct = 0;
 };
 
+/// Device scratch of the GPU loss (nsl/cuda/loss.cuh): labels and per-sample
+/// results, kept across steps. The CPU version needs none.
+template <class T>
+struct CrossEntropyWorkspace;
+
 namespace detail {
 // Validates logits, labels, smoothing and (if non-empty) dlogits; returns the class count.
 inline index check_cross_entropy(const char* op, const Shape& logits, const std::vector<int>& labels,

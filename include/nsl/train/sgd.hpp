@@ -26,12 +26,24 @@ struct SgdOptions {
   double weight_decay = 5e-4;   ///< λ >= 0, for parameters flagged for decay
 };
 
+/// One parameter's update: velocity = μ velocity + grad (+ λ value when
+/// decay != 0), then value -= lr velocity.
 template <class T>
+void sgd_momentum_step(TensorView<T> value, TensorView<const T> grad, TensorView<T> velocity, T momentum,
+                       T decay, T rate) {
+  check_shape("sgd_momentum_step", "gradient", grad.shape(), value.shape());
+  check_shape("sgd_momentum_step", "velocity", velocity.shape(), value.shape());
+  if (decay != T(0)) velocity.vec() = momentum * velocity.vec() + grad.vec() + decay * value.vec();
+  else velocity.vec() = momentum * velocity.vec() + grad.vec();
+  value.vec() -= rate * velocity.vec();
+}
+
+template <class T, class D = Cpu>
 class Sgd {
  public:
   /// Optimises `parameters` (views into layers, e.g. from `layer.parameters()`,
   /// which must outlive the optimiser).
-  explicit Sgd(std::vector<Parameter<T>> parameters, SgdOptions options = {})
+  explicit Sgd(std::vector<Parameter<T, D>> parameters, SgdOptions options = {})
       : parameters_(std::move(parameters)), options_(options) {
     require(options.momentum >= 0.0 && options.momentum < 1.0, ErrorKind::argument,
             "Sgd: momentum: expected in [0, 1), got ", options.momentum);
@@ -51,17 +63,12 @@ class Sgd {
     const T momentum = static_cast<T>(options_.momentum);
     const T rate = static_cast<T>(lr);
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      const Parameter<T>& p = parameters_[i];
-      Tensor<T>& velocity = velocities_[i];
+      const Parameter<T, D>& p = parameters_[i];
+      Tensor<T, D>& velocity = velocities_[i];
       // A checkpoint may have replaced the velocity: it must still fit.
       check_shape("Sgd::step", "velocity", velocity.shape(), p.value.shape());
-      if (p.weight_decay && options_.weight_decay != 0.0) {
-        const T decay = static_cast<T>(options_.weight_decay);
-        velocity.vec() = momentum * velocity.vec() + p.grad.vec() + decay * p.value.vec();
-      } else {
-        velocity.vec() = momentum * velocity.vec() + p.grad.vec();
-      }
-      p.value.vec() -= rate * velocity.vec();
+      const T decay = p.weight_decay ? static_cast<T>(options_.weight_decay) : T(0);
+      sgd_momentum_step<T>(p.value, p.grad, velocity.view(), momentum, decay, rate);
     }
   }
 
@@ -74,15 +81,15 @@ class Sgd {
 
   /// One velocity per parameter, in the order of `parameters()` (for
   /// checkpoints: overwrite the values, keep the shapes).
-  std::vector<Tensor<T>>& velocities() { return velocities_; }
-  const std::vector<Tensor<T>>& velocities() const { return velocities_; }
-  const std::vector<Parameter<T>>& parameters() const { return parameters_; }
+  std::vector<Tensor<T, D>>& velocities() { return velocities_; }
+  const std::vector<Tensor<T, D>>& velocities() const { return velocities_; }
+  const std::vector<Parameter<T, D>>& parameters() const { return parameters_; }
   const SgdOptions& options() const { return options_; }
 
  private:
-  std::vector<Parameter<T>> parameters_;
+  std::vector<Parameter<T, D>> parameters_;
   SgdOptions options_;
-  std::vector<Tensor<T>> velocities_;  ///< v, one per parameter
+  std::vector<Tensor<T, D>> velocities_;  ///< v, one per parameter
 };
 
 }  // namespace nsl
