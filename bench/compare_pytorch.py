@@ -129,7 +129,7 @@ def predictor_config(variant):
 def local_input_norm(x):
     """n(p) = sqrt(sum of x^2 over the 3x3 x C window + eps): B x 1 x H x W."""
     squares = (x * x).sum(1, keepdim=True)
-    window = F.conv2d(squares, torch.ones(1, 1, 3, 3, dtype=x.dtype), padding=1)
+    window = F.conv2d(squares, torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device), padding=1)
     return torch.sqrt(window + EPS_NORM)
 
 
@@ -299,19 +299,21 @@ def to_format(t, fmt):
 
 # ---- the workloads (one callable per case and candidate) ------------------------------------
 
-def make_workload(case, impl, fmt, seed=1234):
-    """A zero-argument callable running one iteration of `case` in PyTorch."""
+def make_workload(case, impl, fmt, seed=1234, device="cpu"):
+    """A zero-argument callable running one iteration of `case` in PyTorch on `device` (the
+    numbers are drawn on the CPU, then moved: the same workload on every device)."""
     kind, what, backward = parse_case(case)
     gen = torch.Generator().manual_seed(seed)
     if kind == "gemm":
-        a, b = torch.randn(what, what, generator=gen), torch.randn(what, what, generator=gen)
-        c = torch.empty(what, what)
+        a, b = torch.randn(what, what, generator=gen).to(device), torch.randn(what, what, generator=gen).to(device)
+        c = torch.empty(what, what, device=device)
         return lambda: torch.mm(a, b, out=c)
     if kind == "layer":
         p, running = init_params(what, LAYER_C, LAYER_C, gen)
-        p = {k: to_format(v, fmt).requires_grad_(backward) for k, v in p.items()}
-        x = to_format(torch.randn(LAYER_B, LAYER_C, LAYER_H, LAYER_H, generator=gen), fmt)
-        dy = to_format(torch.randn(LAYER_B, LAYER_C, LAYER_H, LAYER_H, generator=gen), fmt)
+        p = {k: to_format(v.to(device), fmt).requires_grad_(backward) for k, v in p.items()}
+        running = {k: (m.to(device), v.to(device)) for k, (m, v) in running.items()}
+        x = to_format(torch.randn(LAYER_B, LAYER_C, LAYER_H, LAYER_H, generator=gen).to(device), fmt)
+        dy = to_format(torch.randn(LAYER_B, LAYER_C, LAYER_H, LAYER_H, generator=gen).to(device), fmt)
         if not backward:
             def forward():
                 with torch.no_grad():
@@ -324,13 +326,13 @@ def make_workload(case, impl, fmt, seed=1234):
             y = similarity_conv(what, impl, x, p, running)
             return torch.autograd.grad(y, inputs, dy)
         return forward_backward
-    net = Cnn9(what, impl, gen)
+    net = Cnn9(what, impl, gen).to(device)
     if fmt == "channels_last":
         net = net.to(memory_format=torch.channels_last)
     net.train()
     opt = cnn9_optimizer(net)
-    x = to_format(torch.rand(CNN_B, CNN_C, CNN_H, CNN_H, generator=gen) * 255, fmt)
-    labels = torch.randint(0, CNN_CLASSES, (CNN_B,), generator=gen)
+    x = to_format((torch.rand(CNN_B, CNN_C, CNN_H, CNN_H, generator=gen) * 255).to(device), fmt)
+    labels = torch.randint(0, CNN_CLASSES, (CNN_B,), generator=gen).to(device)
     out = net(x)
     assert out.shape == (CNN_B, CNN_CLASSES, 1, 1), out.shape
 

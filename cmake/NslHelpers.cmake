@@ -8,16 +8,19 @@ include_guard(GLOBAL)
 function(nsl_target_defaults target)
   target_link_libraries(${target} PRIVATE nsl::nsl)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+    # C++ sources only: a target may also hold .cu files (nsl_cuda_target_defaults).
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic>)
     if(NSL_WERROR)
-      target_compile_options(${target} PRIVATE -Werror)
+      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
     endif()
     if(NSL_NATIVE_ARCH)
-      target_compile_options(${target} PRIVATE -march=native)
+      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=native>
+                                               $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-march=native>)
       # GCC 12's AVX-512 intrinsic headers trip its own -Wmaybe-uninitialized
       # (GCC bug 105593, fixed in 13) whenever Eigen uses them.
       if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
-        target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+        target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wno-maybe-uninitialized>
+                                                 $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wno-maybe-uninitialized>)
       endif()
     endif()
     if(NSL_SANITIZE)
@@ -52,3 +55,16 @@ macro(nsl_fix_xsimd_target)
     unset(_nsl_xsimd_libs)
   endif()
 endmacro()
+
+# nsl_cuda_target_defaults(<target>): for a target with .cu sources: links
+# nsl::cuda, C++17 for CUDA too, and the project's warnings on the host
+# compiler (-Werror under NSL_WERROR; nvcc's own warnings are errors too).
+# No -Wpedantic: nvcc's generated host code uses GNU extensions.
+function(nsl_cuda_target_defaults target)
+  target_link_libraries(${target} PRIVATE nsl::cuda)
+  set_target_properties(${target} PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON CUDA_EXTENSIONS OFF)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>)
+  if(NSL_WERROR)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings -Xcompiler=-Werror>)
+  endif()
+endfunction()

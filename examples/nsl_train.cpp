@@ -7,381 +7,38 @@
 // (after every epoch: weights, BN statistics, optimiser state, generator
 // state, so --resume continues bit for bit), and OUT/curves.png plus, for
 // NSL variants, OUT/kernel_shapes.png. Run with --help for every option.
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <optional>
-#include <string>
-#include <vector>
+//
+// --device cuda trains on the GPU (a build with -DNSL_WITH_CUDA=ON; the
+// training loop is instantiated for it in nsl_train_cuda.cu).
+#include "nsl_train_impl.hpp"
 
-#include "common/cli.hpp"
-#include "common/plots.hpp"
-#include "nsl/core/threads.hpp"
-#include "nsl/data/augment.hpp"
-#include "nsl/data/cifar.hpp"
-#include "nsl/data/idx.hpp"
-#include "nsl/io/atomic_file.hpp"
-#include "nsl/io/checkpoint.hpp"
-#include "nsl/models/cnn9.hpp"
-#include "nsl/train/loss.hpp"
-#include "nsl/train/schedule.hpp"
-#include "nsl/train/sgd.hpp"
+#if NSL_TRAIN_WITH_CUDA
+int train_on_cuda(const nsl_train::Settings& s);  // nsl_train_cuda.cu
+#endif
 
 namespace {
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-struct Settings {
-  std::string variant = "dynamic_dns";
-  std::string data = "/usr/share/datasets/fashion-mnist";
-  std::string dataset = "fashion-mnist";
-  int epochs = 1;
-  int stop_after = 0;  // 0: run all epochs
-  nsl::index batch = 128;
-  double lr = 0.1;
-  std::string schedule = "step";
-  nsl::index warmup = 200;  // iterations of linear learning-rate warm-up
-  nsl::index precise_bn = 0;  // training batches to re-estimate BN statistics before each evaluation (0: off)
-  double momentum = 0.9;
-  double weight_decay = 5e-4;
-  double smoothing = 0.01;
-  std::uint64_t seed = 1;
-  int threads = 0;  // 0: all cores
-  nsl::index limit_train = 0;
-  nsl::index limit_test = 0;
-  std::string augment = "";  // "" = the dataset's default
-  std::string out = "runs/latest";
-  std::string resume;
-  std::string command;  // the command line, recorded in OUT/run.json
-};
-
-// ---- data ------------------------------------------------------------------
-
-struct Data {
-  nsl::Dataset train, test;
-  nsl::index pad = 0;
-  bool flip = false;
-};
-
-Data load_data(const Settings& s) {
-  Data d;
-  if (s.dataset == "fashion-mnist") {
-    d.train = nsl::load_fashion_mnist(s.data, true);
-    d.test = nsl::load_fashion_mnist(s.data, false);
-  } else {
-    const bool cifar100 = s.dataset == "cifar100";
-    d.train = nsl::load_cifar(s.data, true, cifar100);
-    d.test = nsl::load_cifar(s.data, false, cifar100);
-  }
-  nsl::cli::keep_first(d.train, s.limit_train);
-  nsl::cli::keep_first(d.test, s.limit_test);
-  // Pixels stay raw 0..255 floats: the first BN normalises (NSL.md §5).
-  std::string augment = s.augment;
-  if (augment.empty()) augment = s.dataset == "fashion-mnist" ? "crop" : "crop-flip";
-  d.pad = augment == "none" ? 0 : (s.dataset == "fashion-mnist" ? 2 : 4);
-  d.flip = augment == "crop-flip";
-  return d;
-}
-
-// ---- progress --------------------------------------------------------------
-
-// One line per epoch: loss, accuracy, images/s and ETA (see nsl::cli::ProgressLine).
-class Progress {
- public:
-  Progress(int epoch, int epochs, nsl::index batches)
-      : epoch_(epoch), epochs_(epochs), batches_(batches), start_(Clock::now()) {}
-  void update(nsl::index done, double loss, double accuracy, nsl::index images) {
-    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-    const double rate = seconds > 0 ? double(images) / seconds : 0.0;
-    const double eta = done > 0 ? seconds * double(batches_ - done) / double(done) : 0.0;
-    char numbers[128];
-    std::snprintf(numbers, sizeof numbers, "loss %.4f  acc %5.2f%%  %.0f img/s", loss, 100.0 * accuracy, rate);
-    line_.show(done, batches_,
-               nsl::cat("epoch ", epoch_, "/", epochs_, " ", nsl::cli::progress_bar(done, batches_), " ", done, "/",
-                        batches_, "  ", numbers, "  ETA ", nsl::cli::format_seconds(eta)));
-  }
-
- private:
-  int epoch_, epochs_;
-  nsl::index batches_;
-  Clock::time_point start_;
-  nsl::cli::ProgressLine line_;
-};
-
-// ---- evaluation ------------------------------------------------------------
-
-struct Evaluation {
-  double loss = 0.0, accuracy = 0.0;
-};
-
-Evaluation evaluate(nsl::Sequential<float>& net, const nsl::Dataset& data, double smoothing) {
-  net.set_training(false);
-  const nsl::index n = data.images.dim(0), batch = 500;
-  std::vector<nsl::index> order(static_cast<std::size_t>(n));
-  for (nsl::index i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
-  nsl::Tensor<float> images, logits;
-  std::vector<int> labels;
-  double loss_sum = 0.0;
-  nsl::index correct = 0;
-  const nsl::cli::PhaseProgress progress("testing");
-  for (nsl::index start = 0; start < n; start += batch) {
-    progress.show(start, n);
-    const nsl::index count = std::min(batch, n - start);
-    nsl::gather_batch(data, order, start, count, images, labels);
-    logits.resize(net.output_shape(images.shape()));
-    net.forward_into(images.view(), logits.view());
-    const nsl::LossResult r = nsl::softmax_cross_entropy<float>(logits.view(), labels, smoothing, {});
-    loss_sum += r.loss * double(count);
-    correct += r.correct;
-  }
-  progress.show(n, n);
-  net.set_training(true);
-  return {loss_sum / double(n), double(correct) / double(n)};
-}
-
-// ---- checkpoints -----------------------------------------------------------
-
-void save(const fs::path& path, const Settings& s, nsl::Sequential<float>& net, nsl::Sgd<float>& sgd, int epoch,
-          nsl::index iteration, const nsl::Rng& rng) {
-  nsl::Checkpoint ckpt;
-  ckpt.set("variant", s.variant);
-  ckpt.set("dataset", s.dataset);
-  ckpt.set("epoch", std::to_string(epoch));
-  ckpt.set("iteration", std::to_string(iteration));
-  ckpt.set("rng", rng.state());
-  ckpt.set("batch", std::to_string(s.batch));
-  ckpt.set("epochs", std::to_string(s.epochs));
-  ckpt.set("in_channels", std::to_string(net.parameters().front().value.dim(1)));
-  nsl::store(ckpt, "model.", net.parameters());
-  nsl::store(ckpt, "model.", net.buffers());
-  const auto params = net.parameters();
-  for (std::size_t i = 0; i < params.size(); ++i)
-    nsl::store_tensor(ckpt, "sgd.velocity." + params[i].name, nsl::TensorView<const float>(sgd.velocities()[i]));
-  nsl::save_checkpoint(path.string(), ckpt);
-}
-
-// OUT/run.json: the command line and every setting of the run (what a results
-// table needs to say how a number was made).
-void write_run_description(const fs::path& path, const Settings& s) {
-  const nlohmann::json run = {{"command", s.command},
-                              {"variant", s.variant},
-                              {"dataset", s.dataset},
-                              {"epochs", s.epochs},
-                              {"batch", s.batch},
-                              {"lr", s.lr},
-                              {"schedule", s.schedule},
-                              {"warmup", s.warmup},
-                              {"precise_bn", s.precise_bn},
-                              {"momentum", s.momentum},
-                              {"weight_decay", s.weight_decay},
-                              {"label_smoothing", s.smoothing},
-                              {"seed", s.seed},
-                              {"threads", nsl::num_threads()},
-                              {"augment", s.augment.empty() ? "default" : s.augment},
-                              {"limit_train", s.limit_train},
-                              {"limit_test", s.limit_test},
-                              {"resumed_from", s.resume}};
-  nsl::write_file_atomically("run description", path.string(),
-                             [&](std::ofstream& out) { out << run.dump(2) << '\n'; });
-}
-
-// ---- the kernel-shape picture ---------------------------------------------
-
-// Slot magnitudes of every similarity layer: |m| (or M's row norms) for
-// static layers, the mean over pixels and a batch of the same for M(p) of
-// dynamic layers.
-void kernel_shape_picture(nsl::Sequential<float>& net, const Data& data, const fs::path& path) {
-  std::vector<std::string> titles;
-  std::vector<std::vector<float>> slots;
-  nsl::Tensor<float> images, logits;
-  std::vector<int> labels;
-  std::vector<nsl::index> order;
-  for (nsl::index i = 0; i < std::min<nsl::index>(100, data.test.images.dim(0)); ++i) order.push_back(i);
-  nsl::gather_batch(data.test, order, 0, nsl::index(order.size()), images, labels);
-  net.set_training(false);
-  logits.resize(net.output_shape(images.shape()));
-  net.forward_into(images.view(), logits.view());
-  net.set_training(true);
-  for (std::size_t i = 0; i < net.size(); ++i) {
-    nsl::Layer<float>& layer = net.layer(i);
-    if (auto* s = dynamic_cast<nsl::StaticNSConv2d<float>*>(&layer)) {
-      const nsl::Vector<float> v = nsl::learned_kernel_shape(*s);
-      titles.push_back(net.name(i));
-      slots.emplace_back(v.data(), v.data() + v.size());
-    } else if (auto* d = dynamic_cast<nsl::DynamicNSConv2d<float>*>(&layer)) {
-      const nsl::Tensor<float>& g = d->predicted_similarity();
-      const nsl::index N = g.dim(0), R = g.dim(1), P = g.dim(2) * g.dim(3), K = d->geometry().slots();
-      std::vector<float> mean(static_cast<std::size_t>(K), 0.0f);
-      for (nsl::index n = 0; n < N; ++n)
-        for (nsl::index p = 0; p < P; ++p)
-          for (nsl::index a = 0; a < K; ++a) {
-            double row = 0.0;  // norm of row a of M(p) = I + G(p)
-            if (R == K) {
-              row = std::abs(1.0 + g[(n * R + a) * P + p]);
-            } else {
-              for (nsl::index r = 0; r < K; ++r) {
-                const double m = (a == r ? 1.0 : 0.0) + g[(n * R + a * K + r) * P + p];
-                row += m * m;
-              }
-              row = std::sqrt(row);
-            }
-            mean[static_cast<std::size_t>(a)] += float(row / double(N * P));
-          }
-      titles.push_back(net.name(i));
-      slots.push_back(mean);
-    }
-  }
-  if (slots.empty()) return;
-  std::string error;
-  if (!nsl::plots::write_png(path.string(), nsl::plots::kernel_shape_grid(titles, slots, 3), &error))
-    std::fprintf(stderr, "nsl-train: could not write %s: %s\n", path.string().c_str(), error.c_str());
-}
-
-// ---- training --------------------------------------------------------------
-
-int train(const Settings& s) {
-  const nsl::Variant variant = nsl::parse_variant(s.variant);
-  if (s.threads > 0) nsl::set_num_threads(s.threads);
-  Data data = load_data(s);
-  const nsl::index channels = data.train.images.dim(1), size = data.train.images.dim(2);
-  std::printf("nsl-train: %s on %s: %ld training and %ld test images of %ldx%ldx%ld, %ld classes; %d threads\n",
-              s.variant.c_str(), s.dataset.c_str(), long(data.train.images.dim(0)), long(data.test.images.dim(0)),
-              long(channels), long(size), long(data.train.images.dim(3)), long(data.train.classes), nsl::num_threads());
-
-  nsl::Rng rng(s.seed);
-  nsl::Cnn9Options options;
-  options.input_size = size;
-  nsl::Sequential<float> net = nsl::cnn9<float>(variant, channels, data.train.classes, rng, options);
-  net.set_borrowing(true);  // every batch and its logits stay put until backward: no copies
-  nsl::Sgd<float> sgd(net.parameters(), {s.momentum, s.weight_decay});
-  const nsl::index n_train = data.train.images.dim(0);
-  const nsl::index batches = (n_train + s.batch - 1) / s.batch;
-  const auto schedule =
-      nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, std::min<nsl::index>(s.warmup, batches * s.epochs - 1));
-
-  fs::create_directories(s.out);
-  write_run_description(fs::path(s.out) / "run.json", s);
-  const fs::path checkpoint_path = fs::path(s.out) / "model.nslckpt";
-  const fs::path metrics_path = fs::path(s.out) / "metrics.jsonl";
-  int first_epoch = 1;
-  nsl::index iteration = 0;
-  std::vector<double> train_loss, test_loss, train_acc, test_acc;
-  if (!s.resume.empty()) {
-    const nsl::Checkpoint ckpt = nsl::load_checkpoint(s.resume);
-    nsl::require(ckpt.require_meta("variant") == s.variant && ckpt.require_meta("dataset") == s.dataset,
-                 nsl::ErrorKind::argument, "--resume: the checkpoint is ", ckpt.require_meta("variant"),
-                 " on ", ckpt.require_meta("dataset"), ", not ", s.variant, " on ", s.dataset);
-    nsl::require(ckpt.require_meta("batch") == std::to_string(s.batch), nsl::ErrorKind::argument,
-                 "--resume: the checkpoint was trained with --batch ", ckpt.require_meta("batch"));
-    if (const std::string* planned = ckpt.get("epochs"); planned && *planned != std::to_string(s.epochs))
-      std::printf("nsl-train: note: the checkpoint's run planned %s epochs, this one %d: the learning-rate "
-                  "schedule differs from an uninterrupted run\n", planned->c_str(), s.epochs);
-    nsl::restore(ckpt, "model.", net.parameters());
-    nsl::restore(ckpt, "model.", net.buffers());
-    const auto params = net.parameters();
-    for (std::size_t i = 0; i < params.size(); ++i)
-      nsl::restore_tensor(ckpt, "sgd.velocity." + params[i].name, sgd.velocities()[i].view());
-    rng.set_state(ckpt.require_meta("rng"));
-    first_epoch = std::stoi(ckpt.require_meta("epoch")) + 1;
-    iteration = std::stol(ckpt.require_meta("iteration"));
-    // Keep the earlier epochs' metrics (for the curves) and drop any later ones.
-    std::ifstream old(metrics_path);
-    std::vector<std::string> kept;
-    for (std::string line; std::getline(old, line);) {
-      const auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || j.value("epoch", 0) >= first_epoch) continue;
-      kept.push_back(line);
-      train_loss.push_back(j["train_loss"]);
-      train_acc.push_back(j["train_acc"]);
-      test_loss.push_back(j["test_loss"]);
-      test_acc.push_back(j["test_acc"]);
-    }
-    old.close();
-    std::ofstream rewrite(metrics_path, std::ios::trunc);
-    for (const auto& line : kept) rewrite << line << '\n';
-    std::printf("nsl-train: resuming after epoch %d (iteration %ld) from %s\n", first_epoch - 1, long(iteration),
-                s.resume.c_str());
-  } else {
-    std::ofstream(metrics_path, std::ios::trunc);
-  }
-
-  nsl::Tensor<float> batch_images, augmented, logits, dlogits;
-  std::vector<int> labels;
-  const int last_epoch = s.stop_after > 0 ? std::min(s.stop_after, s.epochs) : s.epochs;
-  for (int epoch = first_epoch; epoch <= last_epoch; ++epoch) {
-    const auto start = Clock::now();
-    const std::vector<nsl::index> order = nsl::shuffled_indices(n_train, rng);
-    Progress progress(epoch, s.epochs, batches);
-    double loss_sum = 0.0;
-    nsl::index correct = 0, seen = 0;
-    double lr = s.lr;
-    for (nsl::index b = 0; b < batches; ++b) {
-      const nsl::index count = std::min(s.batch, n_train - b * s.batch);
-      nsl::gather_batch(data.train, order, b * s.batch, count, batch_images, labels);
-      nsl::random_crop_flip(batch_images.view(), data.pad, data.flip, rng, augmented);
-      logits.resize(net.output_shape(augmented.shape()));
-      dlogits.resize(logits.shape());
-      net.forward_into(augmented.view(), logits.view());
-      const nsl::LossResult r = nsl::softmax_cross_entropy<float>(logits.view(), labels, s.smoothing, dlogits.view());
-      sgd.zero_gradients();
-      net.backward_into(dlogits.view(), {});  // no gradient for the images
-      lr = schedule->lr(iteration);
-      sgd.step(lr);
-      ++iteration;
-      loss_sum += r.loss * double(count);
-      correct += r.correct;
-      seen += count;
-      nsl::require(std::isfinite(r.loss), nsl::ErrorKind::state, "the loss became ", r.loss,
-                   " at iteration ", iteration, " (learning rate ", lr, ")");
-      progress.update(b + 1, loss_sum / double(seen), double(correct) / double(seen), seen);
-    }
-    const double train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(net, data.train, s.precise_bn, s.batch);
-    const Evaluation test = evaluate(net, data.test, s.smoothing);
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    train_loss.push_back(loss_sum / double(seen));
-    train_acc.push_back(double(correct) / double(seen));
-    test_loss.push_back(test.loss);
-    test_acc.push_back(test.accuracy);
-    nlohmann::json row = {{"epoch", epoch},           {"train_loss", train_loss.back()},
-                          {"train_acc", train_acc.back()}, {"test_loss", test.loss},
-                          {"test_acc", test.accuracy},   {"seconds", seconds},
-                          {"images_per_second", double(seen) / train_seconds}, {"lr", lr}};
-    std::ofstream(metrics_path, std::ios::app) << row.dump() << '\n';
-    std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s\n", epoch, s.epochs,
-                train_loss.back(), 100.0 * train_acc.back(), test.loss, 100.0 * test.accuracy,
-                nsl::cli::format_seconds(seconds).c_str());
-    save(checkpoint_path, s, net, sgd, epoch, iteration, rng);
-  }
-
-  std::string error;
-  auto percent = [](std::vector<double> v) {
-    for (double& x : v) x *= 100.0;
-    return v;
-  };
-  if (!nsl::plots::write_png((fs::path(s.out) / "curves.png").string(),
-                             nsl::plots::training_curves(train_loss, test_loss, percent(train_acc), percent(test_acc)),
-                             &error))
-    std::fprintf(stderr, "nsl-train: could not write curves.png: %s\n", error.c_str());
-  if (variant != nsl::Variant::plain) kernel_shape_picture(net, data, fs::path(s.out) / "kernel_shapes.png");
-  std::printf("nsl-train: wrote %s/{metrics.jsonl, model.nslckpt, curves.png%s}\n", s.out.c_str(),
-              variant != nsl::Variant::plain ? ", kernel_shapes.png" : "");
-  if (!test_acc.empty()) std::printf("test accuracy: %.2f%%\n", 100.0 * test_acc.back());
-  return 0;
+int train_on_device(const nsl_train::Settings& s) {
+  if (nsl::parse_device(s.device) == nsl::DeviceKind::cpu) return nsl_train::train<nsl::Cpu>(s);
+#if NSL_TRAIN_WITH_CUDA
+  nsl::require(s.precise_bn == 0, nsl::ErrorKind::argument,
+               "--precise-bn is not implemented for --device cuda yet (train with --precise-bn 0, or on the CPU)");
+  return train_on_cuda(s);
+#else
+  nsl::fail(nsl::ErrorKind::argument,
+            "--device cuda: this nsl-train was built without the CUDA backend (configure with -DNSL_WITH_CUDA=ON)");
+#endif
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Settings s;
+  nsl_train::Settings s;
   CLI::App app{"nsl-train: train the CNN-9 reference network with a neural similarity variant"};
   app.add_option("--variant", s.variant, "plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere")
+      ->capture_default_str();
+  app.add_option("--device", s.device, "cpu, or cuda (a GPU; needs a build with -DNSL_WITH_CUDA=ON)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   app.add_option("--data", s.data, "dataset directory")->capture_default_str();
   app.add_option("--dataset", s.dataset, "fashion-mnist, cifar10 or cifar100")
@@ -425,12 +82,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) s.command += (i ? " " : "") + std::string(i ? argv[i] : "nsl-train");
 #if NSL_HAS_EXCEPTIONS
   try {
-    return train(s);
+    return train_on_device(s);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nsl-train: %s\n", e.what());
     return 1;
   }
 #else
-  return train(s);
+  return train_on_device(s);
 #endif
 }

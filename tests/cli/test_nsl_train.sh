@@ -22,6 +22,20 @@ expect_one_line_error() {  # NAME PATTERN ARGS...
 expect_one_line_error "unknown variant" "unknown variant 'nope'" --variant nope --data "$data" --out "$work/x"
 expect_one_line_error "missing data directory" "/nonexistent" --data /nonexistent --out "$work/x"
 
+# --device cuda: without the CUDA backend, or without a GPU, one clear line;
+# with both, it trains (and must then succeed).
+"$train" --device cuda --variant plain --data "$data" --limit-train 64 --limit-test 32 --batch 32 \
+  --out "$work/cuda" > "$work/cuda.log" 2> "$work/cuda_err.txt"
+cuda_rc=$?
+if grep -q -e "built without the CUDA backend" -e "no usable CUDA device" -e "no CUDA device present" \
+     "$work/cuda_err.txt"; then
+  check "--device cuda without CUDA or a GPU: non-zero exit" test "$cuda_rc" -ne 0
+  check "--device cuda without CUDA or a GPU: one line on stderr" test "$(wc -l < "$work/cuda_err.txt")" -eq 1
+  cat "$work/cuda_err.txt"
+else
+  check "--device cuda on a GPU trains" test "$cuda_rc" -eq 0
+fi
+
 # Resume: 2 epochs straight vs the first epoch (--stop-after 1) + resume for
 # the second, same options, seed and threads.
 common=(--variant plain --data "$data" --limit-train 192 --limit-test 64 --batch 32 --threads 2 --seed 5)
