@@ -11,19 +11,19 @@ using nsl::Structure;
 using nsl::Tensor;
 
 namespace {
-struct Variant {
+struct DynamicVariant {
   const char* name;
   Structure structure;
   PredictorOptions predictor;
 };
-const Variant variants[] = {{"dynamic DNS", Structure::diagonal, PredictorOptions::dns()},
+const DynamicVariant variants[] = {{"dynamic DNS", Structure::diagonal, PredictorOptions::dns()},
                             {"dynamic UNS", Structure::channel_shared, PredictorOptions::uns()},
                             {"dynamic DNS, full sphere", Structure::diagonal, PredictorOptions::dns_sphere()}};
 }  // namespace
 
 TEST_CASE("DynamicNSConv2d passes gradcheck on the input, W, bias and every predictor parameter") {
   nsl::Rng rng(430);
-  for (const Variant& v : variants)
+  for (const DynamicVariant& v : variants)
     for (nsl::index stride : {1, 2}) {
       CAPTURE(v.name); CAPTURE(stride);
       nsl::DynamicNSConvOptions options{stride, true, v.predictor};
@@ -52,7 +52,7 @@ TEST_CASE("DynamicNSConv2d with a 5x5 kernel passes gradcheck") {
 TEST_CASE("with the predictor's last layer zeroed a dynamic layer equals Conv2d") {
   nsl::Rng rng(432);
   auto x = nsl::test::randn<float>(Shape{3, 4, 9, 9}, rng);
-  for (const Variant& v : variants)
+  for (const DynamicVariant& v : variants)
     for (nsl::index stride : {1, 2}) {
       CAPTURE(v.name); CAPTURE(stride);
       nsl::DynamicNSConv2d<float> layer(4, 6, 3, v.structure, {stride, true, v.predictor}, rng);
@@ -69,7 +69,7 @@ TEST_CASE("with the predictor's last layer zeroed a dynamic layer equals Conv2d"
 TEST_CASE("a new dynamic layer starts near the plain convolution (in evaluation mode, before BN statistics)") {
   nsl::Rng rng(433);
   auto x = nsl::test::randn<float>(Shape{2, 4, 8, 8}, rng);
-  for (const Variant& v : variants) {
+  for (const DynamicVariant& v : variants) {
     if (v.predictor.sphere) continue;  // cosine outputs do not scale with the weights
     CAPTURE(v.name);
     nsl::DynamicNSConv2d<float> layer(4, 6, 3, v.structure, {1, false, v.predictor}, rng);

@@ -33,7 +33,7 @@ template <class T>
 void check_close(const char* what, TensorView<const T, Cuda> device, TensorView<const T> host,
                  double tolerance = cuda_tolerance<T>()) {
   const double diff = device_vs_host<T>(device, host);
-  INFO(what, ": max relative difference ", diff, " (tolerance ", tolerance, ")");
+  INFO(std::string(what), ": max relative difference ", diff, " (tolerance ", tolerance, ")");
   CHECK(diff <= tolerance);
 }
 
