@@ -131,7 +131,7 @@ void compare_all_layers() {
 // the first step and every parameter, buffer and velocity after the last.
 template <class T>
 void compare_cnn9(nsl::Variant variant, double tolerance) {
-  INFO(std::string("CNN-9 ") + nsl::to_string(variant));
+  INFO(nsl::cat("CNN-9 ", nsl::to_string(variant)));
   nsl::Cnn9Options options;
   options.input_size = 12;
   options.widths[0] = 8;
