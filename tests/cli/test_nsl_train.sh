@@ -38,7 +38,7 @@ fi
 
 # Resume: 2 epochs straight vs the first epoch (--stop-after 1) + resume for
 # the second, same options, seed and threads.
-common=(--variant plain --data "$data" --limit-train 192 --limit-test 64 --batch 32 --threads 2 --seed 5)
+common=(--variant plain --data "$data" --limit-train 96 --limit-test 64 --batch 32 --threads 2 --seed 5)
 "$train" "${common[@]}" --epochs 2 --out "$work/straight" > "$work/straight.log" 2>&1
 check "uninterrupted run succeeds" test $? -eq 0
 "$train" "${common[@]}" --epochs 2 --stop-after 1 --out "$work/resumed" > "$work/first.log" 2>&1
