@@ -189,12 +189,8 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T, Cuda> x, TensorVie
                              TensorView<const T, Cuda> g, const ConvGeometry& geometry, TensorView<const T, Cuda> dy,
                              TensorView<T, Cuda> dx, TensorView<T, Cuda> dw, TensorView<T, Cuda> db,
                              TensorView<T, Cuda> dg, DynamicConv2dWorkspace<T, Cuda>& ws) {
-  const Shape out = dynamic_conv2d_output_shape("dynamic_conv2d_backward", s, x.shape(), w.shape(), db.shape(),
-                                                g.shape(), geometry);
-  check_shape("dynamic_conv2d_backward", "output gradient", dy.shape(), out);
-  check_shape("dynamic_conv2d_backward", "weight gradient", dw.shape(), w.shape());
-  check_shape("dynamic_conv2d_backward", "G gradient", dg.shape(), g.shape());
-  if (dx.size()) check_shape("dynamic_conv2d_backward", "input gradient", dx.shape(), x.shape());
+  const Shape out = check_dynamic_conv2d_backward(s, x.shape(), w.shape(), g.shape(), geometry, dy.shape(),
+                                                  dx.shape(), dw.shape(), db.shape(), dg.shape());
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const bool channel_shared = s == Structure::channel_shared;

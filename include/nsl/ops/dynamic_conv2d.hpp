@@ -89,17 +89,26 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
   }
 }
 
+/// The shape checks of dynamic_conv2d_backward on every device; returns the output shape.
+inline Shape check_dynamic_conv2d_backward(Structure s, const Shape& x, const Shape& w, const Shape& g,
+                                           const ConvGeometry& geometry, const Shape& dy, const Shape& dx,
+                                           const Shape& dw, const Shape& db, const Shape& dg) {
+  const char* op = "dynamic_conv2d_backward";
+  const Shape out = dynamic_conv2d_output_shape(op, s, x, w, db, g, geometry);
+  check_shape(op, "output gradient", dy, out);
+  check_shape(op, "weight gradient", dw, w);
+  check_shape(op, "G gradient", dg, g);
+  if (dx.size()) check_shape(op, "input gradient", dx, x);
+  return out;
+}
+
 /// dx (skipped when empty) and dg assigned; dw and db (skipped when empty) accumulated.
 template <class T>
 void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<const T> w, TensorView<const T> g,
                              const ConvGeometry& geometry, TensorView<const T> dy, TensorView<T> dx,
                              TensorView<T> dw, TensorView<T> db, TensorView<T> dg, DynamicConv2dWorkspace<T>& ws) {
-  const Shape out = dynamic_conv2d_output_shape("dynamic_conv2d_backward", s, x.shape(), w.shape(), db.shape(),
-                                                g.shape(), geometry);
-  check_shape("dynamic_conv2d_backward", "output gradient", dy.shape(), out);
-  check_shape("dynamic_conv2d_backward", "weight gradient", dw.shape(), w.shape());
-  check_shape("dynamic_conv2d_backward", "G gradient", dg.shape(), g.shape());
-  if (dx.size()) check_shape("dynamic_conv2d_backward", "input gradient", dx.shape(), x.shape());
+  const Shape out = check_dynamic_conv2d_backward(s, x.shape(), w.shape(), g.shape(), geometry, dy.shape(),
+                                                  dx.shape(), dw.shape(), db.shape(), dg.shape());
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const int threads = detail::batch_threads(N);
