@@ -24,37 +24,20 @@ namespace nsl {
 
 namespace cuda::detail {
 
-/// Threads of a per-channel reduction block (a power of two: the tree halves it).
-inline constexpr int reduce_block_size = 256;
-
-/// The sum of `value` over the block's reduce_block_size threads, in a fixed
-/// order; every thread gets it. `shared` holds reduce_block_size doubles.
-__device__ inline double block_sum(double value, double* shared) {
-  shared[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = reduce_block_size / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) shared[threadIdx.x] += shared[threadIdx.x + half];
-    __syncthreads();
-  }
-  const double total = shared[0];
-  __syncthreads();  // everyone has read it before `shared` is reused
-  return total;
-}
 
 // Block c: mean[c] = sum x / m, variance[c] = sum (x - mean)² / m, both in double.
 template <class T>
 __global__ void batchnorm_statistics_kernel(const T* x, index N, index C, index P, T* mean, T* variance) {
-  __shared__ double shared[reduce_block_size];
   const index c = blockIdx.x, m = N * P;
   double sum = 0.0;
   for (index t = threadIdx.x; t < m; t += reduce_block_size) sum += double(x[((t / P) * C + c) * P + t % P]);
-  const double mu = block_sum(sum, shared) / double(m);
+  const double mu = block_sum<double>(sum) / double(m);
   double squares = 0.0;
   for (index t = threadIdx.x; t < m; t += reduce_block_size) {
     const double deviation = double(x[((t / P) * C + c) * P + t % P]) - mu;
     squares += deviation * deviation;
   }
-  const double sigma2 = block_sum(squares, shared) / double(m);
+  const double sigma2 = block_sum<double>(squares) / double(m);
   if (threadIdx.x == 0) {
     mean[c] = T(mu);
     variance[c] = T(sigma2);
@@ -82,7 +65,6 @@ template <class T>
 __global__ void batchnorm_backward_kernel(const T* source, const T* mean, const T* variance, const T* gamma,
                                           T eps, bool batch_statistics, const T* dy, index N, index C, index P,
                                           T* dx, T* dgamma, T* dbeta) {
-  __shared__ double shared[reduce_block_size];
   const index c = blockIdx.x, m = N * P;
   const T s = T(1) / sqrt(variance[c] + eps), mu = mean ? mean[c] : T(0);
   double partial_dy = 0.0, partial_dy_xhat = 0.0;
@@ -92,8 +74,8 @@ __global__ void batchnorm_backward_kernel(const T* source, const T* mean, const 
     partial_dy += double(dy[i]);
     partial_dy_xhat += double(dy[i]) * double(xhat);
   }
-  const double sum_dy = block_sum(partial_dy, shared);
-  const double sum_dy_xhat = block_sum(partial_dy_xhat, shared);
+  const double sum_dy = block_sum<double>(partial_dy);
+  const double sum_dy_xhat = block_sum<double>(partial_dy_xhat);
   if (threadIdx.x == 0) {
     dbeta[c] += T(sum_dy);
     dgamma[c] += T(sum_dy_xhat);

@@ -74,24 +74,17 @@ __global__ void side_by_side_kernel(const T* batched, index batch, index rows, i
 }
 
 // db[o] += sum_{n, p} dy[n, o, p]: block o sums its channel with a fixed
-// thread-to-element assignment and a fixed tree (launched with block_size threads).
+// thread-to-element assignment and a fixed tree (launched with reduce_block_size threads).
 template <class T>
 __global__ void bias_gradient_kernel(const T* dy, index batch, index channels, index pixels, T* db) {
-  __shared__ T partial[block_size];
   const index o = blockIdx.x;
-  const unsigned t = threadIdx.x;
   T sum = 0;
-  for (index j = t; j < batch * pixels; j += blockDim.x) {
+  for (index j = threadIdx.x; j < batch * pixels; j += reduce_block_size) {
     const index n = j / pixels, p = j % pixels;
     sum += dy[(n * channels + o) * pixels + p];
   }
-  partial[t] = sum;
-  __syncthreads();
-  for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
-    if (t < half) partial[t] += partial[t + half];
-    __syncthreads();
-  }
-  if (t == 0) db[o] += partial[0];
+  sum = block_sum<T>(sum);
+  if (threadIdx.x == 0) db[o] += sum;
 }
 
 // Images per pass so that `per_image` scratch elements each stay within the budget (at least 1).
@@ -177,7 +170,7 @@ void conv2d_backward(TensorView<const T, Cuda> x, TensorView<const T, Cuda> w, c
     }
   }
   if (db.size()) {
-    cuda::detail::bias_gradient_kernel<T><<<static_cast<unsigned>(O), cuda::detail::block_size>>>(
+    cuda::detail::bias_gradient_kernel<T><<<static_cast<unsigned>(O), cuda::detail::reduce_block_size>>>(
         dy.data(), N, O, pixels, db.data());
     cuda::check_launch("conv2d_backward: bias gradient");
   }

@@ -122,25 +122,15 @@ __global__ void add_channel_bias_kernel(const T* bias, index channels, index P, 
   NSL_CUDA_FOR(e, total) y[e] += bias[(e / P) % channels];
 }
 
-// Threads of a reduction block (a power of two).
-inline constexpr int dynamic_reduce_threads = 256;
-
 // db_o += sum_{n,p} dy[n, o, p]: block o, each thread a fixed strided share,
 // then a fixed tree over the block.
 template <class T>
 __global__ void channel_sum_kernel(const T* dy, index batch, index channels, index P, T* db) {
-  __shared__ T partial[dynamic_reduce_threads];
   const index o = blockIdx.x, count = batch * P;
   T sum = 0;
-  for (index j = threadIdx.x; j < count; j += dynamic_reduce_threads)
-    sum += dy[((j / P) * channels + o) * P + j % P];
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = dynamic_reduce_threads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) db[o] += partial[0];
+  for (index j = threadIdx.x; j < count; j += reduce_block_size) sum += dy[((j / P) * channels + o) * P + j % P];
+  sum = block_sum<T>(sum);
+  if (threadIdx.x == 0) db[o] += sum;
 }
 
 template <class T>
@@ -228,7 +218,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T, Cuda> x, TensorVie
     }
   }
   if (db.size() && O > 0) {
-    cuda::detail::channel_sum_kernel<T><<<static_cast<unsigned>(O), cuda::detail::dynamic_reduce_threads>>>(
+    cuda::detail::channel_sum_kernel<T><<<static_cast<unsigned>(O), cuda::detail::reduce_block_size>>>(
         dy.data(), N, O, P, db.data());
     cuda::check_launch("dynamic_conv2d_backward: db");
   }

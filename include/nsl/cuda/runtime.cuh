@@ -187,6 +187,26 @@ inline unsigned grid_size(index n) {
   const index blocks = (n + block_size - 1) / block_size;
   return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
 }
+
+/// Threads of a reduction block (a power of two: the tree halves it).
+inline constexpr int reduce_block_size = 256;
+
+/// The sum of every thread's `value` over a block of reduce_block_size
+/// threads, in a fixed tree (the same order on every run); every thread gets
+/// it. Callable several times in a kernel.
+template <class T>
+__device__ T block_sum(T value) {
+  __shared__ T partial[reduce_block_size];
+  partial[threadIdx.x] = value;
+  __syncthreads();
+  for (int half = reduce_block_size / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  const T sum = partial[0];
+  __syncthreads();  // everyone has read it before the next call overwrites it
+  return sum;
+}
 }  // namespace detail
 
 }  // namespace cuda

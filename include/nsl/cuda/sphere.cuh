@@ -73,24 +73,6 @@ __device__ T angular_derivative_on_device(AngularForm form, T c) {
   return T(1);
 }
 
-// Threads of a reduction block (a power of two).
-inline constexpr int sphere_reduce_threads = 256;
-
-// The sum of every thread's `value` over the block, in a fixed tree; every
-// thread gets it. blockDim.x must be sphere_reduce_threads.
-template <class T>
-__device__ T sphere_block_sum(T value) {
-  __shared__ T partial[sphere_reduce_threads];
-  partial[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = sphere_reduce_threads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  const T sum = partial[0];
-  __syncthreads();
-  return sum;
-}
 
 // squares[n, u, v] = sum_c x[n, c, u, v]^2, channels in order.
 template <class T>
@@ -157,8 +139,8 @@ template <class T>
 __global__ void filter_norm_kernel(const T* w, index per_filter, T* norms) {
   const T* wo = w + index(blockIdx.x) * per_filter;
   T sum = 0;
-  for (index j = threadIdx.x; j < per_filter; j += sphere_reduce_threads) sum += wo[j] * wo[j];
-  sum = sphere_block_sum<T>(sum);
+  for (index j = threadIdx.x; j < per_filter; j += reduce_block_size) sum += wo[j] * wo[j];
+  sum = block_sum<T>(sum);
   if (threadIdx.x == 0) norms[blockIdx.x] = sqrt(sum + T(sphere_norm_eps));
 }
 
@@ -210,11 +192,11 @@ __global__ void sphere_filter_norm_gradient_kernel(const T* dz, const T* input_n
                                                    index channels, index P, T* dfilter_norms) {
   const index o = blockIdx.x, count = batch * P;
   T sum = 0;
-  for (index j = threadIdx.x; j < count; j += sphere_reduce_threads) {
+  for (index j = threadIdx.x; j < count; j += reduce_block_size) {
     const index n = j / P, p = j % P, at = (n * channels + o) * P + p;
     sum += dz[at] * input_norm[n * P + p] * c[at];
   }
-  sum = sphere_block_sum<T>(sum);
+  sum = block_sum<T>(sum);
   if (threadIdx.x == 0) dfilter_norms[o] = -sum;
 }
 
@@ -274,7 +256,7 @@ void filter_norm(TensorView<const T, Cuda> w, TensorView<T, Cuda> norms) {
   check_shape("filter_norm", "norms", norms.shape(), Shape{w.dim(0)});
   const index O = w.dim(0);
   if (O == 0) return;
-  cuda::detail::filter_norm_kernel<T><<<static_cast<unsigned>(O), cuda::detail::sphere_reduce_threads>>>(
+  cuda::detail::filter_norm_kernel<T><<<static_cast<unsigned>(O), cuda::detail::reduce_block_size>>>(
       w.data(), w.size() / O, norms.data());
   cuda::check_launch("filter_norm");
 }
@@ -332,7 +314,7 @@ void sphere_filter_norm_gradient(TensorView<const T, Cuda> dz, TensorView<const 
   const index N = c.dim(0), O = c.dim(1), P = c.dim(2) * c.dim(3);
   if (O == 0) return;
   cuda::detail::sphere_filter_norm_gradient_kernel<T>
-      <<<static_cast<unsigned>(O), cuda::detail::sphere_reduce_threads>>>(dz.data(), input_norm.data(), c.data(),
+      <<<static_cast<unsigned>(O), cuda::detail::reduce_block_size>>>(dz.data(), input_norm.data(), c.data(),
                                                                           N, O, P, dfilter_norms.data());
   cuda::check_launch("sphere_filter_norm_gradient");
 }
