@@ -6,7 +6,8 @@
 #         library or PyTorch reference), so the demo starts sooner.
 set -euo pipefail
 
-# What the library, nsl-train/nsl-eval and the demo's data need.
+# What the library, nsl-train/nsl-eval/nsl-fewshot and the demo's data need
+# (FreeType and the fonts: nsl-fewshot's glyph set).
 NSL_DEB_PACKAGES=(
   build-essential
   cmake
@@ -17,6 +18,10 @@ NSL_DEB_PACKAGES=(
   nlohmann-json3-dev
   libpng-dev
   dataset-fashion-mnist
+  libfreetype-dev
+  fonts-noto-core
+  fonts-dejavu-core
+  fonts-freefont-ttf
 )
 # Tests and benchmarks: doctest, Google Benchmark, and PyTorch as the outside
 # reference (with OpenBLAS, not the slow reference BLAS, under it).

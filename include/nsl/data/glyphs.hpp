@@ -1,0 +1,319 @@
+// nsl/data/glyphs.hpp — an Omniglot-style few-shot dataset of printed
+// characters: the writing systems it draws from, the in-memory set, and its
+// binary cache file. Rendering the glyphs (with FreeType) is
+// nsl/data/glyph_render.hpp; this header needs nothing but the standard
+// library and zlib, so a program that only reads a cache needs no FreeType.
+//
+// A class is one character (a Unicode code point) of one writing system; each
+// class has `renders` grey images of size x size pixels (0 = paper, 255 =
+// ink), drawn from different fonts and weights with a small random affine
+// jitter. Writing systems are either `background` (meta-training) or
+// `evaluation` (meta-testing): no character of an evaluation script is seen
+// in training, as in Omniglot's split by alphabet.
+//
+// The cache file ("NSLGLYPH", version 1; all integers little-endian):
+//
+//     magic     8 bytes   "NSLGLYPH"
+//     version   u32       1
+//     seed      u64       the jitter seed the set was rendered with
+//     size      u32       image height = width (28)
+//     renders   u32       images per class
+//     scripts   u32       writing systems
+//     classes   u32
+//     fonts     u32       font files used
+//     scripts x { u8 split (0 background, 1 evaluation), u16 n, n bytes name }
+//     fonts   x { u16 n, n bytes file name (no directory) }
+//     classes x { u32 script, u32 code point }
+//     classes x renders x u16   the font of each render
+//     classes x renders x size x size u8   the pixels, class-major, row-major
+//     crc32     u32       zlib CRC-32 of every byte before it
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "nsl/core/tensor.hpp"
+#include "nsl/io/atomic_file.hpp"
+#include "nsl/io/checkpoint.hpp"  // detail::checkpoint::crc32_of, load_u32, load_u64
+
+namespace nsl {
+
+enum class GlyphSplit : std::uint8_t { background = 0, evaluation = 1 };
+
+inline const char* to_string(GlyphSplit s) { return s == GlyphSplit::background ? "background" : "evaluation"; }
+
+/// A writing system: where its characters lie in Unicode, which font
+/// families draw it (file-name prefixes), and which split it belongs to.
+struct WritingSystem {
+  const char* name;
+  GlyphSplit split;
+  std::vector<std::array<std::uint32_t, 2>> ranges;  ///< inclusive code-point ranges of its letters
+  std::vector<const char*> font_prefixes;            ///< font files whose names start so may draw it
+};
+
+/// The writing systems of the default set: 26 background, 20 evaluation
+/// (Omniglot has 30 and 20). Letters only: no digits, punctuation or
+/// combining marks. Any font whose name starts with a prefix is tried, and
+/// besides those the pan-script families DejaVu and GNU FreeFont.
+inline const std::vector<WritingSystem>& writing_systems() {
+  using G = GlyphSplit;
+  static const std::vector<WritingSystem> table = {
+      // background (meta-training)
+      {"Latin", G::background, {{0x41, 0x5A}, {0x61, 0x7A}}, {"NotoSans-", "NotoSerif-", "NotoSansMono-", "NotoSansDisplay-", "NotoSerifDisplay-"}},
+      {"Greek", G::background, {{0x391, 0x3A1}, {0x3A3, 0x3A9}, {0x3B1, 0x3C9}}, {"NotoSans-", "NotoSerif-", "NotoSansMono-"}},
+      {"Cyrillic", G::background, {{0x410, 0x44F}}, {"NotoSans-", "NotoSerif-", "NotoSansMono-"}},
+      {"Armenian", G::background, {{0x531, 0x556}, {0x561, 0x586}}, {"NotoSansArmenian-", "NotoSerifArmenian-"}},
+      {"Hebrew", G::background, {{0x5D0, 0x5EA}}, {"NotoSansHebrew-", "NotoSerifHebrew-", "NotoRashiHebrew-"}},
+      {"Arabic", G::background, {{0x621, 0x64A}}, {"NotoSansArabic-", "NotoNaskhArabic-", "NotoKufiArabic-"}},
+      {"Devanagari", G::background, {{0x905, 0x939}}, {"NotoSansDevanagari-", "NotoSerifDevanagari-"}},
+      {"Bengali", G::background, {{0x985, 0x9B9}}, {"NotoSansBengali-", "NotoSerifBengali-"}},
+      {"Gujarati", G::background, {{0xA85, 0xAB9}}, {"NotoSansGujarati-", "NotoSerifGujarati-"}},
+      {"Gurmukhi", G::background, {{0xA05, 0xA39}}, {"NotoSansGurmukhi-", "NotoSerifGurmukhi-"}},
+      {"Tamil", G::background, {{0xB85, 0xBB9}}, {"NotoSansTamil-", "NotoSerifTamil-"}},
+      {"Thai", G::background, {{0xE01, 0xE2E}}, {"NotoSansThai-", "NotoSerifThai-", "NotoLoopedThai-"}},
+      {"Georgian", G::background, {{0x10D0, 0x10FA}}, {"NotoSansGeorgian-", "NotoSerifGeorgian-"}},
+      {"Ethiopic", G::background, {{0x1200, 0x1248}}, {"NotoSansEthiopic-", "NotoSerifEthiopic-"}},
+      {"Canadian Syllabics", G::background, {{0x1401, 0x1450}}, {"NotoSansCanadianAboriginal-"}},
+      {"Runic", G::background, {{0x16A0, 0x16EA}}, {"NotoSansRunic-"}},
+      {"Khmer", G::background, {{0x1780, 0x17B3}}, {"NotoSansKhmer-", "NotoSerifKhmer-"}},
+      {"Myanmar", G::background, {{0x1000, 0x102A}}, {"NotoSansMyanmar-", "NotoSerifMyanmar-"}},
+      {"Tibetan", G::background, {{0xF40, 0xF6C}}, {"NotoSerifTibetan-"}},
+      {"Glagolitic", G::background, {{0x2C00, 0x2C2E}}, {"NotoSansGlagolitic-"}},
+      {"Syriac", G::background, {{0x710, 0x72C}}, {"NotoSansSyriac-"}},
+      {"Thaana", G::background, {{0x780, 0x7A5}}, {"NotoSansThaana-"}},
+      {"Javanese", G::background, {{0xA984, 0xA9B2}}, {"NotoSansJavanese-"}},
+      {"Yi", G::background, {{0xA000, 0xA04F}}, {"NotoSansYi-"}},
+      {"Deseret", G::background, {{0x10400, 0x1044F}}, {"NotoSansDeseret-"}},
+      {"Old Italic", G::background, {{0x10300, 0x1031F}}, {"NotoSansOldItalic-"}},
+      // evaluation (meta-testing)
+      {"Cherokee", G::evaluation, {{0x13A0, 0x13F4}}, {"NotoSansCherokee-"}},
+      {"Tifinagh", G::evaluation, {{0x2D30, 0x2D67}}, {"NotoSansTifinagh-"}},
+      {"Ogham", G::evaluation, {{0x1681, 0x169A}}, {"NotoSansOgham-"}},
+      {"Vai", G::evaluation, {{0xA500, 0xA54F}}, {"NotoSansVai-"}},
+      {"Lao", G::evaluation, {{0xE81, 0xEAE}}, {"NotoSansLao-", "NotoSerifLao-", "NotoLoopedLao-"}},
+      {"Sinhala", G::evaluation, {{0xD85, 0xDC6}}, {"NotoSansSinhala-", "NotoSerifSinhala-"}},
+      {"Kannada", G::evaluation, {{0xC85, 0xCB9}}, {"NotoSansKannada-", "NotoSerifKannada-"}},
+      {"Telugu", G::evaluation, {{0xC05, 0xC39}}, {"NotoSansTelugu-", "NotoSerifTelugu-"}},
+      {"Malayalam", G::evaluation, {{0xD05, 0xD39}}, {"NotoSansMalayalam-", "NotoSerifMalayalam-"}},
+      {"Oriya", G::evaluation, {{0xB05, 0xB39}}, {"NotoSansOriya-"}},
+      {"Mongolian", G::evaluation, {{0x1820, 0x1878}}, {"NotoSansMongolian-"}},
+      {"Coptic", G::evaluation, {{0x2C80, 0x2CB1}}, {"NotoSansCoptic-"}},
+      {"N'Ko", G::evaluation, {{0x7CA, 0x7EA}}, {"NotoSansNKo-"}},
+      {"Samaritan", G::evaluation, {{0x800, 0x815}}, {"NotoSansSamaritan-"}},
+      {"Balinese", G::evaluation, {{0x1B05, 0x1B33}}, {"NotoSansBalinese-", "NotoSerifBalinese-"}},
+      {"Bamum", G::evaluation, {{0xA6A0, 0xA6EF}}, {"NotoSansBamum-"}},
+      {"Gothic", G::evaluation, {{0x10330, 0x1034A}}, {"NotoSansGothic-"}},
+      {"Shavian", G::evaluation, {{0x10450, 0x1047F}}, {"NotoSansShavian-"}},
+      {"Osmanya", G::evaluation, {{0x10480, 0x1049D}}, {"NotoSansOsmanya-"}},
+      {"Cypriot", G::evaluation, {{0x10800, 0x1083F}}, {"NotoSansCypriot-"}},
+  };
+  return table;
+}
+
+struct GlyphScript {
+  std::string name;
+  GlyphSplit split = GlyphSplit::background;
+};
+
+struct GlyphClass {
+  std::uint32_t script = 0;      ///< index into GlyphSet::scripts
+  std::uint32_t code_point = 0;  ///< the character
+};
+
+/// A rendered glyph set (see the top of the file).
+struct GlyphSet {
+  std::uint64_t seed = 0;
+  index size = 28;
+  index renders = 0;
+  std::vector<GlyphScript> scripts;
+  std::vector<std::string> fonts;
+  std::vector<GlyphClass> classes;
+  std::vector<std::uint16_t> render_fonts;  ///< classes x renders
+  std::vector<std::uint8_t> pixels;         ///< classes x renders x size x size
+
+  index class_count() const { return static_cast<index>(classes.size()); }
+  /// Render r of class c (size x size bytes).
+  const std::uint8_t* image(index c, index r) const {
+    return pixels.data() + static_cast<std::size_t>((c * renders + r) * size * size);
+  }
+  /// The classes whose writing system is in `split`, in order.
+  std::vector<index> classes_in(GlyphSplit split) const {
+    std::vector<index> out;
+    for (index c = 0; c < class_count(); ++c)
+      if (scripts[classes[static_cast<std::size_t>(c)].script].split == split) out.push_back(c);
+    return out;
+  }
+  /// How many writing systems `split` has.
+  index scripts_in(GlyphSplit split) const {
+    index n = 0;
+    for (const auto& s : scripts) n += s.split == split;
+    return n;
+  }
+};
+
+namespace detail {
+inline constexpr char glyph_magic[8] = {'N', 'S', 'L', 'G', 'L', 'Y', 'P', 'H'};
+inline constexpr std::uint32_t glyph_version = 1;
+
+inline void put_u8(std::string& b, std::uint8_t v) { b.push_back(static_cast<char>(v)); }
+inline void put_u16(std::string& b, std::uint16_t v) {
+  for (int i = 0; i < 2; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+inline void put_u32(std::string& b, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+inline void put_u64(std::string& b, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+inline void put_text(std::string& b, const std::string& s, const char* what) {
+  require(s.size() <= 0xFFFF, ErrorKind::argument, "save_glyphs: ", what, " name too long (", s.size(), " bytes)");
+  put_u16(b, static_cast<std::uint16_t>(s.size()));
+  b += s;
+}
+
+// Reads the cache file's fields in order, failing with the file's name and
+// what was expected when the bytes run out.
+class GlyphReader {
+ public:
+  GlyphReader(const std::string& path, const std::vector<unsigned char>& bytes, std::size_t end)
+      : path_(path), bytes_(bytes), end_(end) {}
+  const unsigned char* take(std::size_t n, const char* what) {
+    if (n > end_ - pos_) fail(ErrorKind::io, cat("load_glyphs: ", path_, ": truncated (reading ", what, ")"));
+    const unsigned char* p = bytes_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  std::uint8_t u8(const char* what) { return *take(1, what); }
+  std::uint16_t u16(const char* what) {
+    const unsigned char* p = take(2, what);
+    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+  }
+  std::uint32_t u32(const char* what) { return checkpoint::load_u32(take(4, what)); }
+  std::uint64_t u64(const char* what) { return checkpoint::load_u64(take(8, what)); }
+  std::string text(const char* what) {
+    const std::uint16_t n = u16(what);
+    const unsigned char* p = take(n, what);
+    return std::string(reinterpret_cast<const char*>(p), n);
+  }
+  std::size_t position() const { return pos_; }
+
+ private:
+  const std::string& path_;
+  const std::vector<unsigned char>& bytes_;
+  std::size_t end_, pos_ = 0;
+};
+}  // namespace detail
+
+/// The cache file's bytes for `set` (see the format above).
+inline std::string glyph_file_bytes(const GlyphSet& set) {
+  const std::size_t images = set.classes.size() * static_cast<std::size_t>(set.renders);
+  require(set.size >= 1 && set.renders >= 1, ErrorKind::argument, "save_glyphs: expected size and renders >= 1, got ",
+          set.size, " and ", set.renders);
+  require(set.render_fonts.size() == images && set.pixels.size() == images * std::size_t(set.size * set.size),
+          ErrorKind::shape, "save_glyphs: ", set.classes.size(), " classes of ", set.renders,
+          " renders need as many render fonts and images, got ", set.render_fonts.size(), " and ",
+          set.pixels.size(), " bytes of pixels");
+  std::string b(detail::glyph_magic, 8);
+  detail::put_u32(b, detail::glyph_version);
+  detail::put_u64(b, set.seed);
+  detail::put_u32(b, static_cast<std::uint32_t>(set.size));
+  detail::put_u32(b, static_cast<std::uint32_t>(set.renders));
+  detail::put_u32(b, static_cast<std::uint32_t>(set.scripts.size()));
+  detail::put_u32(b, static_cast<std::uint32_t>(set.classes.size()));
+  detail::put_u32(b, static_cast<std::uint32_t>(set.fonts.size()));
+  for (const auto& s : set.scripts) {
+    detail::put_u8(b, static_cast<std::uint8_t>(s.split));
+    detail::put_text(b, s.name, "script");
+  }
+  for (const auto& f : set.fonts) detail::put_text(b, f, "font");
+  for (const auto& c : set.classes) {
+    detail::put_u32(b, c.script);
+    detail::put_u32(b, c.code_point);
+  }
+  for (std::uint16_t f : set.render_fonts) detail::put_u16(b, f);
+  b.append(reinterpret_cast<const char*>(set.pixels.data()), set.pixels.size());
+  detail::put_u32(b, detail::checkpoint::crc32_of(reinterpret_cast<const unsigned char*>(b.data()), b.size()));
+  return b;
+}
+
+/// Writes `set` to `path` (atomically: a failed write leaves no half file).
+inline void save_glyphs(const std::string& path, const GlyphSet& set) {
+  const std::string bytes = glyph_file_bytes(set);
+  write_file_atomically("save_glyphs", path, [&](std::ofstream& out) {
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  });
+}
+
+/// Reads a cache file written by save_glyphs; fails (ErrorKind::io, naming the
+/// file) if it is missing, truncated, corrupt or of another version.
+inline GlyphSet load_glyphs(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorKind::io, cat("load_glyphs: ", path, ": cannot open"));
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 8 + 4 + 4 || std::memcmp(bytes.data(), detail::glyph_magic, 8) != 0)
+    fail(ErrorKind::io, cat("load_glyphs: ", path, ": not a glyph set (no NSLGLYPH header)"));
+  const std::size_t body = bytes.size() - 4;
+  const std::uint32_t stored = detail::checkpoint::load_u32(bytes.data() + body);
+  const std::uint32_t computed = detail::checkpoint::crc32_of(bytes.data(), body);
+  if (stored != computed)
+    fail(ErrorKind::io, cat("load_glyphs: ", path, ": checksum mismatch (stored ", detail::checkpoint::hex32(stored),
+                            ", computed ", detail::checkpoint::hex32(computed), "): the file is corrupt or truncated"));
+  detail::GlyphReader r(path, bytes, body);
+  r.take(8, "magic");
+  const std::uint32_t version = r.u32("version");
+  if (version != detail::glyph_version)
+    fail(ErrorKind::io, cat("load_glyphs: ", path, ": version ", version, ", this library reads version ",
+                            detail::glyph_version));
+  GlyphSet set;
+  set.seed = r.u64("seed");
+  set.size = r.u32("size");
+  set.renders = r.u32("renders");
+  const std::uint32_t scripts = r.u32("script count"), classes = r.u32("class count"), fonts = r.u32("font count");
+  if (set.size < 1 || set.size > 4096 || set.renders < 1)
+    fail(ErrorKind::io, cat("load_glyphs: ", path, ": bad size ", set.size, " or renders ", set.renders));
+  for (std::uint32_t i = 0; i < scripts; ++i) {
+    const std::uint8_t split = r.u8("script split");
+    if (split > 1) fail(ErrorKind::io, cat("load_glyphs: ", path, ": script ", i, " has split ", int(split)));
+    set.scripts.push_back({r.text("script name"), static_cast<GlyphSplit>(split)});
+  }
+  for (std::uint32_t i = 0; i < fonts; ++i) set.fonts.push_back(r.text("font name"));
+  for (std::uint32_t i = 0; i < classes; ++i) {
+    GlyphClass c;
+    c.script = r.u32("class script");
+    c.code_point = r.u32("class code point");
+    if (c.script >= scripts)
+      fail(ErrorKind::io, cat("load_glyphs: ", path, ": class ", i, " names script ", c.script, " of ", scripts));
+    set.classes.push_back(c);
+  }
+  const std::size_t images = std::size_t(classes) * std::size_t(set.renders);
+  set.render_fonts.resize(images);
+  for (std::size_t i = 0; i < images; ++i) {
+    set.render_fonts[i] = r.u16("render font");
+    if (set.render_fonts[i] >= fonts)
+      fail(ErrorKind::io, cat("load_glyphs: ", path, ": render ", i, " names font ", set.render_fonts[i], " of ", fonts));
+  }
+  const std::size_t pixel_bytes = images * std::size_t(set.size * set.size);
+  const unsigned char* p = r.take(pixel_bytes, "pixels");
+  set.pixels.assign(p, p + pixel_bytes);
+  if (r.position() != body)
+    fail(ErrorKind::io, cat("load_glyphs: ", path, ": ", body - r.position(), " unexpected bytes after the pixels"));
+  return set;
+}
+
+/// 64-bit FNV-1a of the cache bytes of `set` (a fingerprint for tests and logs).
+inline std::uint64_t glyph_fingerprint(const GlyphSet& set) {
+  const std::string bytes = glyph_file_bytes(set);
+  std::uint64_t h = 1469598103934665603ull;
+  for (char ch : bytes) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace nsl
