@@ -35,7 +35,9 @@ int train_on_device(const nsl_train::Settings& s) {
 int main(int argc, char** argv) {
   nsl_train::Settings s;
   CLI::App app{"nsl-train: train the CNN-9 reference network with a neural similarity variant"};
-  app.add_option("--variant", s.variant, "plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere")
+  app.add_option("--variant", s.variant,
+                 "plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere, or sphere_attention "
+                 "(the attention SphereNet, CPU only)")
       ->capture_default_str();
   app.add_option("--device", s.device, "cpu, or cuda (a GPU; needs a build with -DNSL_WITH_CUDA=ON)")
       ->check(CLI::IsMember({"cpu", "cuda"}))

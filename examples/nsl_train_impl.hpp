@@ -382,6 +382,10 @@ int train(const Settings& s) {
     if constexpr (nsl::is_cpu_v<D>) return nsl::softmax_cross_entropy<float>(z, labels, s.smoothing, dz);
     else return nsl::softmax_cross_entropy<float>(z, labels, s.smoothing, dz, loss_scratch);
   };
+  // sphere_attention: the orthogonality penalty of NSL.md §6 on the attention
+  // blocks' projections, added to their gradients after each backward.
+  std::vector<nsl::GlobalSimilarity2d<float>*> attention;
+  if constexpr (nsl::is_cpu_v<D>) attention = nsl::attention_blocks(net);
   const int last_epoch = s.stop_after > 0 ? std::min(s.stop_after, s.epochs) : s.epochs;
   for (int epoch = first_epoch; epoch <= last_epoch; ++epoch) {
     const auto start = Clock::now();
@@ -401,6 +405,7 @@ int train(const Settings& s) {
       const nsl::LossResult r = loss(logits.view(), dlogits.view());
       sgd.zero_gradients();
       net.backward_into(dlogits.view(), {});  // no gradient for the images
+      for (nsl::GlobalSimilarity2d<float>* block : attention) block->add_orthogonality_penalty(2e-4f);
       lr = schedule->lr(iteration);
       sgd.step(lr);
       ++iteration;
@@ -440,9 +445,10 @@ int train(const Settings& s) {
                              nsl::plots::training_curves(train_loss, test_loss, percent(train_acc), percent(test_acc)),
                              &error))
     std::fprintf(stderr, "nsl-train: could not write curves.png: %s\n", error.c_str());
-  if (variant != nsl::Variant::plain) kernel_shape_picture(host_net(), data, fs::path(s.out) / "kernel_shapes.png");
+  const bool similarity_layers = variant != nsl::Variant::plain && variant != nsl::Variant::sphere_attention;
+  if (similarity_layers) kernel_shape_picture(host_net(), data, fs::path(s.out) / "kernel_shapes.png");
   std::printf("nsl-train: wrote %s/{metrics.jsonl, model.nslckpt, curves.png%s}\n", s.out.c_str(),
-              variant != nsl::Variant::plain ? ", kernel_shapes.png" : "");
+              similarity_layers ? ", kernel_shapes.png" : "");
   if (!test_acc.empty()) std::printf("test accuracy: %.2f%%\n", 100.0 * test_acc.back());
   return 0;
 }

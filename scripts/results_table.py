@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-VARIANTS = ["plain", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns", "dynamic_dns_sphere"]
+VARIANTS = ["plain", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns", "dynamic_dns_sphere", "sphere_attention"]
 
 
 def load(run_dir):

@@ -11,14 +11,23 @@
 // static_uns (StaticNSConv2d), dynamic_dns, dynamic_uns, dynamic_dns_sphere
 // (DynamicNSConv2d with the matching predictor). Convolutions before BN
 // have no bias; the score conv has one. Output: N x classes x 1 x 1 logits.
+//
+// sphere_attention is the attention SphereNet of the paper's appendix B
+// (NSL.md §6): the similarity convs are cosine SphereConvs, the stages are
+// 128/192/256 channels wide (Cnn9Options::attention_widths), and a global
+// neural similarity block (GlobalSimilarity2d) follows each pooling stage.
+// Its training adds the blocks' orthogonality penalty (`attention_blocks`
+// finds them). CPU only.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nsl/layers/batch_norm2d.hpp"
 #include "nsl/layers/conv2d.hpp"
 #include "nsl/layers/dynamic_ns_conv2d.hpp"
+#include "nsl/layers/global_similarity2d.hpp"
 #include "nsl/layers/max_pool2d.hpp"
 #include "nsl/layers/relu.hpp"
 #include "nsl/layers/static_ns_conv2d.hpp"
@@ -26,7 +35,7 @@
 
 namespace nsl {
 
-enum class Variant { plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere };
+enum class Variant { plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere, sphere_attention };
 
 inline const char* to_string(Variant v) {
   switch (v) {
@@ -36,22 +45,24 @@ inline const char* to_string(Variant v) {
     case Variant::dynamic_dns: return "dynamic_dns";
     case Variant::dynamic_uns: return "dynamic_uns";
     case Variant::dynamic_dns_sphere: return "dynamic_dns_sphere";
+    case Variant::sphere_attention: return "sphere_attention";
   }
   return "?";
 }
 
 inline Variant parse_variant(const std::string& name) {
   for (Variant v : {Variant::plain, Variant::static_dns, Variant::static_uns, Variant::dynamic_dns,
-                    Variant::dynamic_uns, Variant::dynamic_dns_sphere})
+                    Variant::dynamic_uns, Variant::dynamic_dns_sphere, Variant::sphere_attention})
     if (name == to_string(v)) return v;
   fail(ErrorKind::argument, cat("unknown variant '", name,
-                                "' (expected plain, static_dns, static_uns, dynamic_dns, dynamic_uns or "
-                                "dynamic_dns_sphere)"));
+                                "' (expected plain, static_dns, static_uns, dynamic_dns, dynamic_uns, "
+                                "dynamic_dns_sphere or sphere_attention)"));
 }
 
 struct Cnn9Options {
   index input_size = 28;                 ///< H = W of the input images (sets the score kernel)
   index widths[3] = {32, 64, 128};       ///< channels of the three stages
+  index attention_widths[3] = {128, 192, 256};  ///< sphere_attention's stages (the paper's SphereNet)
   BatchNormOptions bn{};                 ///< eps 1e-3, decay 0.999
   index predictor_hidden = 0;            ///< 0: the reference width (64 DNS, 128 UNS)
   /// The authors' quirk: static DNS starts with m on slots 0, 4, 8 only
@@ -84,6 +95,9 @@ std::unique_ptr<Layer<T, D>> similarity_conv(Variant v, index in, index out, con
     case Variant::dynamic_dns: return dynamic(Structure::diagonal, PredictorOptions::dns());
     case Variant::dynamic_uns: return dynamic(Structure::channel_shared, PredictorOptions::uns());
     case Variant::dynamic_dns_sphere: return dynamic(Structure::diagonal, PredictorOptions::dns_sphere());
+    case Variant::sphere_attention:
+      return std::make_unique<SphereConv2d<T, D>>(in, out, 3, SphereConvOptions{1, 1, true, true, AngularForm::cosine},
+                                                  rng);
   }
   fail(ErrorKind::argument, "cnn9: unknown variant");
 }
@@ -96,24 +110,41 @@ Sequential<T, D> cnn9(Variant variant, index in_channels, index classes, Rng& rn
   require(in_channels >= 1 && classes >= 2, ErrorKind::argument, "cnn9: expected in_channels >= 1 and classes >= 2, got ",
           in_channels, " and ", classes);
   require(o.input_size >= 1, ErrorKind::argument, "cnn9: input_size must be >= 1, got ", o.input_size);
+  const bool attention = variant == Variant::sphere_attention;
+  if constexpr (!is_cpu_v<D>)
+    require(!attention, ErrorKind::device, "cnn9: sphere_attention runs on the CPU only (GlobalSimilarity2d has no ",
+            D::name, " version yet)");
+  const index* widths = attention ? o.attention_widths : o.widths;
   Sequential<T, D> net;
-  net.add("root.conv", std::make_unique<Conv2d<T, D>>(in_channels, o.widths[0], 3, Conv2dOptions{1, 1, false}, rng));
-  net.add("root.bn", std::make_unique<BatchNorm2d<T, D>>(o.widths[0], o.bn));
+  net.add("root.conv", std::make_unique<Conv2d<T, D>>(in_channels, widths[0], 3, Conv2dOptions{1, 1, false}, rng));
+  net.add("root.bn", std::make_unique<BatchNorm2d<T, D>>(widths[0], o.bn));
   net.add("root.relu", std::make_unique<ReLU<T, D>>());
-  index channels = o.widths[0], size = o.input_size;
+  index channels = widths[0], size = o.input_size;
   for (int stage = 0; stage < 3; ++stage) {
     const std::string prefix = cat("stage", stage + 1, ".");
     for (int i = 1; i <= 3; ++i) {
-      net.add(cat(prefix, "conv", i), detail::similarity_conv<T, D>(variant, channels, o.widths[stage], o, rng));
-      net.add(cat(prefix, "bn", i), std::make_unique<BatchNorm2d<T, D>>(o.widths[stage], o.bn));
+      net.add(cat(prefix, "conv", i), detail::similarity_conv<T, D>(variant, channels, widths[stage], o, rng));
+      net.add(cat(prefix, "bn", i), std::make_unique<BatchNorm2d<T, D>>(widths[stage], o.bn));
       net.add(cat(prefix, "relu", i), std::make_unique<ReLU<T, D>>());
-      channels = o.widths[stage];
+      channels = widths[stage];
     }
     net.add(prefix + "pool", std::make_unique<MaxPool2d<T, D>>());
+    if constexpr (is_cpu_v<D>)
+      if (attention) net.add(prefix + "attention", std::make_unique<GlobalSimilarity2d<T>>(channels, rng));
     size = (size + 1) / 2;
   }
   net.add("score", std::make_unique<Conv2d<T, D>>(channels, classes, size, Conv2dOptions{1, 0, true}, rng));
   return net;
+}
+
+/// The global similarity blocks of `net` (sphere_attention's, for the
+/// orthogonality penalty); empty for the other variants.
+template <class T>
+std::vector<GlobalSimilarity2d<T>*> attention_blocks(Sequential<T>& net) {
+  std::vector<GlobalSimilarity2d<T>*> blocks;
+  for (std::size_t i = 0; i < net.size(); ++i)
+    if (auto* b = dynamic_cast<GlobalSimilarity2d<T>*>(&net.layer(i))) blocks.push_back(b);
+  return blocks;
 }
 
 }  // namespace nsl
