@@ -2,11 +2,19 @@
 # touches the `nsl` interface target, so consumers inherit none of it.
 include_guard(GLOBAL)
 
-# nsl_target_defaults(<target>): links nsl::nsl and adds the project's warning
-# flags (-Werror under NSL_WERROR), -march=native under NSL_NATIVE_ARCH and,
-# under NSL_SANITIZE, ASan + UBSan.
+# nsl_target_defaults(<target> [EMBEDDED]): links nsl::nsl and adds the
+# project's warning flags (-Werror under NSL_WERROR), -march=native under
+# NSL_NATIVE_ARCH and, under NSL_SANITIZE, ASan + UBSan. EMBEDDED builds the
+# way an embedded product does: nsl_embedded (nsl without OpenMP) and
+# -fno-exceptions.
 function(nsl_target_defaults target)
-  target_link_libraries(${target} PRIVATE nsl::nsl)
+  cmake_parse_arguments(ARG "EMBEDDED" "" "" ${ARGN})
+  if(ARG_EMBEDDED)
+    target_link_libraries(${target} PRIVATE nsl_embedded)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-exceptions>)
+  else()
+    target_link_libraries(${target} PRIVATE nsl::nsl)
+  endif()
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     # C++ sources only: a target may also hold .cu files (nsl_cuda_target_defaults).
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic>)

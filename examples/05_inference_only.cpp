@@ -1,0 +1,134 @@
+// 05 — inference only, the way an embedded product builds nsl: no
+// exceptions (-fno-exceptions), no OpenMP, no framework.
+//
+// Loads a CNN-9 checkpoint written by nsl-train, folds every static NSL
+// layer into a plain convolution (w' = M^T w: the deployed network is a plain
+// CNN-9 and costs what a plain one costs), checks that the folded network
+// gives the trained one's logits, and classifies one image:
+//
+//     nsl_example_05_inference_only MODEL.nslckpt IMAGES [INDEX]
+//
+// IMAGES is an IDX image file (e.g. Fashion-MNIST's t10k-images-idx3-ubyte,
+// .gz or not; INDEX picks the image, default 0) or a .npy array of one
+// H x W, 1 x H x W or 1 x 1 x H x W image (float or double, raw 0..255 pixels
+// as nsl-train uses them). Without exceptions every error in nsl goes to the
+// handler installed below, which prints it; then the program stops (abort).
+// Dynamic NSL layers stay as they are: their M depends on the input.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "nsl/data/idx.hpp"
+#include "nsl/io/checkpoint.hpp"
+#include "nsl/io/npy.hpp"
+#include "nsl/models/cnn9.hpp"
+
+namespace {
+
+void report_error(nsl::ErrorKind kind, const char* message) {
+  std::fprintf(stderr, "05_inference_only: %s: %s\n", nsl::to_string(kind), message);
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// One image as 1 x 1 x H x W floats.
+nsl::Tensor<float> load_image(const std::string& path, nsl::index which) {
+  if (ends_with(path, ".npy")) {
+    nsl::Tensor<float> t = nsl::load_npy<float>(path);
+    nsl::require(t.rank() >= 2 && t.size() == t.dim(t.rank() - 2) * t.dim(t.rank() - 1), nsl::ErrorKind::shape,
+                 path, ": expected one H x W image (or 1 x H x W, 1 x 1 x H x W), got ", t.shape());
+    return nsl::Tensor<float>(t.view().reshaped(nsl::Shape{1, 1, t.dim(t.rank() - 2), t.dim(t.rank() - 1)}));
+  }
+  const nsl::Tensor<float> all = nsl::load_idx_images<float>(path);  // N x 1 x H x W, raw pixels
+  nsl::require(which >= 0 && which < all.dim(0), nsl::ErrorKind::argument, path, " has ", all.dim(0),
+               " images; index ", which, " is out of range");
+  const nsl::index pixels = all.dim(2) * all.dim(3);
+  return nsl::Tensor<float>(nsl::TensorView<const float>(all.data() + which * pixels, nsl::Shape{1, 1, all.dim(2), all.dim(3)}));
+}
+
+const char* class_name(const std::string& dataset, int k) {
+  static const char* fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                  "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return dataset == "fashion-mnist" && k >= 0 && k < 10 ? fashion[k] : "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s MODEL.nslckpt IMAGES.{idx,npy} [INDEX]\n", argv[0]);
+    return 2;
+  }
+  nsl::set_error_handler(&report_error);
+  const std::string model = argv[1], images = argv[2];
+  const nsl::index which = argc > 3 ? std::atol(argv[3]) : 0;
+
+  // The checkpoint says which network it holds; the score layer says how many classes.
+  const nsl::Checkpoint ckpt = nsl::load_checkpoint(model);
+  const std::string variant_name = ckpt.require_meta("variant");
+  const std::string* dataset = ckpt.get("dataset");
+  const nsl::Variant variant = nsl::parse_variant(variant_name);
+  const nsl::Tensor<float> image = load_image(images, which);
+  const nsl::index in_channels = std::atol(ckpt.require_meta("in_channels").c_str());
+  const nsl::Tensor<float>* score = ckpt.find("model.score.weight");
+  nsl::require(score != nullptr && score->rank() == 4, nsl::ErrorKind::format, model, ": no model.score.weight");
+  nsl::Cnn9Options options;
+  options.input_size = image.dim(2);
+  nsl::Rng rng(1);  // initial weights, all overwritten
+  nsl::Sequential<float> trained = nsl::cnn9<float>(variant, in_channels, score->dim(0), rng, options);
+  nsl::restore(ckpt, "model.", trained.parameters());
+  nsl::restore(ckpt, "model.", trained.buffers());
+  trained.set_training(false);
+
+  // Deployment: static layers folded. For a static variant the folded network
+  // is a plain CNN-9; weights and statistics are copied layer by layer.
+  const bool is_static = variant == nsl::Variant::static_dns || variant == nsl::Variant::static_uns;
+  nsl::Sequential<float> deployed =
+      nsl::cnn9<float>(is_static ? nsl::Variant::plain : variant, in_channels, score->dim(0), rng, options);
+  for (std::size_t i = 0; i < trained.size(); ++i) {
+    std::vector<nsl::Parameter<float>> to = deployed.layer(i).parameters();
+    if (auto* s = dynamic_cast<nsl::StaticNSConv2d<float>*>(&trained.layer(i))) {
+      const nsl::Conv2d<float> folded = s->to_conv2d();
+      nsl::copy<float>(folded.weight().view(), to.at(0).value);
+      continue;
+    }
+    const std::vector<nsl::Parameter<float>> from = trained.layer(i).parameters();
+    for (std::size_t p = 0; p < from.size(); ++p) nsl::copy<float>(from[p].value, to.at(p).value);
+    const std::vector<nsl::Buffer<float>> bfrom = trained.layer(i).buffers(), bto = deployed.layer(i).buffers();
+    for (std::size_t b = 0; b < bfrom.size(); ++b) nsl::copy<float>(bfrom[b].value, bto.at(b).value);
+  }
+  deployed.set_training(false);
+
+  const nsl::Tensor<float> logits = deployed.forward(image);
+  const nsl::Tensor<float> reference = trained.forward(image);
+  double worst = 0.0, scale = 0.0;
+  for (nsl::index k = 0; k < logits.size(); ++k) {
+    worst = std::max(worst, double(std::abs(logits[k] - reference[k])));
+    scale = std::max(scale, double(std::abs(reference[k])));
+  }
+  std::printf("%s: %s CNN-9%s; image %ld of %s (%ldx%ld)\n", model.c_str(), variant_name.c_str(),
+              is_static ? ", static layers folded into plain convolutions" : "", long(which), images.c_str(),
+              long(image.dim(2)), long(image.dim(3)));
+  std::printf("folded vs trained logits: max difference %.2e (relative %.2e)\n", worst, worst / std::max(scale, 1e-30));
+
+  // Softmax probabilities, most likely first.
+  const nsl::index classes = logits.size();
+  double top = logits[0], sum = 0.0;
+  for (nsl::index k = 0; k < classes; ++k) top = std::max(top, double(logits[k]));
+  std::vector<double> p(static_cast<std::size_t>(classes));
+  for (nsl::index k = 0; k < classes; ++k) sum += p[std::size_t(k)] = std::exp(double(logits[k]) - top);
+  std::vector<int> order(static_cast<std::size_t>(classes));
+  for (int k = 0; k < int(classes); ++k) order[std::size_t(k)] = k;
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
+  const std::string ds = dataset ? *dataset : "";
+  std::printf("prediction: class %d %s (p = %.3f)\n", order[0], class_name(ds, order[0]), p[std::size_t(order[0])] / sum);
+  for (std::size_t r = 1; r < std::min<std::size_t>(3, order.size()); ++r)
+    std::printf("  then     class %d %s (p = %.3f)\n", order[r], class_name(ds, order[r]), p[std::size_t(order[r])] / sum);
+  // The fold is exact up to float rounding: a larger difference is a bug.
+  return worst <= 1e-3 * std::max(scale, 1.0) ? 0 : 1;
+}
