@@ -111,3 +111,13 @@ TEST_CASE("StaticNSConv2d rejects wrong input shapes and bad arguments") {
   CHECK_THROWS_AS(nsl::StaticNSConv2d<float>(3, 4, 3, Structure::full, {0, 1, false}), nsl::ArgumentError);
   CHECK_THROWS_AS(layer.backward(Tensor<float>(Shape{1, 4, 3, 3})), nsl::StateError);
 }
+
+TEST_CASE("StaticNSConv2d with the identity structure passes gradcheck (fold_weights_backward's dw += dw')") {
+  nsl::Rng rng(210);
+  nsl::StaticNSConv2d<double> layer(2, 3, 3, Structure::identity, {1, 1, true}, rng);
+  nsl::fill_normal<double>(layer.bias().view(), rng);
+  const auto report = nsl::gradcheck(layer, nsl::test::randn<double>(Shape{2, 2, 5, 4}, rng));
+  CAPTURE(report.str());
+  CHECK(report.worst_error < 1e-6);
+  CHECK(report.tensors.size() == 3u);  // input, weight, bias: no M to learn
+}
