@@ -160,7 +160,10 @@ class GlobalSimilarity2d : public Layer<T> {
     df_.resize(f_out_.shape());
     dg_.resize(g_out_.shape());
     dh_.resize(h_out_.shape());
-    Matrix<T> db(p, p), ds(p, p);
+    db_.resize(p, p);  // per-image scratch, kept across steps
+    ds_.resize(p, p);
+    Matrix<T>& db = db_;
+    Matrix<T>& ds = ds_;
     T dgamma = T(0);
     for (index img = 0; img < n; ++img) {
       const detail::MatrixMap<const T> f(f_out_.data() + img * k * p, k, p);
@@ -237,6 +240,7 @@ class GlobalSimilarity2d : public Layer<T> {
   Tensor<T> gamma_, gamma_grad_;
   Tensor<T> f_out_, g_out_, h_out_, attention_;
   Tensor<T> df_, dg_, dh_, scratch_;
+  Matrix<T> db_, ds_;  ///< backward's P x P scratch: dB and dS of one image
 };
 
 }  // namespace nsl
