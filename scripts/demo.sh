@@ -13,7 +13,7 @@ set -euo pipefail
 # ---- main job: change these two to demo something else ---------------------
 # MAIN_TARGET: the CMake target to build; MAIN_JOB: the command to run, with
 # paths relative to the repository root (extra script arguments are appended).
-MAIN_TARGET="nsl-tools"  # nsl-train and nsl-eval
+MAIN_TARGET="nsl-tools"  # the programs of apps/
 OUT="runs/demo"
 MAIN_JOB=(build/release/nsl-train --variant dynamic_dns --epochs 1 --schedule cosine --precise-bn 100
           --out "$OUT")
@@ -26,10 +26,10 @@ JOBS="${NSL_JOBS:-$(nproc)}"
 bash "$ROOT/scripts/install-deps.sh" demo
 
 # The same build folder as scripts/test.sh's Release build; the demo needs
-# neither the tests nor the benchmarks (nor their packages).
+# neither the tests, the examples nor the benchmarks (nor their packages).
 cmake -S "$ROOT" -B "$ROOT/build/release" \
   -DCMAKE_BUILD_TYPE=Release -DNSL_SANITIZE=OFF \
-  -DNSL_BUILD_TESTS=OFF -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=OFF
+  -DNSL_BUILD_TESTS=OFF -DNSL_BUILD_APPS=ON -DNSL_BUILD_EXAMPLES=OFF -DNSL_BUILD_BENCHMARKS=OFF
 cmake --build "$ROOT/build/release" -j "$JOBS" ${MAIN_TARGET:+--target "$MAIN_TARGET"}
 
 echo

@@ -35,7 +35,7 @@ record() {  # record NAME STATUS SECONDS
 }
 
 # ---- where everything is -----------------------------------------------------
-includes=(-I "$ROOT/include" -I "$ROOT/examples" -I "$ROOT/tests" -I "$ROOT/tests/cuda")
+includes=(-I "$ROOT/include" -I "$ROOT/apps" -I "$ROOT/tests" -I "$ROOT/tests/cuda")
 pick() {  # pick SYSTEM_PATH DEPS_PATH: the first that exists
   if [[ -e "$1" ]]; then echo "$1"; elif [[ -e "$2" ]]; then echo "$2"; fi
 }
@@ -73,8 +73,8 @@ start=$SECONDS
     "$NVCC" "${cuda_flags[@]}" -c "$source" -o "$object" & pids+=($!)
   done
   "$NVCC" "${cuda_flags[@]}" -c "$ROOT/bench/nsl_bench_cuda.cu" -o "$BUILD/nsl_bench_cuda.o" & pids+=($!)
-  "$NVCC" "${cuda_flags[@]}" -c "$ROOT/examples/nsl_train_cuda.cu" -o "$BUILD/nsl_train_cuda.o" & pids+=($!)
-  g++ "${cxx_flags[@]}" -DNSL_TRAIN_WITH_CUDA=1 -c "$ROOT/examples/nsl_train.cpp" -o "$BUILD/nsl_train.o" & pids+=($!)
+  "$NVCC" "${cuda_flags[@]}" -c "$ROOT/apps/nsl_train_cuda.cu" -o "$BUILD/nsl_train_cuda.o" & pids+=($!)
+  g++ "${cxx_flags[@]}" -DNSL_TRAIN_WITH_CUDA=1 -c "$ROOT/apps/nsl_train.cpp" -o "$BUILD/nsl_train.o" & pids+=($!)
   status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
   if ((status == 0)); then

@@ -54,7 +54,7 @@ step() {
 # ---- Release ---------------------------------------------------------------
 if step "release: configure" cmake -S "$ROOT" -B "$ROOT/build/release" \
      -DCMAKE_BUILD_TYPE=Release -DNSL_SANITIZE=OFF -DNSL_WITH_CUDA="$CUDA" \
-     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=ON &&
+     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_APPS=ON -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=ON &&
    step "release: build" cmake --build "$ROOT/build/release" -j "$JOBS"; then
   step "release: ctest" ctest --test-dir "$ROOT/build/release" --output-on-failure -j "$JOBS" || true
 fi
@@ -64,7 +64,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 if step "asan: configure" cmake -S "$ROOT" -B "$ROOT/build/asan" \
      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DNSL_SANITIZE=ON -DNSL_NATIVE_ARCH=OFF -DNSL_USE_XSIMD=OFF \
-     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_EXAMPLES=OFF -DNSL_BUILD_BENCHMARKS=OFF &&
+     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_APPS=OFF -DNSL_BUILD_EXAMPLES=OFF -DNSL_BUILD_BENCHMARKS=OFF &&
    step "asan: build" cmake --build "$ROOT/build/asan" -j "$JOBS"; then
   step "asan: ctest" ctest --test-dir "$ROOT/build/asan" --output-on-failure -j "$JOBS" || true
 fi
