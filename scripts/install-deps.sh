@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # What the library, nsl-train/nsl-eval/nsl-fewshot and the demo's data need
-# (FreeType and the fonts: nsl-fewshot's glyph set).
+# (Cairo: nsl-train's pictures; FreeType and the fonts: nsl-fewshot's glyph set).
 NSL_DEB_PACKAGES=(
   build-essential
   cmake
@@ -16,7 +16,7 @@ NSL_DEB_PACKAGES=(
   zlib1g-dev
   libcli11-dev
   nlohmann-json3-dev
-  libpng-dev
+  libcairo2-dev
   dataset-fashion-mnist
   libfreetype-dev
   fonts-noto-core

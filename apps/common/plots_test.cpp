@@ -1,20 +1,23 @@
-// plots_test — draws the training program's pictures from synthetic data,
-// writes them with write_png into the directory argv[1], reads every file
-// back with libpng and compares size and pixels. Exit 0 on success.
+// plots_test — draws the training program's pictures from synthetic data into
+// the directory argv[1], reads every PNG back with Cairo and checks its size
+// and that it shows something (non-white pixels, the curves' colours).
+// Exit 0 on success; every failed check is printed.
 //
 //   plots_test OUT_DIR
-#include <png.h>
+#include <cairo.h>
 
 #include <cmath>
-#include <csetjmp>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <string>
 #include <system_error>
 #include <vector>
 
-#include "plots.hpp"
+#include "common/plots.hpp"
 
 namespace {
 
@@ -29,78 +32,95 @@ void check(bool ok, const std::string& what) {
   }
 }
 
-// Reads an 8-bit RGB PNG (as write_png writes it) into `out`.
-bool read_png_rgb(const std::string& path, plots::Image& out) {
-  std::FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp) return false;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  if (!png || !info) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    std::fclose(fp);
-    return false;
-  }
-  // Allocated before setjmp so that a longjmp leaves no live C++ object behind.
-  std::vector<png_bytep> rows;
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    std::fclose(fp);
-    return false;
-  }
-  png_init_io(png, fp);
-  png_read_info(png, info);
-  const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-  const bool rgb8 = png_get_bit_depth(png, info) == 8 && png_get_color_type(png, info) == PNG_COLOR_TYPE_RGB;
-  if (rgb8 && w > 0 && h > 0 && w < 100000 && h < 100000) {
-    out = plots::Image(static_cast<int>(w), static_cast<int>(h));
-    rows.resize(h);
-    for (png_uint_32 y = 0; y < h; ++y) rows[y] = out.rgb.data() + static_cast<std::size_t>(y) * w * 3;
-    png_read_image(png, rows.data());
-    png_read_end(png, nullptr);
-  }
-  png_destroy_read_struct(&png, &info, nullptr);
-  std::fclose(fp);
-  return rgb8;
-}
+// A colour (0xRRGGBB) a picture must show, and on how many pixels at least.
+struct Ink {
+  unsigned colour;
+  long min_pixels;
+};
 
-void write_and_verify(const plots::Image& img, const std::string& path) {
-  std::string error;
-  const bool written = plots::write_png(path, img, &error);
+// Checks that `written` succeeded, that path is a PNG of w x h pixels (any
+// width when w < 0) with some non-white ones, and the inks on it.
+void verify(bool written, const std::string& error, const std::string& path, int w, int h,
+            const std::vector<Ink>& inks = {}) {
   check(written, "write " + path + ": " + error);
   if (!written) return;
   check(!std::filesystem::exists(path + ".tmp"), "temporary file left behind for " + path);
-  plots::Image back;
-  const bool read = read_png_rgb(path, back);
-  check(read, "read back " + path);
-  if (!read) return;
-  check(back.width == img.width && back.height == img.height, "size of " + path);
-  check(back.rgb == img.rgb, "pixels of " + path);
-  std::printf("%s: %d x %d\n", path.c_str(), img.width, img.height);
+  cairo_surface_t* s = cairo_image_surface_create_from_png(path.c_str());
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
+    check(false, "read back " + path + ": " + cairo_status_to_string(cairo_surface_status(s)));
+    return cairo_surface_destroy(s);
+  }
+  cairo_surface_flush(s);
+  const int width = cairo_image_surface_get_width(s), height = cairo_image_surface_get_height(s);
+  check((w < 0 || width == w) && height == h, path + " is " + std::to_string(width) + " x " + std::to_string(height) +
+                                       ", expected " + std::to_string(w) + " x " + std::to_string(h));
+  long non_white = 0;
+  std::vector<long> found(inks.size(), 0);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      std::uint32_t px = 0;  // native-endian xRGB (ARGB when the PNG has alpha)
+      std::memcpy(&px, cairo_image_surface_get_data(s) + y * cairo_image_surface_get_stride(s) + 4 * x, 4);
+      px &= 0xFFFFFFu;
+      non_white += px != 0xFFFFFFu;
+      for (std::size_t i = 0; i < inks.size(); ++i) {
+        auto near = [&](int shift) { return std::abs(int(px >> shift & 255) - int(inks[i].colour >> shift & 255)) < 24; };
+        found[i] += near(16) && near(8) && near(0);
+      }
+    }
+  cairo_surface_destroy(s);
+  check(non_white > 2000, path + ": only " + std::to_string(non_white) + " non-white pixels");
+  for (std::size_t i = 0; i < inks.size(); ++i) {
+    char want[64];
+    std::snprintf(want, sizeof want, "%ld pixels of #%06X, expected at least %ld", found[i], inks[i].colour,
+                  inks[i].min_pixels);
+    check(found[i] >= inks[i].min_pixels, path + ": " + want);
+  }
+  std::printf("%s: %d x %d, %ld non-white pixels\n", path.c_str(), width, height, non_white);
 }
 
-// Nine synthetic k x k shapes: a cross, an X, a blob, a ring, ... and one all
-// zero and one with a NaN, to exercise the edge cases.
-std::vector<std::vector<float>> synthetic_slots(int k) {
+// A run of `epochs` epochs of `steps` steps each, train metrics every `every`
+// steps: noisy, falling fast in the first epoch, then slowly.
+plots::TrainingCurves synthetic_run(int epochs, int steps, int every) {
+  auto noise = [](double t) {  // deterministic, in [-0.5, 0.5)
+    const double h = std::sin(t * 12.9898) * 43758.5453;
+    return h - std::floor(h) - 0.5;
+  };
+  auto loss = [&](double t) { return 0.25 + 1.6 * std::exp(-t / (0.3 * steps)) + 0.5 * std::exp(-t / (3.0 * steps)); };
+  auto accuracy = [&](double t) { return 0.95 - 0.6 * std::exp(-t / (0.3 * steps)) - 0.25 * std::exp(-t / (3.0 * steps)); };
+  plots::TrainingCurves c;
+  for (int t = every; t <= epochs * steps; t += every) {
+    c.step.push_back(t);
+    c.train_loss.push_back(loss(t) + 0.15 * noise(t));
+    c.train_accuracy.push_back(accuracy(t) + 0.05 * noise(t + 0.5));
+  }
+  for (int e = 1; e <= epochs; ++e) {
+    c.epoch_step.push_back(e * steps);
+    c.test_loss.push_back(loss(e * steps) + 0.08);
+    c.test_accuracy.push_back(accuracy(e * steps) - 0.03);
+  }
+  return c;
+}
+
+// Nine synthetic side x side shapes: a cross, an X, a blob, a signed ramp, a
+// ring, all zero, one with a NaN, a pattern, a cone.
+std::vector<std::vector<float>> synthetic_slots(int side) {
   std::vector<std::vector<float>> slots;
-  const float c = (k - 1) / 2.0f;
+  const float c = (side - 1) / 2.0f;
   for (int layer = 0; layer < 9; ++layer) {
-    std::vector<float> v(static_cast<std::size_t>(k * k));
-    for (int r = 0; r < k; ++r)
-      for (int q = 0; q < k; ++q) {
-        const float dy = r - c, dx = q - c, d2 = dx * dx + dy * dy;
-        float m = 0.0f;
-        switch (layer) {
-          case 0: m = (r == k / 2 || q == k / 2) ? 1.0f : 0.05f; break;              // '+'
-          case 1: m = (r == q || r + q == k - 1) ? 0.8f : 0.0f; break;               // 'X'
-          case 2: m = std::exp(-d2 / 1.5f); break;                                   // blob
-          case 3: m = -0.3f + 0.1f * static_cast<float>(r * k + q); break;           // signed ramp
-          case 4: m = d2 > 0.5f ? 2.0f : 0.2f; break;                                // ring
-          case 5: m = 0.0f; break;                                                   // all zero
-          case 6: m = (r * k + q == 4) ? std::numeric_limits<float>::quiet_NaN() : 1e-3f * (q + 1); break;
-          case 7: m = static_cast<float>((r * 7 + q * 3) % 5) / 4.0f; break;         // pattern
-          default: m = 1.0f - 0.2f * std::sqrt(d2); break;                           // cone
-        }
-        v[static_cast<std::size_t>(r * k + q)] = m;
+    std::vector<float> v;
+    for (int r = 0; r < side; ++r)
+      for (int q = 0; q < side; ++q) {
+        const float d2 = (q - c) * (q - c) + (r - c) * (r - c);
+        const float m[9] = {(r == side / 2 || q == side / 2) ? 1.0f : 0.05f,
+                            (r == q || r + q == side - 1) ? 0.8f : 0.0f,
+                            std::exp(-d2 / 1.5f),
+                            -0.3f + 0.1f * static_cast<float>(r * side + q),
+                            d2 > 0.5f ? 2.0f : 0.2f,
+                            0.0f,
+                            r * side + q == 4 ? std::numeric_limits<float>::quiet_NaN() : 1e-3f * (q + 1),
+                            static_cast<float>((r * 7 + q * 3) % 5) / 4.0f,
+                            1.0f - 0.2f * std::sqrt(d2)};
+        v.push_back(m[layer]);
       }
     slots.push_back(v);
   }
@@ -121,93 +141,70 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
     return 2;
   }
+  const unsigned train_blue = 0x1F78B5, test_orange = 0xE35C00;  // detail::kTrain, kTest
+  std::string error;
+  auto curves = [&](const std::string& name, const plots::TrainingCurves& c, long min_blue, long min_orange) {
+    const std::string path = dir + "/" + name;
+    error.clear();
+    const bool written = plots::write_training_curves(path, c, &error);
+    verify(written, error, path, 1120, 460, {{train_blue, min_blue}, {test_orange, min_orange}});
+  };
 
-  // Canvas clipping: nothing may land outside (ASan would notice).
-  {
-    plots::Image img(10, 8);
-    img.set(-1, 0, 1, 2, 3);
-    img.set(10, 8, 1, 2, 3);
-    img.rect(-5, -5, 100, 100, 9, 9, 9);
-    img.line(-1000000000, 3, 1000000000, 4, 200, 0, 0, 5);
-    img.line(-50, -50, -10, -10, 0, 200, 0, 3);  // entirely outside: no-op
-    img.frame(-2, -2, 14, 12, 0, 0, 200, 4);
-    check(img.get(0, 0).b == 200 && img.get(5, 4).r == 200, "clipped drawing");
-    plots::text(img, -20, -3, "Clip me <#>", 3, 0, 0, 0);
-    check(plots::text_width("ab", 2) == 22, "text_width");
-    check(&plots::glyph('~') == &plots::kUnknownGlyph, "unknown glyph");
-    const std::string charset =
-        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz .,:%-_()/=+<>#|";
-    for (char ch : charset) check(&plots::glyph(ch) != &plots::kUnknownGlyph, std::string("glyph ") + ch);
-  }
+  // A one-epoch run of 50 steps, recorded every step: a real curve, not one point.
+  curves("curves_1epoch.png", synthetic_run(1, 50, 1), 1500, 40);
+  // 12 epochs of 469 steps (Fashion-MNIST at batch 128), recorded every 20 steps.
+  curves("curves_12epochs.png", synthetic_run(12, 469, 20), 1500, 300);
+  // No epoch finished yet; nothing at all; a single train point; NaNs in the data.
+  plots::TrainingCurves no_epoch = synthetic_run(1, 30, 1);
+  no_epoch.epoch_step.clear(), no_epoch.test_loss.clear(), no_epoch.test_accuracy.clear();
+  curves("curves_no_epoch.png", no_epoch, 1000, 0);
+  curves("curves_empty.png", {}, 0, 0);
+  curves("curves_single.png", {{10}, {1.9}, {0.3}, {}, {}, {}}, 40, 0);
+  plots::TrainingCurves gaps = synthetic_run(3, 100, 5);
+  gaps.train_loss[4] = gaps.test_accuracy[1] = std::numeric_limits<double>::quiet_NaN();
+  gaps.train_accuracy.resize(10);  // shorter than step: the rest is left out
+  curves("curves_gaps.png", gaps, 500, 100);
 
-  // Font specimen: every glyph at scales 1, 2 and 3, and the unknown box.
-  {
-    const std::string lines[] = {"0123456789 .,:%-_()/=+<>#| ~", "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-                                 "abcdefghijklmnopqrstuvwxyz"};
-    plots::Image img(560, 230);
-    int y = 8;
-    for (int scale = 1; scale <= 3; ++scale)
-      for (const std::string& l : lines) {
-        if (scale == 3 && l[0] == 'A') continue;
-        plots::text(img, 8, y, l, scale, 20, 20, 20);
-        y += plots::text_height(scale) + 2 * scale + 2;
-      }
-    write_and_verify(img, dir + "/font.png");
-  }
-
-  // write_png reports failure instead of throwing.
-  {
-    std::string error;
-    check(!plots::write_png(dir + "/no/such/dir/x.png", plots::Image(4, 4), &error) && !error.empty(),
-          "write_png to a missing directory fails with a reason");
-    check(!plots::write_png(dir + "/empty.png", plots::Image(), &error), "write_png of an empty image fails");
-  }
-
-  // Figure 1: the nine similarity layers of a 3-stage network, 3x3 kernels.
+  // Kernel shapes: nine 3x3 layers (the CNN-9 stages), four 5x5, none.
   std::vector<std::string> titles;
   for (int s = 1; s <= 3; ++s)
     for (int c = 1; c <= 3; ++c) titles.push_back("stage" + std::to_string(s) + ".conv" + std::to_string(c));
-  write_and_verify(plots::kernel_shape_grid(titles, synthetic_slots(3), 3), dir + "/kernel_shapes.png");
-  // 5x5 kernels, and a partial last row.
-  {
-    auto slots = synthetic_slots(5);
-    slots.resize(4);
-    std::vector<std::string> t(titles.begin(), titles.begin() + 4);
-    write_and_verify(plots::kernel_shape_grid(t, slots, 5), dir + "/kernel_shapes_5x5.png");
-  }
-  write_and_verify(plots::kernel_shape_grid({}, {}, 3), dir + "/kernel_shapes_empty.png");
+  auto shapes = [&](const std::string& name, const std::vector<std::string>& t,
+                    const std::vector<std::vector<float>>& slots, int side, int w, int h) {
+    const std::string path = dir + "/" + name;
+    error.clear();
+    const unsigned viridis_top = 0xFDE725, missing_grey = 0xC7C7C7;  // the shade of 1, detail::kMissing
+    verify(plots::write_kernel_shapes(path, t, slots, side, &error), error, path, w, h,
+           {{viridis_top, slots.empty() ? 0 : 200}, {missing_grey, name == "kernel_shapes.png" ? 300 : 0}});
+  };
+  // Sizes as plots.hpp lays them out: maps of side x 36 px (3x3, 5x5), ceil(sqrt(n)) per row.
+  shapes("kernel_shapes.png", titles, synthetic_slots(3), 3, 568, 614);
+  auto five = synthetic_slots(5);
+  five.resize(4);
+  shapes("kernel_shapes_5x5.png", {titles.begin(), titles.begin() + 4}, five, 5, 568, 596);
+  shapes("kernel_shapes_empty.png", {}, {}, 3, 568, 120);
+  // Titles wider than the maps widen the picture (by how much depends on the font).
+  shapes("kernel_shapes_long_titles.png", {"features.block3.dynamic_similarity_conv", "head.global_similarity"},
+         {synthetic_slots(9)[2], synthetic_slots(9)[8]}, 9, -1, 56 + 306 + 72);
 
-  // Figure 2: 30 epochs; the test pass runs every other epoch only.
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  std::vector<double> train_loss, test_loss, train_acc, test_acc;
-  for (int e = 1; e <= 30; ++e) {
-    const double t = e;
-    train_loss.push_back(2.3 * std::exp(-t / 6.0) + 0.15 + 0.02 * std::sin(t));
-    train_acc.push_back(100.0 - 88.0 * std::exp(-t / 5.0) - 2.0);
-    test_loss.push_back(e % 2 == 0 ? 2.3 * std::exp(-t / 7.0) + 0.3 : nan);
-    test_acc.push_back(e % 2 == 0 ? 100.0 - 88.0 * std::exp(-t / 6.0) - 8.0 : nan);
-  }
-  write_and_verify(plots::training_curves(train_loss, test_loss, train_acc, test_acc),
-                   dir + "/training_curves.png");
-  // One epoch, and no test metrics at all.
-  write_and_verify(plots::training_curves({1.7}, {1.9}, {38.5}, {35.0}), dir + "/training_curves_1epoch.png");
-  write_and_verify(plots::training_curves(train_loss, {}, train_acc, std::vector<double>(30, nan)),
-                   dir + "/training_curves_no_test.png");
-  // Long run (many epochs, no markers) and nothing at all.
-  {
-    std::vector<double> a, b, c, d;
-    for (int e = 1; e <= 200; ++e) {
-      a.push_back(1.0 / std::sqrt(e));
-      b.push_back(1.1 / std::sqrt(e) + 0.05);
-      c.push_back(50.0 + 49.0 * (1.0 - 1.0 / std::sqrt(e)));
-      d.push_back(48.0 + 45.0 * (1.0 - 1.0 / std::sqrt(e)));
-    }
-    write_and_verify(plots::training_curves(a, b, c, d), dir + "/training_curves_200.png");
-  }
-  write_and_verify(plots::training_curves({}, {}, {}, {}), dir + "/training_curves_empty.png");
+  // Failures are reported, not thrown.
+  error.clear();
+  check(!plots::write_training_curves(dir + "/no/such/dir/curves.png", synthetic_run(1, 50, 1), &error) &&
+            !error.empty(),
+        "write_training_curves to a missing directory fails with a reason");
+  check(error.find("no/such/dir/curves.png") != std::string::npos, "the reason names the path: " + error);
+  std::printf("unwritable path: %s\n", error.c_str());
+  error.clear();
+  check(!plots::write_kernel_shapes(dir + "/no/such/dir/k.png", titles, synthetic_slots(3), 3, &error) &&
+            !error.empty(),
+        "write_kernel_shapes to a missing directory fails with a reason");
+  error.clear();
+  check(!plots::write_kernel_shapes(dir + "/bad.png", titles, synthetic_slots(3), 0, &error) && !error.empty(),
+        "write_kernel_shapes with side 0 fails with a reason");
+  check(plots::write_training_curves(dir + "/no_error_pointer.png", {}, nullptr), "a null error pointer is allowed");
 
   if (failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
+    std::fprintf(stderr, "plots_test: %d check(s) failed\n", failures);
     return 1;
   }
   std::printf("plots_test: all checks passed\n");
