@@ -37,9 +37,9 @@
 #include <string>
 #include <vector>
 
+#include "nsl/core/bytes.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/io/atomic_file.hpp"
-#include "nsl/io/checkpoint.hpp"  // detail::checkpoint::crc32_of, load_u32, load_u64
 
 namespace nsl {
 
@@ -160,20 +160,9 @@ namespace detail {
 inline constexpr char glyph_magic[8] = {'N', 'S', 'L', 'G', 'L', 'Y', 'P', 'H'};
 inline constexpr std::uint32_t glyph_version = 1;
 
-inline void put_u8(std::string& b, std::uint8_t v) { b.push_back(static_cast<char>(v)); }
-inline void put_u16(std::string& b, std::uint16_t v) {
-  for (int i = 0; i < 2; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-inline void put_u32(std::string& b, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-inline void put_u64(std::string& b, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
 inline void put_text(std::string& b, const std::string& s, const char* what) {
   require(s.size() <= 0xFFFF, ErrorKind::argument, "save_glyphs: ", what, " name too long (", s.size(), " bytes)");
-  put_u16(b, static_cast<std::uint16_t>(s.size()));
-  b += s;
+  put_string_le_u16(b, s);
 }
 
 // Reads the cache file's fields in order, failing with the file's name and
@@ -189,12 +178,9 @@ class GlyphReader {
     return p;
   }
   std::uint8_t u8(const char* what) { return *take(1, what); }
-  std::uint16_t u16(const char* what) {
-    const unsigned char* p = take(2, what);
-    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
-  }
-  std::uint32_t u32(const char* what) { return checkpoint::load_u32(take(4, what)); }
-  std::uint64_t u64(const char* what) { return checkpoint::load_u64(take(8, what)); }
+  std::uint16_t u16(const char* what) { return load_le_u16(take(2, what)); }
+  std::uint32_t u32(const char* what) { return load_le_u32(take(4, what)); }
+  std::uint64_t u64(const char* what) { return load_le_u64(take(8, what)); }
   std::string text(const char* what) {
     const std::uint16_t n = u16(what);
     const unsigned char* p = take(n, what);
@@ -219,25 +205,25 @@ inline std::string glyph_file_bytes(const GlyphSet& set) {
           " renders need as many render fonts and images, got ", set.render_fonts.size(), " and ",
           set.pixels.size(), " bytes of pixels");
   std::string b(detail::glyph_magic, 8);
-  detail::put_u32(b, detail::glyph_version);
-  detail::put_u64(b, set.seed);
-  detail::put_u32(b, static_cast<std::uint32_t>(set.size));
-  detail::put_u32(b, static_cast<std::uint32_t>(set.renders));
-  detail::put_u32(b, static_cast<std::uint32_t>(set.scripts.size()));
-  detail::put_u32(b, static_cast<std::uint32_t>(set.classes.size()));
-  detail::put_u32(b, static_cast<std::uint32_t>(set.fonts.size()));
+  put_le_u32(b, detail::glyph_version);
+  put_le_u64(b, set.seed);
+  put_le_u32(b, static_cast<std::uint32_t>(set.size));
+  put_le_u32(b, static_cast<std::uint32_t>(set.renders));
+  put_le_u32(b, static_cast<std::uint32_t>(set.scripts.size()));
+  put_le_u32(b, static_cast<std::uint32_t>(set.classes.size()));
+  put_le_u32(b, static_cast<std::uint32_t>(set.fonts.size()));
   for (const auto& s : set.scripts) {
-    detail::put_u8(b, static_cast<std::uint8_t>(s.split));
+    put_u8(b, static_cast<std::uint8_t>(s.split));
     detail::put_text(b, s.name, "script");
   }
   for (const auto& f : set.fonts) detail::put_text(b, f, "font");
   for (const auto& c : set.classes) {
-    detail::put_u32(b, c.script);
-    detail::put_u32(b, c.code_point);
+    put_le_u32(b, c.script);
+    put_le_u32(b, c.code_point);
   }
-  for (std::uint16_t f : set.render_fonts) detail::put_u16(b, f);
+  for (std::uint16_t f : set.render_fonts) put_le_u16(b, f);
   b.append(reinterpret_cast<const char*>(set.pixels.data()), set.pixels.size());
-  detail::put_u32(b, detail::checkpoint::crc32_of(reinterpret_cast<const unsigned char*>(b.data()), b.size()));
+  put_le_u32(b, crc32_of(reinterpret_cast<const unsigned char*>(b.data()), b.size()));
   return b;
 }
 
@@ -258,11 +244,11 @@ inline GlyphSet load_glyphs(const std::string& path) {
   if (bytes.size() < 8 + 4 + 4 || std::memcmp(bytes.data(), detail::glyph_magic, 8) != 0)
     fail(ErrorKind::io, cat("load_glyphs: ", path, ": not a glyph set (no NSLGLYPH header)"));
   const std::size_t body = bytes.size() - 4;
-  const std::uint32_t stored = detail::checkpoint::load_u32(bytes.data() + body);
-  const std::uint32_t computed = detail::checkpoint::crc32_of(bytes.data(), body);
+  const std::uint32_t stored = load_le_u32(bytes.data() + body);
+  const std::uint32_t computed = crc32_of(bytes.data(), body);
   if (stored != computed)
-    fail(ErrorKind::io, cat("load_glyphs: ", path, ": checksum mismatch (stored ", detail::checkpoint::hex32(stored),
-                            ", computed ", detail::checkpoint::hex32(computed), "): the file is corrupt or truncated"));
+    fail(ErrorKind::io, cat("load_glyphs: ", path, ": checksum mismatch (stored ", hex32(stored), ", computed ",
+                            hex32(computed), "): the file is corrupt or truncated"));
   detail::GlyphReader r(path, bytes, body);
   r.take(8, "magic");
   const std::uint32_t version = r.u32("version");

@@ -46,10 +46,9 @@
 // Saving: a crash or an I/O error never leaves a half-written file at `path`;
 // on failure the temporary file is removed and `path` is untouched.
 //
-// Users of this header link zlib (CMake: ZLIB::ZLIB, by hand: -lz).
+// Users of this header link zlib (CMake: ZLIB::ZLIB, by hand: -lz): the
+// fields and the CRC-32 are nsl/core/bytes.hpp's.
 #pragma once
-
-#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -68,6 +67,7 @@
 #include <utility>
 #include <vector>
 
+#include "nsl/core/bytes.hpp"
 #include "nsl/core/error.hpp"
 #include "nsl/core/shape.hpp"
 #include "nsl/core/tensor.hpp"
@@ -160,42 +160,6 @@ inline constexpr std::size_t min_file_size = magic_size + 4 + 4 + 4 + 4;
 inline constexpr std::size_t min_meta_entry_size = 4 + 4;
 inline constexpr std::size_t min_tensor_entry_size = 4 + 1 + 8;
 
-inline std::uint32_t load_u32(const unsigned char* p) {
-  return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8) | (std::uint32_t(p[2]) << 16) |
-         (std::uint32_t(p[3]) << 24);
-}
-inline std::uint64_t load_u64(const unsigned char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t(p[i]) << (8 * i);
-  return v;
-}
-inline float load_f32(const unsigned char* p) {
-  const std::uint32_t bits = load_u32(p);
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
-
-/// zlib's CRC-32 of `n` bytes, continuing `crc` (in chunks: zlib takes uInt).
-inline std::uint32_t crc32_of(const unsigned char* p, std::size_t n, std::uint32_t crc = 0) {
-  uLong c = crc;
-  constexpr std::size_t chunk = std::size_t(1) << 30;
-  while (n > 0) {
-    const std::size_t len = std::min(n, chunk);
-    c = ::crc32(c, p, static_cast<uInt>(len));
-    p += len;
-    n -= len;
-  }
-  return static_cast<std::uint32_t>(c);
-}
-
-inline std::string hex32(std::uint32_t v) {
-  static const char digits[] = "0123456789abcdef";
-  std::string s = "0x";
-  for (int shift = 28; shift >= 0; shift -= 4) s += digits[(v >> shift) & 0xFu];
-  return s;
-}
-
 /// A name from a file, quoted for a message: printable ASCII kept, other
 /// bytes as '?', at most 80 characters.
 inline std::string printable_name(std::string_view name) {
@@ -241,7 +205,7 @@ struct Walker {
   template <class Where>
   bool read_u32(std::uint32_t& v, const Where& where) {
     if (!need(4, where)) return false;
-    v = load_u32(bytes + pos);
+    v = load_le_u32(bytes + pos);
     pos += 4;
     return true;
   }
@@ -320,7 +284,7 @@ struct Walker {
       std::uint64_t elements = 1;
       bool absurd = false;
       for (int d = 0; d < rank; ++d) {
-        raw[d] = load_u64(bytes + pos + std::size_t(d) * 8);
+        raw[d] = load_le_u64(bytes + pos + std::size_t(d) * 8);
         const std::uint64_t e = raw[d];
         if (e > max_index || (e != 0 && elements > max_index / 8 / e)) absurd = true;
         if (!absurd) elements *= e;
@@ -340,7 +304,7 @@ struct Walker {
         t.resize(Shape::from(extents, rank));  // uninitialized; every element is set below
         const unsigned char* data = bytes + pos;
         float* dst = t.data();
-        for (std::size_t k = 0; k < std::size_t(elements); ++k) dst[k] = load_f32(data + 4 * k);
+        for (std::size_t k = 0; k < std::size_t(elements); ++k) dst[k] = load_le_f32(data + 4 * k);
         out->tensors.emplace_back(std::string(name), std::move(t));
       }
       pos += data_size;
@@ -355,30 +319,16 @@ struct Walker {
   }
 };
 
-/// Buffered little-endian output that keeps the CRC-32 of what it wrote.
+/// A buffered byte sink (for the put_* writers of nsl/core/bytes.hpp) that
+/// keeps the CRC-32 of what it wrote.
 class Writer {
  public:
+  using value_type = unsigned char;
   explicit Writer(std::ofstream& out) : out_(out) {}
 
-  void u8(unsigned v) { put(static_cast<unsigned char>(v & 0xFFu)); }
-  void u32(std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) put(static_cast<unsigned char>((v >> (8 * i)) & 0xFFu));
-  }
-  void u64(std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) put(static_cast<unsigned char>((v >> (8 * i)) & 0xFFu));
-  }
-  void f32(float v) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    u32(bits);
-  }
-  void raw(const char* p, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) put(static_cast<unsigned char>(p[i]));
-  }
-  /// (u32 length, bytes).
-  void string(const std::string& s) {
-    u32(static_cast<std::uint32_t>(s.size()));
-    raw(s.data(), s.size());
+  void push_back(unsigned char c) {
+    if (used_ == sizeof buffer_) flush();
+    buffer_[used_++] = c;
   }
   /// Writes out the buffer; returns the CRC-32 of everything written so far.
   std::uint32_t flush() {
@@ -390,11 +340,6 @@ class Writer {
   bool ok() const { return bool(out_); }
 
  private:
-  void put(unsigned char c) {
-    if (used_ == sizeof buffer_) flush();
-    buffer_[used_++] = c;
-  }
-
   std::ofstream& out_;
   unsigned char buffer_[1 << 16];
   std::size_t used_ = 0;
@@ -453,7 +398,7 @@ inline Checkpoint parse_checkpoint(const unsigned char* bytes, std::size_t count
     bad(cat("not a checkpoint (bad magic", count < ck::magic_size ? ", file too short" : "", ")"));
   if (count < ck::magic_size + 4)
     bad(cat("truncated in the format version: needs 4 bytes, ", count - ck::magic_size, " remain"));
-  const std::uint32_t version = ck::load_u32(bytes + ck::magic_size);
+  const std::uint32_t version = load_le_u32(bytes + ck::magic_size);
   if (version != Checkpoint::format_version)
     bad(cat("unsupported checkpoint format version ", version, " (nsl reads version ",
             Checkpoint::format_version, ")"));
@@ -461,16 +406,16 @@ inline Checkpoint parse_checkpoint(const unsigned char* bytes, std::size_t count
   // The checksum, before anything is decoded: if it does not match, walk the
   // structure (bounds checks only) to tell a cut-short file from a corrupted one.
   if (count >= ck::min_file_size) {
-    const std::uint32_t stored = ck::load_u32(bytes + count - 4);
-    const std::uint32_t computed = ck::crc32_of(bytes, count - 4);
+    const std::uint32_t stored = load_le_u32(bytes + count - 4);
+    const std::uint32_t computed = crc32_of(bytes, count - 4);
     if (stored != computed) {
       ck::Walker scan{bytes, count, ck::magic_size + 4, nullptr, {}};
       if (!scan.walk())
         bad(cat(
             scan.problem, "; checksum mismatch: the file is ",
             scan.problem.compare(0, 9, "truncated") == 0 ? "cut short or corrupted" : "corrupted"));
-      bad(cat("checksum mismatch: file is corrupted (stored crc32 ", ck::hex32(stored),
-              ", computed ", ck::hex32(computed), ")"));
+      bad(cat("checksum mismatch: file is corrupted (stored crc32 ", hex32(stored),
+              ", computed ", hex32(computed), ")"));
     }
   }
 
@@ -510,24 +455,24 @@ inline void save_checkpoint(const std::string& path, const Checkpoint& ck) {
   cp::check_savable(path, ck);
   write_file_atomically("save_checkpoint", path, [&](std::ofstream& out) {
     cp::Writer w(out);
-    w.raw(cp::magic, cp::magic_size);
-    w.u32(Checkpoint::format_version);
-    w.u32(static_cast<std::uint32_t>(ck.metadata.size()));
+    put_bytes(w, cp::magic, cp::magic_size);
+    put_le_u32(w, Checkpoint::format_version);
+    put_le_u32(w, static_cast<std::uint32_t>(ck.metadata.size()));
     for (const auto& [key, value] : ck.metadata) {
-      w.string(key);
-      w.string(value);
+      put_string_le_u32(w, key);
+      put_string_le_u32(w, value);
     }
-    w.u32(static_cast<std::uint32_t>(ck.tensors.size()));
+    put_le_u32(w, static_cast<std::uint32_t>(ck.tensors.size()));
     for (const auto& [name, t] : ck.tensors) {
       if (!w.ok()) break;
-      w.string(name);
-      w.u8(static_cast<unsigned>(t.rank()));
-      for (int d = 0; d < t.rank(); ++d) w.u64(static_cast<std::uint64_t>(t.dim(d)));
+      put_string_le_u32(w, name);
+      put_u8(w, static_cast<std::uint8_t>(t.rank()));
+      for (int d = 0; d < t.rank(); ++d) put_le_u64(w, static_cast<std::uint64_t>(t.dim(d)));
       const float* data = t.data();
-      for (index i = 0; i < t.size(); ++i) w.f32(data[i]);
+      for (index i = 0; i < t.size(); ++i) put_le_f32(w, data[i]);
     }
     const std::uint32_t crc = w.flush();
-    w.u32(crc);
+    put_le_u32(w, crc);
     w.flush();
   });
 }
