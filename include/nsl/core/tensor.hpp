@@ -23,13 +23,23 @@ using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>
 template <class T>
 using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
-namespace detail {
+/// An Eigen map of row-major matrix memory: MatrixMap<float> writes,
+/// MatrixMap<const float> only reads (what TensorView::matrix returns).
 template <class T>
 using MatrixMap = Eigen::Map<std::conditional_t<std::is_const_v<T>, const Matrix<std::remove_const_t<T>>,
                                                 Matrix<std::remove_const_t<T>>>>;
+/// The same for a column vector (what TensorView::vec returns).
 template <class T>
 using VectorMap = Eigen::Map<std::conditional_t<std::is_const_v<T>, const Vector<std::remove_const_t<T>>,
                                                 Vector<std::remove_const_t<T>>>>;
+
+namespace detail {
+// Transitional: the old names, until layers/global_similarity2d.hpp and
+// fewshot/heads.hpp use nsl::MatrixMap.
+template <class T>
+using MatrixMap = nsl::MatrixMap<T>;
+template <class T>
+using VectorMap = nsl::VectorMap<T>;
 }  // namespace detail
 
 /// A non-owning view of `shape.size()` elements at `data` in C order.
@@ -60,16 +70,16 @@ class TensorView {
   }
 
   /// All elements as a column vector.
-  detail::VectorMap<T> vec() const { return detail::VectorMap<T>(data_, size()); }
+  VectorMap<T> vec() const { return VectorMap<T>(data_, size()); }
   /// All elements as a row-major rows x cols matrix (rows * cols == size()).
-  detail::MatrixMap<T> matrix(index rows, index cols) const {
+  MatrixMap<T> matrix(index rows, index cols) const {
     require(rows * cols == size(), ErrorKind::shape, "TensorView::matrix: ", rows, " x ", cols,
             " does not cover ", shape_);
-    return detail::MatrixMap<T>(data_, rows, cols);
+    return MatrixMap<T>(data_, rows, cols);
   }
   /// Rank-2 view as its natural matrix; rank 4 as dim0 x (dim1*dim2*dim3).
-  detail::MatrixMap<T> matrix() const {
-    return detail::MatrixMap<T>(data_, shape_[0], shape_[0] ? size() / shape_[0] : 0);
+  MatrixMap<T> matrix() const {
+    return MatrixMap<T>(data_, shape_[0], shape_[0] ? size() / shape_[0] : 0);
   }
   /// Sample n of a batch (the first axis), with the other extents kept.
   TensorView<T> sample(index n) const {
@@ -128,12 +138,12 @@ class Tensor {
   operator TensorView<T>() { return view(); }
   operator TensorView<const T>() const { return view(); }
 
-  detail::VectorMap<T> vec() { return view().vec(); }
-  detail::VectorMap<const T> vec() const { return view().vec(); }
-  detail::MatrixMap<T> matrix(index r, index c) { return view().matrix(r, c); }
-  detail::MatrixMap<const T> matrix(index r, index c) const { return view().matrix(r, c); }
-  detail::MatrixMap<T> matrix() { return view().matrix(); }
-  detail::MatrixMap<const T> matrix() const { return view().matrix(); }
+  VectorMap<T> vec() { return view().vec(); }
+  VectorMap<const T> vec() const { return view().vec(); }
+  MatrixMap<T> matrix(index r, index c) { return view().matrix(r, c); }
+  MatrixMap<const T> matrix(index r, index c) const { return view().matrix(r, c); }
+  MatrixMap<T> matrix() { return view().matrix(); }
+  MatrixMap<const T> matrix() const { return view().matrix(); }
 
   /// Changes the shape; reallocates only when the element count grows or
   /// shrinks. Contents are unspecified after a change of size.

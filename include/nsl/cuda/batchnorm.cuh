@@ -130,7 +130,7 @@ void batchnorm_backward_launch(const char* op, const T* source, const T* mean, T
 /// Per-channel mean and biased variance of x over N, H, W (two passes, in double).
 template <class T>
 void batchnorm_statistics(TensorView<const T, Cuda> x, TensorView<T, Cuda> mean, TensorView<T, Cuda> variance) {
-  detail::check_batchnorm("batchnorm_statistics", x.shape(), mean.shape());
+  check_batchnorm_shapes("batchnorm_statistics", x.shape(), mean.shape());
   check_shape("batchnorm_statistics", "variance", variance.shape(), mean.shape());
   const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
   if (C == 0) return;
@@ -144,7 +144,7 @@ template <class T>
 void batchnorm_forward(TensorView<const T, Cuda> x, TensorView<const T, Cuda> mean,
                        TensorView<const T, Cuda> variance, TensorView<const T, Cuda> gamma,
                        TensorView<const T, Cuda> beta, T eps, TensorView<T, Cuda> y, TensorView<T, Cuda> normalized) {
-  detail::check_batchnorm("batchnorm_forward", x.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_forward", x.shape(), gamma.shape());
   check_shape("batchnorm_forward", "output", y.shape(), x.shape());
   if (normalized.size()) check_shape("batchnorm_forward", "normalized", normalized.shape(), x.shape());
   // The CPU reads these by index; on the device a short one would be read past its end.
@@ -165,7 +165,7 @@ template <class T>
 void batchnorm_backward(TensorView<const T, Cuda> normalized, TensorView<const T, Cuda> variance,
                         TensorView<const T, Cuda> gamma, T eps, TensorView<const T, Cuda> dy, TensorView<T, Cuda> dx,
                         TensorView<T, Cuda> dgamma, TensorView<T, Cuda> dbeta) {
-  detail::check_batchnorm("batchnorm_backward", normalized.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_backward", normalized.shape(), gamma.shape());
   check_shape("batchnorm_backward", "output gradient", dy.shape(), normalized.shape());
   if (dx.size()) check_shape("batchnorm_backward", "input gradient", dx.shape(), normalized.shape());
   cuda::detail::batchnorm_backward_launch<T>("batchnorm_backward", normalized.data(), nullptr, variance, gamma, eps,
@@ -179,7 +179,7 @@ void batchnorm_backward_from_input(TensorView<const T, Cuda> x, TensorView<const
                                    TensorView<const T, Cuda> variance, TensorView<const T, Cuda> gamma, T eps,
                                    bool batch_statistics, TensorView<const T, Cuda> dy, TensorView<T, Cuda> dx,
                                    TensorView<T, Cuda> dgamma, TensorView<T, Cuda> dbeta) {
-  detail::check_batchnorm("batchnorm_backward_from_input", x.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_backward_from_input", x.shape(), gamma.shape());
   check_shape("batchnorm_backward_from_input", "output gradient", dy.shape(), x.shape());
   if (dx.size()) check_shape("batchnorm_backward_from_input", "input gradient", dx.shape(), x.shape());
   check_shape("batchnorm_backward_from_input", "mean", mean.shape(), gamma.shape());
@@ -193,7 +193,7 @@ template <class T>
 void batchnorm_backward_fixed(TensorView<const T, Cuda> normalized, TensorView<const T, Cuda> variance,
                               TensorView<const T, Cuda> gamma, T eps, TensorView<const T, Cuda> dy,
                               TensorView<T, Cuda> dx, TensorView<T, Cuda> dgamma, TensorView<T, Cuda> dbeta) {
-  detail::check_batchnorm("batchnorm_backward_fixed", normalized.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_backward_fixed", normalized.shape(), gamma.shape());
   check_shape("batchnorm_backward_fixed", "output gradient", dy.shape(), normalized.shape());
   if (dx.size()) check_shape("batchnorm_backward_fixed", "input gradient", dx.shape(), normalized.shape());
   cuda::detail::batchnorm_backward_launch<T>("batchnorm_backward_fixed", normalized.data(), nullptr, variance, gamma,

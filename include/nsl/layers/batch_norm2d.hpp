@@ -56,7 +56,7 @@ class BatchNorm2d : public Layer<T, D> {
 
   std::string describe() const override { return cat("BatchNorm2d(", channels(), ")"); }
   Shape output_shape(const Shape& input) const override {
-    detail::check_batchnorm("BatchNorm2d", input, Shape{channels()});
+    check_batchnorm_shapes("BatchNorm2d", input, Shape{channels()});
     return input;
   }
 

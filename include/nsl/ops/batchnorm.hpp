@@ -18,11 +18,14 @@
 
 namespace nsl {
 
-namespace detail {
-inline void check_batchnorm(const char* op, const Shape& x, const Shape& per_channel) {
+/// Fails (ShapeError, naming `op`) unless x is N x C x H x W and a
+/// per-channel tensor (mean, variance, gamma, ...) has shape [C].
+inline void check_batchnorm_shapes(const char* op, const Shape& x, const Shape& per_channel) {
   check_rank(op, "input", x, 4);
   check_shape(op, "per-channel statistics", per_channel, Shape{x[1]});
 }
+
+namespace detail {
 // Sum of one plane v[0..n) and of (v[i] - mu)^2: Eigen's vectorised
 // reduction in T within the plane (n = H W values); the callers add the
 // planes' sums in double.
@@ -40,7 +43,7 @@ double plane_squared_deviation_sum(const T* v, index n, double mu) {
 /// plane summed in T, the planes in double; channels spread over threads).
 template <class T>
 void batchnorm_statistics(TensorView<const T> x, TensorView<T> mean, TensorView<T> variance) {
-  detail::check_batchnorm("batchnorm_statistics", x.shape(), mean.shape());
+  check_batchnorm_shapes("batchnorm_statistics", x.shape(), mean.shape());
   check_shape("batchnorm_statistics", "variance", variance.shape(), mean.shape());
   const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
   const double m = double(N * P);
@@ -63,7 +66,7 @@ template <class T>
 void batchnorm_forward(TensorView<const T> x, TensorView<const T> mean, TensorView<const T> variance,
                        TensorView<const T> gamma, TensorView<const T> beta, T eps, TensorView<T> y,
                        TensorView<T> normalized) {
-  detail::check_batchnorm("batchnorm_forward", x.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_forward", x.shape(), gamma.shape());
   check_shape("batchnorm_forward", "output", y.shape(), x.shape());
   if (normalized.size()) check_shape("batchnorm_forward", "normalized", normalized.shape(), x.shape());
   const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
@@ -92,7 +95,7 @@ template <class T>
 void batchnorm_backward(TensorView<const T> normalized, TensorView<const T> variance,
                         TensorView<const T> gamma, T eps, TensorView<const T> dy, TensorView<T> dx,
                         TensorView<T> dgamma, TensorView<T> dbeta) {
-  detail::check_batchnorm("batchnorm_backward", normalized.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_backward", normalized.shape(), gamma.shape());
   check_shape("batchnorm_backward", "output gradient", dy.shape(), normalized.shape());
   if (dx.size()) check_shape("batchnorm_backward", "input gradient", dx.shape(), normalized.shape());
   const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
@@ -133,7 +136,7 @@ template <class T>
 void batchnorm_backward_from_input(TensorView<const T> x, TensorView<const T> mean, TensorView<const T> variance,
                                    TensorView<const T> gamma, T eps, bool batch_statistics, TensorView<const T> dy,
                                    TensorView<T> dx, TensorView<T> dgamma, TensorView<T> dbeta) {
-  detail::check_batchnorm("batchnorm_backward_from_input", x.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_backward_from_input", x.shape(), gamma.shape());
   check_shape("batchnorm_backward_from_input", "output gradient", dy.shape(), x.shape());
   if (dx.size()) check_shape("batchnorm_backward_from_input", "input gradient", dx.shape(), x.shape());
   const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
@@ -172,7 +175,7 @@ template <class T>
 void batchnorm_backward_fixed(TensorView<const T> normalized, TensorView<const T> variance,
                               TensorView<const T> gamma, T eps, TensorView<const T> dy, TensorView<T> dx,
                               TensorView<T> dgamma, TensorView<T> dbeta) {
-  detail::check_batchnorm("batchnorm_backward_fixed", normalized.shape(), gamma.shape());
+  check_batchnorm_shapes("batchnorm_backward_fixed", normalized.shape(), gamma.shape());
   check_shape("batchnorm_backward_fixed", "output gradient", dy.shape(), normalized.shape());
   const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
   for (index n = 0; n < N; ++n)
