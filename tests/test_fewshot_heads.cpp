@@ -59,14 +59,20 @@ TEST_CASE("Few-shot head scores equal the plain reference formula") {
     // The prototypes are the class means of the support rows.
     for (nsl::index k = 0; k < 3; ++k)
       CHECK(head->prototypes()(k, 0) == doctest::Approx((x(2 * k, 0) + x(2 * k + 1, 0)) / 2));
-    const std::vector<double> ref = head->scores_reference(head->queries(), head->prototypes());
-    REQUIRE(ref.size() == 12);
-    double worst = 0.0, scale = 0.0;
-    for (nsl::index i = 0; i < 12; ++i) {
-      worst = std::max(worst, std::abs(s[i] - ref[static_cast<std::size_t>(i)]));
-      scale = std::max(scale, std::abs(ref[static_cast<std::size_t>(i)]));
-    }
-    CHECK(worst / scale < 1e-12);
+    const Tensor<double> ref = head->scores_reference(head->queries().view(), head->prototypes().view());
+    REQUIRE(ref.shape() == s.shape());
+    CHECK(nsl::test::max_relative_difference(s, ref) < 1e-12);
+  }
+  // float forward against the same formula (evaluated in double).
+  for (HeadKind kind : {HeadKind::euclidean, HeadKind::cosine, HeadKind::static_ns, HeadKind::dynamic_ns}) {
+    CAPTURE(nsl::to_string(kind));
+    auto head = nsl::make_head<float>(kind, 16, rng, {4, 8, 10.0});
+    for (auto& p : head->parameters())
+      if (p.name != "scale") nsl::fill_normal<float>(p.value, rng, 0.0, 0.3);
+    head->set_episode(5, 3);
+    const Tensor<float> s = head->forward(nsl::test::randn<float>(Shape{5 * 3 + 7, 16}, rng));
+    CHECK(nsl::test::max_relative_difference(s, head->scores_reference(head->queries().view(), head->prototypes().view())) <
+          1e-5);
   }
 }
 

@@ -20,24 +20,30 @@
 //                     g(z) = W2 relu(W1 z + b1) + b2    (M predicted from the support set)
 //
 // The two neural-similarity heads start as the cosine head (d = 1, V = 0;
-// W2 = 0, b2 = 0) and learn away from it. Each head's backward is written
-// out below; docs/fewshot.md derives it. The gradients with respect to E
+// W2 = 0, b2 = 0) and learn away from it. The arithmetic and its gradients
+// are ops: prototypes, unit rows and the scores in nsl/ops/prototype_scores.hpp,
+// the static head's M = diag(d) + U V^T in nsl/similarity/bilinear.hpp
+// (`diagonal_low_rank_transform`); docs/fewshot.md derives them. The heads
+// keep what backward needs and route the gradients: those with respect to E
 // are assigned (support rows receive dL/dp_k / shots plus, for the dynamic
 // head, their share through z), parameter gradients accumulated, as every
-// nsl layer does. CPU only.
+// nsl layer does.
 //
 // `scores_reference` of each head is the formula as it reads, with loops in
 // double precision (tests compare it with forward).
+//
+// CPU only: instantiating a head for another device stops the compilation
+// with a message (no CUDA version of the ops exists).
 #pragma once
 
-#include <algorithm>
-#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "nsl/core/random.hpp"
 #include "nsl/layers/layer.hpp"
+#include "nsl/ops/prototype_scores.hpp"
+#include "nsl/similarity/bilinear.hpp"
 
 namespace nsl {
 
@@ -60,45 +66,14 @@ inline HeadKind parse_head(const std::string& name) {
        cat("unknown head '", name, "' (expected euclidean, cosine, static_ns or dynamic_ns)"));
 }
 
-namespace detail {
-inline constexpr double head_norm_floor = 1e-8;
-
-/// Rows of x divided by their norms (floored); `norms` receives them.
-template <class T>
-void normalize_rows(const Matrix<T>& x, Matrix<T>& unit, Vector<T>& norms) {
-  norms = x.rowwise().norm().cwiseMax(T(head_norm_floor));
-  unit = norms.cwiseInverse().asDiagonal() * x;
-}
-/// dL/dx from dL/dx^ for x^ = x / max(|x|, floor): (g - x^ (x^ . g)) / |x|
-/// (just g / floor for rows under the floor, where x^ = x / floor).
-template <class T>
-Matrix<T> normalize_rows_backward(const Matrix<T>& unit, const Vector<T>& norms, const Matrix<T>& dunit) {
-  Matrix<T> dx(unit.rows(), unit.cols());
-  for (index i = 0; i < unit.rows(); ++i) {
-    if (norms[i] > T(head_norm_floor)) {
-      const T along = unit.row(i).dot(dunit.row(i));
-      dx.row(i) = (dunit.row(i) - along * unit.row(i)) / norms[i];
-    } else {
-      dx.row(i) = dunit.row(i) / norms[i];
-    }
-  }
-  return dx;
-}
-template <class T>
-std::vector<double> unit_reference(const T* x, index n) {
-  double norm = 0.0;
-  for (index i = 0; i < n; ++i) norm += double(x[i]) * double(x[i]);
-  norm = std::max(std::sqrt(norm), head_norm_floor);
-  std::vector<double> u(static_cast<std::size_t>(n));
-  for (index i = 0; i < n; ++i) u[static_cast<std::size_t>(i)] = double(x[i]) / norm;
-  return u;
-}
-}  // namespace detail
-
 /// What every head shares: the episode's layout, the prototypes, and the
 /// routing of gradients back to the support and query rows.
-template <class T>
-class PrototypeHead : public Layer<T> {
+template <class T, class D = Cpu>
+class PrototypeHead : public Layer<T, D> {
+  static_assert(is_cpu_v<D>,
+                "the few-shot heads (nsl/fewshot/heads.hpp) run on the CPU only: nsl/ops/prototype_scores.hpp "
+                "has no CUDA version");
+
  public:
   explicit PrototypeHead(index dimension) : dimension_(dimension) {
     require(dimension >= 1, ErrorKind::argument, "few-shot head: dimension must be >= 1, got ", dimension);
@@ -126,165 +101,154 @@ class PrototypeHead : public Layer<T> {
     return Shape{rows - ways_ * shots_, ways_};
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     check_shape(this->describe().c_str(), "scores", y.shape(), output_shape(x.shape()));
-    const auto e = x.matrix(x.dim(0), dimension_);
     const index support = ways_ * shots_, queries = x.dim(0) - support;
-    prototypes_.resize(ways_, dimension_);
-    for (index k = 0; k < ways_; ++k)
-      prototypes_.row(k) = e.middleRows(k * shots_, shots_).colwise().mean();
-    queries_ = e.bottomRows(queries);
-    auto s = y.matrix(queries, ways_);
-    scores_forward(queries_, prototypes_, s);
+    const TensorView<const T> e = x.reshaped(Shape{x.dim(0), dimension_});
+    prototypes_.resize(Shape{ways_, dimension_});
+    class_prototypes<T>(row_block(e, 0, support), shots_, prototypes_.view());
+    queries_.resize(Shape{queries, dimension_});
+    copy<T>(row_block(e, support, queries), queries_.view());
+    scores_forward(queries_.view(), prototypes_.view(), y);
     this->remember_input_shape(x.shape());
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward((this->describe() + "::backward").c_str(), dy.shape(), dx);
-    const index support = ways_ * shots_;
-    const Matrix<T> g = dy.matrix(dy.dim(0), ways_);
-    Matrix<T> dqueries, dprototypes;
-    scores_backward(g, dqueries, dprototypes);
+    dqueries_.resize(queries_.shape());
+    dprototypes_.resize(prototypes_.shape());
+    scores_backward(dy, dqueries_.view(), dprototypes_.view());
     if (!dx.size()) return;
-    auto de = dx.matrix(dx.dim(0), dimension_);
-    for (index k = 0; k < ways_; ++k)
-      de.middleRows(k * shots_, shots_).rowwise() = dprototypes.row(k) / T(shots_);
-    de.bottomRows(dx.dim(0) - support) = dqueries;
+    const index support = ways_ * shots_;
+    const TensorView<T> de = dx.reshaped(Shape{dx.dim(0), dimension_});
+    class_prototypes_backward<T>(dprototypes_.view(), shots_, row_block(de, 0, support));
+    copy<T>(dqueries_.view(), row_block(de, support, dx.dim(0) - support));
   }
 
   /// The scores of `queries` (Q x D) against `prototypes` (ways x D) by the
   /// formula as it reads, in double (a plain reference for tests).
-  virtual std::vector<double> scores_reference(const Matrix<T>& queries, const Matrix<T>& prototypes) const = 0;
+  virtual Tensor<T> scores_reference(TensorView<const T> queries, TensorView<const T> prototypes) const = 0;
 
   /// The last forward's prototypes (ways x D) and queries (Q x D).
-  const Matrix<T>& prototypes() const { return prototypes_; }
-  const Matrix<T>& queries() const { return queries_; }
+  const Tensor<T>& prototypes() const { return prototypes_; }
+  const Tensor<T>& queries() const { return queries_; }
 
  protected:
   /// S (Q x ways) from the queries and prototypes; keeps what backward needs.
-  virtual void scores_forward(const Matrix<T>& queries, const Matrix<T>& prototypes,
-                              detail::MatrixMap<T>& scores) = 0;
+  virtual void scores_forward(TensorView<const T> queries, TensorView<const T> prototypes, TensorView<T> scores) = 0;
   /// dL/dqueries and dL/dprototypes (assigned) from G = dL/dS; parameter
   /// gradients accumulated.
-  virtual void scores_backward(const Matrix<T>& g, Matrix<T>& dqueries, Matrix<T>& dprototypes) = 0;
+  virtual void scores_backward(TensorView<const T> dscores, TensorView<T> dqueries, TensorView<T> dprototypes) = 0;
+
+  /// Rows [first, first + count) of a matrix view.
+  template <class U>
+  static TensorView<U> row_block(TensorView<U> m, index first, index count) {
+    return TensorView<U>(m.data() + first * m.dim(1), Shape{count, m.dim(1)});
+  }
 
   index dimension_;
   index ways_ = 5, shots_ = 1;
-  Matrix<T> prototypes_, queries_;
+  Tensor<T> prototypes_, queries_, dprototypes_, dqueries_;
 };
 
-/// s = -|a - p|^2 (no parameters).
-template <class T>
-class EuclideanHead : public PrototypeHead<T> {
+/// s = -|a - p|^2 (no parameters): `euclidean_scores`.
+template <class T, class D = Cpu>
+class EuclideanHead : public PrototypeHead<T, D> {
  public:
-  using PrototypeHead<T>::PrototypeHead;
+  using PrototypeHead<T, D>::PrototypeHead;
   HeadKind kind() const override { return HeadKind::euclidean; }
   std::string describe() const override { return cat("EuclideanHead(", this->dimension_, ")"); }
 
-  std::vector<double> scores_reference(const Matrix<T>& a, const Matrix<T>& p) const override {
-    std::vector<double> s;
-    for (index q = 0; q < a.rows(); ++q)
-      for (index k = 0; k < p.rows(); ++k) {
-        double d2 = 0.0;
-        for (index i = 0; i < a.cols(); ++i) d2 += (double(a(q, i)) - double(p(k, i))) * (double(a(q, i)) - double(p(k, i)));
-        s.push_back(-d2);
-      }
+  Tensor<T> scores_reference(TensorView<const T> a, TensorView<const T> p) const override {
+    Tensor<T> s(Shape{a.dim(0), p.dim(0)});
+    euclidean_scores_reference<T>(a, p, s.view());
     return s;
   }
 
  protected:
-  // S = 2 A P^T - |a|^2 1^T - 1 |p|^2^T
-  void scores_forward(const Matrix<T>& a, const Matrix<T>& p, detail::MatrixMap<T>& s) override {
-    s.noalias() = T(2) * a * p.transpose();
-    s.colwise() -= a.rowwise().squaredNorm();
-    s.rowwise() -= p.rowwise().squaredNorm().transpose();
+  void scores_forward(TensorView<const T> a, TensorView<const T> p, TensorView<T> s) override {
+    euclidean_scores<T>(a, p, s);
   }
-  // dA = 2 G P - 2 diag(G 1) A;  dP = 2 G^T A - 2 diag(G^T 1) P
-  void scores_backward(const Matrix<T>& g, Matrix<T>& da, Matrix<T>& dp) override {
-    const Matrix<T>& a = this->queries_;
-    const Matrix<T>& p = this->prototypes_;
-    da.noalias() = T(2) * g * p;
-    da -= T(2) * (g.rowwise().sum().asDiagonal() * a);
-    dp.noalias() = T(2) * g.transpose() * a;
-    dp -= T(2) * (g.colwise().sum().transpose().asDiagonal() * p);
+  void scores_backward(TensorView<const T> g, TensorView<T> da, TensorView<T> dp) override {
+    euclidean_scores_backward<T>(this->queries_.view(), this->prototypes_.view(), g, da, dp);
   }
 };
 
 /// The heads that score unit vectors, s = tau a^ . (M p^): cosine (M = I)
 /// and the neural-similarity heads. `transform` gives B = P^ M^T (row k is
 /// M p^_k) and `transform_backward` turns dL/dB into dL/dP^ (assigned) and
-/// the gradients of M's parameters (accumulated).
-template <class T>
-class ScaledUnitHead : public PrototypeHead<T> {
+/// the gradients of M's parameters (accumulated); the rest is
+/// `normalize_rows` and `scaled_inner_scores`.
+template <class T, class D = Cpu>
+class ScaledUnitHead : public PrototypeHead<T, D> {
  public:
-  ScaledUnitHead(index dimension, double initial_scale) : PrototypeHead<T>(dimension), scale_(Shape{1}), scale_grad_(Shape{1}) {
+  ScaledUnitHead(index dimension, double initial_scale) : PrototypeHead<T, D>(dimension), scale_(Shape{1}), scale_grad_(Shape{1}) {
     require(initial_scale > 0.0, ErrorKind::argument, "few-shot head: the scale must start > 0, got ", initial_scale);
     scale_[0] = static_cast<T>(initial_scale);
   }
   T scale() const { return scale_[0]; }
 
-  std::vector<Parameter<T>> parameters() override { return {{"scale", scale_.view(), scale_grad_.view(), false}}; }
+  std::vector<Parameter<T, D>> parameters() override { return {{"scale", scale_.view(), scale_grad_.view(), false}}; }
 
  protected:
-  virtual void transform(const Matrix<T>& unit_prototypes, Matrix<T>& b) = 0;
-  virtual void transform_backward(const Matrix<T>& db, Matrix<T>& dunit_prototypes) = 0;
+  virtual void transform(TensorView<const T> unit_prototypes, TensorView<T> transformed) = 0;
+  virtual void transform_backward(TensorView<const T> dtransformed, TensorView<T> dunit_prototypes) = 0;
 
   // S = tau A^ B^T
-  void scores_forward(const Matrix<T>& a, const Matrix<T>& p, detail::MatrixMap<T>& s) override {
-    detail::normalize_rows(a, a_unit_, a_norms_);
-    detail::normalize_rows(p, p_unit_, p_norms_);
-    transform(p_unit_, b_);
-    raw_.noalias() = a_unit_ * b_.transpose();
-    s = scale_[0] * raw_;
+  void scores_forward(TensorView<const T> a, TensorView<const T> p, TensorView<T> s) override {
+    a_unit_.resize(a.shape());
+    a_norms_.resize(Shape{a.dim(0)});
+    p_unit_.resize(p.shape());
+    p_norms_.resize(Shape{p.dim(0)});
+    normalize_rows<T>(a, a_unit_.view(), a_norms_.view());
+    normalize_rows<T>(p, p_unit_.view(), p_norms_.view());
+    transformed_.resize(p.shape());
+    transform(p_unit_.view(), transformed_.view());
+    inner_.resize(s.shape());
+    scaled_inner_scores<T>(a_unit_.view(), transformed_.view(), scale_[0], inner_.view(), s);
   }
-  // dtau = <G, A^ B^T>;  dA^ = tau G B;  dB = tau G^T A^
-  void scores_backward(const Matrix<T>& g, Matrix<T>& da, Matrix<T>& dp) override {
-    scale_grad_[0] += g.cwiseProduct(raw_).sum();
-    const Matrix<T> da_unit = scale_[0] * (g * b_);
-    const Matrix<T> db = scale_[0] * (g.transpose() * a_unit_);
-    Matrix<T> dp_unit;
-    transform_backward(db, dp_unit);
-    da = detail::normalize_rows_backward(a_unit_, a_norms_, da_unit);
-    dp = detail::normalize_rows_backward(p_unit_, p_norms_, dp_unit);
+  // dtau = <G, A^ B^T>;  dA^ = tau G B;  dB = tau G^T A^;  then through M and the normalisations
+  void scores_backward(TensorView<const T> g, TensorView<T> da, TensorView<T> dp) override {
+    da_unit_.resize(a_unit_.shape());
+    dtransformed_.resize(transformed_.shape());
+    dp_unit_.resize(p_unit_.shape());
+    scaled_inner_scores_backward<T>(a_unit_.view(), transformed_.view(), inner_.view(), scale_[0], g, da_unit_.view(),
+                                    dtransformed_.view(), scale_grad_.view());
+    transform_backward(dtransformed_.view(), dp_unit_.view());
+    normalize_rows_backward<T>(a_unit_.view(), a_norms_.view(), da_unit_.view(), da);
+    normalize_rows_backward<T>(p_unit_.view(), p_norms_.view(), dp_unit_.view(), dp);
   }
 
   Tensor<T> scale_, scale_grad_;
-  Matrix<T> a_unit_, p_unit_, b_, raw_;
-  Vector<T> a_norms_, p_norms_;
+  Tensor<T> a_unit_, a_norms_, p_unit_, p_norms_, transformed_, inner_;  ///< kept for backward
+  Tensor<T> da_unit_, dtransformed_, dp_unit_;                           ///< backward's scratch
 };
 
 /// s = tau a^ . p^ (learned tau).
-template <class T>
-class CosineHead : public ScaledUnitHead<T> {
+template <class T, class D = Cpu>
+class CosineHead : public ScaledUnitHead<T, D> {
  public:
-  explicit CosineHead(index dimension, double initial_scale = 10.0) : ScaledUnitHead<T>(dimension, initial_scale) {}
+  explicit CosineHead(index dimension, double initial_scale = 10.0) : ScaledUnitHead<T, D>(dimension, initial_scale) {}
   HeadKind kind() const override { return HeadKind::cosine; }
   std::string describe() const override { return cat("CosineHead(", this->dimension_, ")"); }
 
-  std::vector<double> scores_reference(const Matrix<T>& a, const Matrix<T>& p) const override {
-    std::vector<double> s;
-    for (index q = 0; q < a.rows(); ++q)
-      for (index k = 0; k < p.rows(); ++k) {
-        const auto u = detail::unit_reference(a.row(q).data(), a.cols());
-        const auto v = detail::unit_reference(p.row(k).data(), p.cols());
-        double dot = 0.0;
-        for (std::size_t i = 0; i < u.size(); ++i) dot += u[i] * v[i];
-        s.push_back(double(this->scale()) * dot);
-      }
+  Tensor<T> scores_reference(TensorView<const T> a, TensorView<const T> p) const override {
+    Tensor<T> s(Shape{a.dim(0), p.dim(0)});
+    cosine_scores_reference<T>(a, p, this->scale(), s.view());
     return s;
   }
 
  protected:
-  void transform(const Matrix<T>& p_unit, Matrix<T>& b) override { b = p_unit; }
-  void transform_backward(const Matrix<T>& db, Matrix<T>& dp_unit) override { dp_unit = db; }
+  void transform(TensorView<const T> p_unit, TensorView<T> b) override { copy<T>(p_unit, b); }
+  void transform_backward(TensorView<const T> db, TensorView<T> dp_unit) override { copy<T>(db, dp_unit); }
 };
 
 /// s = tau a^T M p^ with a learned M = diag(d) + U V^T (U, V: D x rank).
-template <class T>
-class StaticNSHead : public ScaledUnitHead<T> {
+template <class T, class D = Cpu>
+class StaticNSHead : public ScaledUnitHead<T, D> {
  public:
   StaticNSHead(index dimension, index rank, Rng& rng, double initial_scale = 10.0)
-      : ScaledUnitHead<T>(dimension, initial_scale),
+      : ScaledUnitHead<T, D>(dimension, initial_scale),
         diagonal_(Shape{dimension}),
         diagonal_grad_(Shape{dimension}),
         left_(Shape{dimension, rank}),
@@ -301,8 +265,8 @@ class StaticNSHead : public ScaledUnitHead<T> {
   index rank() const { return left_.dim(1); }
   std::string describe() const override { return cat("StaticNSHead(", this->dimension_, ", rank ", rank(), ")"); }
 
-  std::vector<Parameter<T>> parameters() override {
-    auto all = ScaledUnitHead<T>::parameters();
+  std::vector<Parameter<T, D>> parameters() override {
+    auto all = ScaledUnitHead<T, D>::parameters();
     all.push_back({"diagonal", diagonal_.view(), diagonal_grad_.view(), false});
     if (rank() > 0) {
       all.push_back({"left", left_.view(), left_grad_.view(), true});
@@ -311,65 +275,41 @@ class StaticNSHead : public ScaledUnitHead<T> {
     return all;
   }
   /// M = diag(d) + U V^T, D x D.
-  Matrix<T> similarity() const {
-    Matrix<T> m = left_.matrix() * right_.matrix().transpose();
-    m.diagonal() += diagonal_.vec();
-    return m;
-  }
+  Matrix<T> similarity() const { return diagonal_low_rank_matrix<T>(diagonal_.view(), left_.view(), right_.view()); }
 
-  std::vector<double> scores_reference(const Matrix<T>& a, const Matrix<T>& p) const override {
-    const index n = a.cols(), r = rank();
-    std::vector<double> s;
-    for (index q = 0; q < a.rows(); ++q)
-      for (index k = 0; k < p.rows(); ++k) {
-        const auto u = detail::unit_reference(a.row(q).data(), n);
-        const auto v = detail::unit_reference(p.row(k).data(), n);
-        double sum = 0.0;  // sum_ij u_i M_ij v_j
-        for (index i = 0; i < n; ++i)
-          for (index j = 0; j < n; ++j) {
-            double m = i == j ? double(diagonal_[i]) : 0.0;
-            for (index c = 0; c < r; ++c) m += double(left_[i * r + c]) * double(right_[j * r + c]);
-            sum += u[static_cast<std::size_t>(i)] * m * v[static_cast<std::size_t>(j)];
-          }
-        s.push_back(double(this->scale()) * sum);
-      }
+  Tensor<T> scores_reference(TensorView<const T> a, TensorView<const T> p) const override {
+    Tensor<T> s(Shape{a.dim(0), p.dim(0)});
+    bilinear_scores_reference<T>(a, p, diagonal_.view(), left_.view(), right_.view(), this->scale(), s.view());
     return s;
   }
 
  protected:
   // B = P^ M^T = P^ diag(d) + (P^ V) U^T
-  void transform(const Matrix<T>& p_unit, Matrix<T>& b) override {
-    b = p_unit * diagonal_.vec().asDiagonal();
-    if (rank() > 0) {
-      pv_.noalias() = p_unit * right_.matrix();
-      b.noalias() += pv_ * left_.matrix().transpose();
-    }
+  void transform(TensorView<const T> p_unit, TensorView<T> b) override {
+    projected_.resize(Shape{p_unit.dim(0), rank()});
+    diagonal_low_rank_transform<T>(diagonal_.view(), left_.view(), right_.view(), p_unit, projected_.view(), b);
   }
   // dP^ = dB diag(d) + (dB U) V^T;  dd = colsum(dB .* P^);  dU = dB^T (P^ V);  dV = P^^T (dB U)
-  void transform_backward(const Matrix<T>& db, Matrix<T>& dp_unit) override {
-    const Matrix<T>& p_unit = this->p_unit_;
-    dp_unit = db * diagonal_.vec().asDiagonal();
-    diagonal_grad_.vec() += db.cwiseProduct(p_unit).colwise().sum().transpose();
-    if (rank() > 0) {
-      const Matrix<T> dbu = db * left_.matrix();
-      dp_unit.noalias() += dbu * right_.matrix().transpose();
-      left_grad_.matrix().noalias() += db.transpose() * pv_;
-      right_grad_.matrix().noalias() += p_unit.transpose() * dbu;
-    }
+  void transform_backward(TensorView<const T> db, TensorView<T> dp_unit) override {
+    diagonal_low_rank_transform_backward<T>(diagonal_.view(), left_.view(), right_.view(), this->p_unit_.view(),
+                                            projected_.view(), db, dp_unit, diagonal_grad_.view(), left_grad_.view(),
+                                            right_grad_.view(), workspace_);
   }
 
  private:
   Tensor<T> diagonal_, diagonal_grad_, left_, left_grad_, right_, right_grad_;
-  Matrix<T> pv_;
+  Tensor<T> projected_;  ///< P^ V, kept for backward
+  DiagonalLowRankWorkspace<T> workspace_;
 };
 
 /// s = tau a^T diag(1 + g) p^ with g = W2 relu(W1 z + b1) + b2 predicted from
-/// the episode's context z = mean_k p^_k (hidden units H).
-template <class T>
-class DynamicNSHead : public ScaledUnitHead<T> {
+/// the episode's context z = mean_k p^_k (hidden units H): `predict_diagonal`,
+/// then B = P^ diag(m) by `diagonal_low_rank_transform` with no low-rank part.
+template <class T, class D = Cpu>
+class DynamicNSHead : public ScaledUnitHead<T, D> {
  public:
   DynamicNSHead(index dimension, index hidden, Rng& rng, double initial_scale = 10.0)
-      : ScaledUnitHead<T>(dimension, initial_scale),
+      : ScaledUnitHead<T, D>(dimension, initial_scale),
         w1_(Shape{hidden, dimension}),
         w1_grad_(Shape{hidden, dimension}),
         b1_(Shape{hidden}),
@@ -377,7 +317,11 @@ class DynamicNSHead : public ScaledUnitHead<T> {
         w2_(Shape{dimension, hidden}),
         w2_grad_(Shape{dimension, hidden}),
         b2_(Shape{dimension}),
-        b2_grad_(Shape{dimension}) {
+        b2_grad_(Shape{dimension}),
+        context_(Shape{dimension}),
+        hidden_(Shape{hidden}),
+        diagonal_(Shape{dimension}),
+        ddiagonal_(Shape{dimension}) {
     require(hidden >= 1, ErrorKind::argument, "DynamicNSHead: hidden must be >= 1, got ", hidden);
     // W1 ~ N(0, 2): z is a mean of unit vectors (|z| <= 1), so W1 z is of
     // order one; W2 = 0, b2 = 0: M starts at I.
@@ -387,8 +331,8 @@ class DynamicNSHead : public ScaledUnitHead<T> {
   index hidden() const { return b1_.dim(0); }
   std::string describe() const override { return cat("DynamicNSHead(", this->dimension_, ", hidden ", hidden(), ")"); }
 
-  std::vector<Parameter<T>> parameters() override {
-    auto all = ScaledUnitHead<T>::parameters();
+  std::vector<Parameter<T, D>> parameters() override {
+    auto all = ScaledUnitHead<T, D>::parameters();
     all.push_back({"predictor.weight1", w1_.view(), w1_grad_.view(), true});
     all.push_back({"predictor.bias1", b1_.view(), b1_grad_.view(), false});
     all.push_back({"predictor.weight2", w2_.view(), w2_grad_.view(), true});
@@ -396,67 +340,38 @@ class DynamicNSHead : public ScaledUnitHead<T> {
     return all;
   }
   /// The last forward's diagonal of M, 1 + g (D).
-  const Vector<T>& predicted_diagonal() const { return m_; }
+  const Tensor<T>& predicted_diagonal() const { return diagonal_; }
 
-  std::vector<double> scores_reference(const Matrix<T>& a, const Matrix<T>& p) const override {
-    const index n = a.cols(), h = hidden(), ways = p.rows();
-    std::vector<double> z(static_cast<std::size_t>(n), 0.0), m(static_cast<std::size_t>(n));
-    for (index k = 0; k < ways; ++k) {
-      const auto v = detail::unit_reference(p.row(k).data(), n);
-      for (index i = 0; i < n; ++i) z[static_cast<std::size_t>(i)] += v[static_cast<std::size_t>(i)] / double(ways);
-    }
-    std::vector<double> hid(static_cast<std::size_t>(h));
-    for (index j = 0; j < h; ++j) {
-      double pre = double(b1_[j]);
-      for (index i = 0; i < n; ++i) pre += double(w1_[j * n + i]) * z[static_cast<std::size_t>(i)];
-      hid[static_cast<std::size_t>(j)] = std::max(pre, 0.0);
-    }
-    for (index i = 0; i < n; ++i) {
-      double g = double(b2_[i]);
-      for (index j = 0; j < h; ++j) g += double(w2_[i * h + j]) * hid[static_cast<std::size_t>(j)];
-      m[static_cast<std::size_t>(i)] = 1.0 + g;
-    }
-    std::vector<double> s;
-    for (index q = 0; q < a.rows(); ++q)
-      for (index k = 0; k < ways; ++k) {
-        const auto u = detail::unit_reference(a.row(q).data(), n);
-        const auto v = detail::unit_reference(p.row(k).data(), n);
-        double sum = 0.0;
-        for (std::size_t i = 0; i < u.size(); ++i) sum += u[i] * m[i] * v[i];
-        s.push_back(double(this->scale()) * sum);
-      }
+  Tensor<T> scores_reference(TensorView<const T> a, TensorView<const T> p) const override {
+    Tensor<T> s(Shape{a.dim(0), p.dim(0)});
+    predicted_diagonal_scores_reference<T>(a, p, w1_.view(), b1_.view(), w2_.view(), b2_.view(), this->scale(), s.view());
     return s;
   }
 
  protected:
-  // z = mean_k p^_k;  pre = W1 z + b1;  m = 1 + W2 relu(pre) + b2;  B = P^ diag(m)
-  void transform(const Matrix<T>& p_unit, Matrix<T>& b) override {
-    z_ = p_unit.colwise().mean().transpose();
-    pre_ = w1_.matrix() * z_ + b1_.vec();
-    hid_ = pre_.cwiseMax(T(0));
-    m_ = (w2_.matrix() * hid_ + b2_.vec()).array() + T(1);
-    b = p_unit * m_.asDiagonal();
+  // z = mean_k p^_k;  m = 1 + W2 relu(W1 z + b1) + b2;  B = P^ diag(m)
+  void transform(TensorView<const T> p_unit, TensorView<T> b) override {
+    predict_diagonal<T>(p_unit, w1_.view(), b1_.view(), w2_.view(), b2_.view(), context_.view(), hidden_.view(),
+                        diagonal_.view());
+    diagonal_low_rank_transform<T>(diagonal_.view(), {}, {}, p_unit, {}, b);
   }
-  // dm = colsum(dB .* P^);  dW2 = dm h^T;  db2 = dm;  dpre = (W2^T dm) .* [pre > 0];
-  // dW1 = dpre z^T;  db1 = dpre;  dz = W1^T dpre;  dP^ = dB diag(m) + (1/ways) 1 dz^T
-  void transform_backward(const Matrix<T>& db, Matrix<T>& dp_unit) override {
-    const Matrix<T>& p_unit = this->p_unit_;
-    const Vector<T> dm = db.cwiseProduct(p_unit).colwise().sum().transpose();
-    w2_grad_.matrix().noalias() += dm * hid_.transpose();
-    b2_grad_.vec() += dm;
-    Vector<T> dpre = w2_.matrix().transpose() * dm;
-    for (index j = 0; j < dpre.size(); ++j)
-      if (!(pre_[j] > T(0))) dpre[j] = T(0);
-    w1_grad_.matrix().noalias() += dpre * z_.transpose();
-    b1_grad_.vec() += dpre;
-    const Vector<T> dz = w1_.matrix().transpose() * dpre;
-    dp_unit = db * m_.asDiagonal();
-    dp_unit.rowwise() += dz.transpose() / T(p_unit.rows());
+  // dm = colsum(dB .* P^);  dP^ = dB diag(m), then the predictor's backward
+  // adds (1/ways) 1 dz^T (every prototype reaches z) and accumulates W1, b1, W2, b2's gradients.
+  void transform_backward(TensorView<const T> db, TensorView<T> dp_unit) override {
+    ddiagonal_.set_zero();
+    diagonal_low_rank_transform_backward<T>(diagonal_.view(), {}, {}, this->p_unit_.view(), {}, db, dp_unit,
+                                            ddiagonal_.view(), {}, {}, transform_workspace_);
+    predict_diagonal_backward<T>(w1_.view(), w2_.view(), context_.view(), hidden_.view(), ddiagonal_.view(),
+                                 w1_grad_.view(), b1_grad_.view(), w2_grad_.view(), b2_grad_.view(), dp_unit,
+                                 predictor_workspace_);
   }
 
  private:
   Tensor<T> w1_, w1_grad_, b1_, b1_grad_, w2_, w2_grad_, b2_, b2_grad_;
-  Vector<T> z_, pre_, hid_, m_;
+  Tensor<T> context_, hidden_, diagonal_;  ///< z, relu(W1 z + b1) and m of the last forward
+  Tensor<T> ddiagonal_;                    ///< backward's dL/dm
+  DiagonalLowRankWorkspace<T> transform_workspace_;
+  DiagonalPredictorWorkspace<T> predictor_workspace_;
 };
 
 struct HeadOptions {
@@ -466,13 +381,13 @@ struct HeadOptions {
 };
 
 /// The head `kind` for D-dimensional embeddings.
-template <class T>
-std::unique_ptr<PrototypeHead<T>> make_head(HeadKind kind, index dimension, Rng& rng, const HeadOptions& o = {}) {
+template <class T, class D = Cpu>
+std::unique_ptr<PrototypeHead<T, D>> make_head(HeadKind kind, index dimension, Rng& rng, const HeadOptions& o = {}) {
   switch (kind) {
-    case HeadKind::euclidean: return std::make_unique<EuclideanHead<T>>(dimension);
-    case HeadKind::cosine: return std::make_unique<CosineHead<T>>(dimension, o.scale);
-    case HeadKind::static_ns: return std::make_unique<StaticNSHead<T>>(dimension, o.rank, rng, o.scale);
-    case HeadKind::dynamic_ns: return std::make_unique<DynamicNSHead<T>>(dimension, o.hidden, rng, o.scale);
+    case HeadKind::euclidean: return std::make_unique<EuclideanHead<T, D>>(dimension);
+    case HeadKind::cosine: return std::make_unique<CosineHead<T, D>>(dimension, o.scale);
+    case HeadKind::static_ns: return std::make_unique<StaticNSHead<T, D>>(dimension, o.rank, rng, o.scale);
+    case HeadKind::dynamic_ns: return std::make_unique<DynamicNSHead<T, D>>(dimension, o.hidden, rng, o.scale);
   }
   fail(ErrorKind::argument, "make_head: unknown head");
 }

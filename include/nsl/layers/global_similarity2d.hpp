@@ -15,19 +15,22 @@
 //     y_j  = gamma o_j + x_j                              gamma learned, starting at 0
 //
 // so the block starts as the identity and learns how much global context to
-// add. Backward, given dY (docs/global_similarity.md derives it):
+// add. The attention and its backward (dγ, dH, the softmax's Jacobian, dF,
+// dG, the residual's dx) are the ops `attention_forward` and
+// `attention_backward` (nsl/ops/attention.hpp); this layer runs the three
+// projections around them and adds their input gradients to dx:
 //
-//     dgamma = <dY, O>          dO = gamma dY
-//     dH = dO B^T               dB = H^T dO
-//     dS_ij = b_ij (dB_ij - sum_i' b_i'j dB_i'j)          (the softmax's Jacobian, per column)
-//     dF = G dS^T               dG = F dS
 //     dx = dY + F^T(dF) + G^T(dG) + H^T(dH)               (each projection's own backward)
 //
-// The orthogonality penalty of the reference recipe, 2e-4 ||W W^T - I||^2 / 2
-// on each projection's weight (W: out x in), is `orthogonality_penalty`.
-// Kept for backward: the projections' outputs f, g, h and the attention B
-// (N x P x P). Parameters: "f.weight", "g.weight", "h.weight" (decayed),
-// "gamma" (not decayed). CPU only.
+// docs/global_similarity.md derives it all. The orthogonality penalty of the
+// reference recipe, 2e-4 ||W W^T - I||^2 / 2 on each projection's weight
+// (W: out x in), is `orthogonality_penalty`. Kept for backward: the
+// projections' outputs f, g, h and the attention B (N x P x P). Parameters:
+// "f.weight", "g.weight", "h.weight" (decayed), "gamma" (not decayed).
+//
+// CPU only: there is no CUDA version of the attention ops yet. The layer
+// compiles for every device (so that one CNN-9 builder serves them all), and
+// constructing it for another device fails with a device error.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +39,7 @@
 #include <vector>
 
 #include "nsl/layers/sphere_conv2d.hpp"
+#include "nsl/ops/attention.hpp"
 
 namespace nsl {
 
@@ -68,40 +72,25 @@ double orthogonality_penalty_reference(TensorView<const T> w, double lambda) {
   return 0.5 * lambda * sum;
 }
 
-/// The block's output by the formulas as they read, in plain loops (for
-/// tests): x (N x C x P), the projections f, g (N x C' x P), h (N x C x P).
+/// The block's output by the formulas as they read, in double (for tests):
+/// `attention_forward_reference` on x (N x C x H x W) and the projections
+/// f, g (N x C' x H x W) and h (N x C x H x W).
 template <class T>
 Tensor<double> global_similarity_reference(const Tensor<T>& x, const Tensor<T>& f, const Tensor<T>& g,
                                            const Tensor<T>& h, double gamma) {
-  const index n = x.dim(0), c = x.dim(1), p = x.size() / (n * c), k = f.dim(1);
+  const Tensor<double> xd = cast<double>(x), fd = cast<double>(f), gd = cast<double>(g), hd = cast<double>(h);
+  Tensor<double> attention(attention_shape("global_similarity_reference", x.shape(), f.shape(), g.shape(), h.shape()));
   Tensor<double> y(x.shape());
-  std::vector<double> s(static_cast<std::size_t>(p));
-  for (index img = 0; img < n; ++img)
-    for (index j = 0; j < p; ++j) {
-      double top = -1e300, sum = 0.0;
-      for (index i = 0; i < p; ++i) {
-        double sij = 0.0;
-        for (index a = 0; a < k; ++a) sij += double(f[(img * k + a) * p + i]) * double(g[(img * k + a) * p + j]);
-        s[static_cast<std::size_t>(i)] = sij;
-        top = std::max(top, sij);
-      }
-      for (index i = 0; i < p; ++i) sum += std::exp(s[static_cast<std::size_t>(i)] - top);
-      for (index ch = 0; ch < c; ++ch) {
-        double o = 0.0;
-        for (index i = 0; i < p; ++i)
-          o += std::exp(s[static_cast<std::size_t>(i)] - top) / sum * double(h[(img * c + ch) * p + i]);
-        y[(img * c + ch) * p + j] = gamma * o + double(x[(img * c + ch) * p + j]);
-      }
-    }
+  attention_forward_reference<double>(xd.view(), fd.view(), gd.view(), hd.view(), gamma, attention.view(), y.view());
   return y;
 }
 
-template <class T>
-class GlobalSimilarity2d : public Layer<T> {
+template <class T, class D = Cpu>
+class GlobalSimilarity2d : public Layer<T, D> {
  public:
   /// A block on `channels` channels (the key/query width is max(1, channels / 8)).
   GlobalSimilarity2d(index channels, Rng& rng)
-      : f_(channels, key_channels(channels), 1, projection(), rng),
+      : f_(channels_on_cpu(channels), key_channels(channels), 1, projection(), rng),
         g_(channels, key_channels(channels), 1, projection(), rng),
         h_(channels, channels, 1, projection(), rng),
         gamma_(Shape{1}),
@@ -121,126 +110,97 @@ class GlobalSimilarity2d : public Layer<T> {
     return input;
   }
 
-  void forward_into(TensorView<const T> x, TensorView<T> y) override {
+  void forward_into(TensorView<const T, D> x, TensorView<T, D> y) override {
     check_shape("GlobalSimilarity2d", "output", y.shape(), output_shape(x.shape()));
-    const index n = x.dim(0), c = channels(), k = f_.out_channels(), p = x.dim(2) * x.dim(3);
-    f_out_.resize(f_.output_shape(x.shape()));
-    g_out_.resize(g_.output_shape(x.shape()));
-    h_out_.resize(h_.output_shape(x.shape()));
-    f_.forward_into(x, f_out_.view());
-    g_.forward_into(x, g_out_.view());
-    h_.forward_into(x, h_out_.view());
-    attention_.resize(Shape{n, p, p});
-    const T gamma = gamma_[0];
-    for (index img = 0; img < n; ++img) {
-      const detail::MatrixMap<const T> f(f_out_.data() + img * k * p, k, p);
-      const detail::MatrixMap<const T> g(g_out_.data() + img * k * p, k, p);
-      const detail::MatrixMap<const T> h(h_out_.data() + img * c * p, c, p);
-      detail::MatrixMap<T> b(attention_.data() + img * p * p, p, p);
-      b.noalias() = f.transpose() * g;  // s_ij
-      for (index j = 0; j < p; ++j) {   // softmax over i (down each column), shifted by the column's maximum
-        auto col = b.col(j);
-        const T top = col.maxCoeff();
-        col = (col.array() - top).exp();
-        col /= col.sum();
-      }
-      const detail::MatrixMap<const T> xin(x.data() + img * c * p, c, p);
-      detail::MatrixMap<T> out(y.data() + img * c * p, c, p);
-      out.noalias() = gamma * (h * b);
-      out += xin;
+    if constexpr (is_cpu_v<D>) {  // elsewhere the constructor has failed already (see channels_on_cpu)
+      f_out_.resize(f_.output_shape(x.shape()));
+      g_out_.resize(g_.output_shape(x.shape()));
+      h_out_.resize(h_.output_shape(x.shape()));
+      f_.forward_into(x, f_out_.view());
+      g_.forward_into(x, g_out_.view());
+      h_.forward_into(x, h_out_.view());
+      attention_.resize(attention_shape("GlobalSimilarity2d", x.shape(), f_out_.shape(), g_out_.shape(), h_out_.shape()));
+      attention_forward<T>(x, f_out_.view(), g_out_.view(), h_out_.view(), gamma_[0], attention_.view(), y);
     }
     this->remember_input_shape(x.shape());
   }
 
-  void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
+  void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("GlobalSimilarity2d::backward", dy.shape(), dx);
-    const Shape& in = this->input_shape();
-    const index n = in[0], c = channels(), k = f_.out_channels(), p = in[2] * in[3];
-    const T gamma = gamma_[0];
-    df_.resize(f_out_.shape());
-    dg_.resize(g_out_.shape());
-    dh_.resize(h_out_.shape());
-    db_.resize(p, p);  // per-image scratch, kept across steps
-    ds_.resize(p, p);
-    Matrix<T>& db = db_;
-    Matrix<T>& ds = ds_;
-    T dgamma = T(0);
-    for (index img = 0; img < n; ++img) {
-      const detail::MatrixMap<const T> f(f_out_.data() + img * k * p, k, p);
-      const detail::MatrixMap<const T> g(g_out_.data() + img * k * p, k, p);
-      const detail::MatrixMap<const T> h(h_out_.data() + img * c * p, c, p);
-      const detail::MatrixMap<const T> b(attention_.data() + img * p * p, p, p);
-      const detail::MatrixMap<const T> dout(dy.data() + img * c * p, c, p);
-      // dgamma = <dY, H B>, computed as <H^T dY, B> (P x P, no C x P temporary).
-      db.noalias() = h.transpose() * dout;  // = dB / gamma
-      dgamma += db.cwiseProduct(b).sum();
-      db *= gamma;                          // dB = H^T dO, dO = gamma dY
-      detail::MatrixMap<T>(dh_.data() + img * c * p, c, p).noalias() = gamma * (dout * b.transpose());
-      // dS = B .* (dB - 1 (colsum(B .* dB)))
-      const Eigen::Matrix<T, 1, Eigen::Dynamic> along = b.cwiseProduct(db).colwise().sum();
-      ds = b.cwiseProduct(db.rowwise() - along);
-      detail::MatrixMap<T>(df_.data() + img * k * p, k, p).noalias() = g * ds.transpose();
-      detail::MatrixMap<T>(dg_.data() + img * k * p, k, p).noalias() = f * ds;
-    }
-    gamma_grad_[0] += dgamma;
-    if (dx.size()) {
-      copy<T>(dy, dx);
-      scratch_.resize(in);
-      for (SphereConv2d<T>* proj : {&f_, &g_, &h_}) {
-        const Tensor<T>& grad = proj == &f_ ? df_ : proj == &g_ ? dg_ : dh_;
-        proj->backward_into(grad.view(), scratch_.view());
+    if constexpr (is_cpu_v<D>) {
+      df_.resize(f_out_.shape());
+      dg_.resize(g_out_.shape());
+      dh_.resize(h_out_.shape());
+      // dx = dY (the residual), then each projection's input gradient added.
+      attention_backward<T>(f_out_.view(), g_out_.view(), h_out_.view(), attention_.view(), gamma_[0], dy, df_.view(),
+                            dg_.view(), dh_.view(), gamma_grad_.view(), dx, workspace_);
+      if (!dx.size()) {
+        for (SphereConv2d<T, D>* proj : {&f_, &g_, &h_}) proj->backward_into(projection_gradient(proj).view(), {});
+        return;
+      }
+      scratch_.resize(dx.shape());
+      for (SphereConv2d<T, D>* proj : {&f_, &g_, &h_}) {
+        proj->backward_into(projection_gradient(proj).view(), scratch_.view());
         dx.vec() += scratch_.vec();
       }
-    } else {
-      f_.backward_into(df_.view(), {});
-      g_.backward_into(dg_.view(), {});
-      h_.backward_into(dh_.view(), {});
     }
   }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> all;
-    append_parameters<T>(all, "f.", f_);
-    append_parameters<T>(all, "g.", g_);
-    append_parameters<T>(all, "h.", h_);
+  std::vector<Parameter<T, D>> parameters() override {
+    std::vector<Parameter<T, D>> all;
+    append_parameters<T, D>(all, "f.", f_);
+    append_parameters<T, D>(all, "g.", g_);
+    append_parameters<T, D>(all, "h.", h_);
     all.push_back({"gamma", gamma_.view(), gamma_grad_.view(), false});
     return all;
   }
   void set_borrowing(bool borrowing) override {
-    Layer<T>::set_borrowing(borrowing);
-    for (SphereConv2d<T>* proj : {&f_, &g_, &h_}) proj->set_borrowing(borrowing);
+    Layer<T, D>::set_borrowing(borrowing);
+    for (SphereConv2d<T, D>* proj : {&f_, &g_, &h_}) proj->set_borrowing(borrowing);
   }
 
   /// Adds the orthogonality penalty λ/2 ||W W^T - I||^2 of the three
   /// projections' gradients; returns the penalty.
   T add_orthogonality_penalty(T lambda) {
     T sum = T(0);
-    for (SphereConv2d<T>* proj : {&f_, &g_, &h_})
-      sum += orthogonality_penalty<T>(proj->weight().view(), lambda, proj->weight_grad().view());
+    if constexpr (is_cpu_v<D>)  // on another device no block can exist: its constructor fails
+      for (SphereConv2d<T, D>* proj : {&f_, &g_, &h_})
+        sum += orthogonality_penalty<T>(proj->weight().view(), lambda, proj->weight_grad().view());
     return sum;
   }
 
   index channels() const { return h_.out_channels(); }
   T gamma() const { return gamma_[0]; }
-  Tensor<T>& gamma_tensor() { return gamma_; }
-  SphereConv2d<T>& f() { return f_; }
-  SphereConv2d<T>& g() { return g_; }
-  SphereConv2d<T>& h() { return h_; }
+  Tensor<T, D>& gamma_tensor() { return gamma_; }
+  SphereConv2d<T, D>& f() { return f_; }
+  SphereConv2d<T, D>& g() { return g_; }
+  SphereConv2d<T, D>& h() { return h_; }
   /// The last forward's attention B (N x P x P; column j sums to 1).
-  const Tensor<T>& attention() const { return attention_; }
+  const Tensor<T, D>& attention() const { return attention_; }
   /// The last forward's projections f, g (N x C' x H x W) and h (N x C x H x W).
-  const Tensor<T>& f_output() const { return f_out_; }
-  const Tensor<T>& g_output() const { return g_out_; }
-  const Tensor<T>& h_output() const { return h_out_; }
+  const Tensor<T, D>& f_output() const { return f_out_; }
+  const Tensor<T, D>& g_output() const { return g_out_; }
+  const Tensor<T, D>& h_output() const { return h_out_; }
 
  private:
   static SphereConvOptions projection() { return SphereConvOptions{1, 0, true, true, AngularForm::cosine}; }
+  /// `channels`, once the device is known to be the CPU (called first in the
+  /// constructor, so that nothing is allocated on another device).
+  static index channels_on_cpu(index channels) {
+    require(is_cpu_v<D>, ErrorKind::device, "GlobalSimilarity2d runs on the CPU only (nsl/ops/attention.hpp has no ",
+            D::name, " version yet)");
+    return channels;
+  }
+  /// backward's dL/d(output) of projection `proj`.
+  const Tensor<T, D>& projection_gradient(const SphereConv2d<T, D>* proj) const {
+    return proj == &f_ ? df_ : proj == &g_ ? dg_ : dh_;
+  }
 
-  SphereConv2d<T> f_, g_, h_;
-  Tensor<T> gamma_, gamma_grad_;
-  Tensor<T> f_out_, g_out_, h_out_, attention_;
-  Tensor<T> df_, dg_, dh_, scratch_;
-  Matrix<T> db_, ds_;  ///< backward's P x P scratch: dB and dS of one image
+  SphereConv2d<T, D> f_, g_, h_;
+  Tensor<T, D> gamma_, gamma_grad_;
+  Tensor<T, D> f_out_, g_out_, h_out_, attention_;
+  Tensor<T, D> df_, dg_, dh_, scratch_;
+  AttentionWorkspace<T> workspace_;  ///< backward's P x P scratch, kept across steps
 };
 
 }  // namespace nsl

@@ -361,4 +361,110 @@ void fold_weights_reference(Structure s, TensorView<const T> m, TensorView<const
     }
 }
 
+// ---------------------------------------------------------------------------
+// Diagonal plus low rank: M = diag(d) + U Vᵀ over plain D-vectors (no
+// channel/slot layout; the few-shot heads' embeddings, nsl/fewshot/heads.hpp).
+// Stored as d: [D], U, V: [D, r] (r = 0, or U and V empty: M = diag(d)).
+// Applied to the rows x_k of X (R x D), the transform Y = X Mᵀ (row k is
+// M x_k) makes w^T M x_k = w · y_k a dot product:
+//
+//     Y = X diag(d) + (X V) Uᵀ              XV = X V (R x r) kept for backward
+//
+// Backward, given dY = dL/dY (row k: dy_k):
+//
+//     dX = dY M = dY diag(d) + (dY U) Vᵀ     (row k: Mᵀ dy_k)
+//     dd_j = Σ_k dY_kj X_kj                  (the diagonal of dM = Σ_k dy_k x_kᵀ)
+//     dU = dYᵀ (X V)      dV = Xᵀ (dY U)     (dM through U Vᵀ: dM V and dMᵀ U)
+//
+// dX assigned; dd, dU, dV accumulated. `*_reference` go through the dense
+// D x D matrix.
+
+/// Fails unless d is [D] and U, V are both [D, r] or both empty; returns r.
+inline index check_diagonal_low_rank(const char* op, const Shape& d, const Shape& u, const Shape& v) {
+  check_rank(op, "diagonal d", d, 1);
+  if (u.size() == 0 && v.size() == 0) return 0;
+  check_rank(op, "left factor U", u, 2);
+  require(u[0] == d[0], ErrorKind::shape, op, ": left factor U: expected [", d[0], ", r], got ", u);
+  check_shape(op, "right factor V", v, u);
+  return u[1];
+}
+
+/// Per-call scratch of `diagonal_low_rank_transform_backward` (dY U, R x r),
+/// kept by the caller so that repeated calls allocate nothing.
+template <class T>
+struct DiagonalLowRankWorkspace {
+  Matrix<T> dy_left;
+};
+
+/// The dense D x D matrix diag(d) + U Vᵀ.
+template <class T>
+Matrix<T> diagonal_low_rank_matrix(TensorView<const T> d, TensorView<const T> u, TensorView<const T> v) {
+  const index r = check_diagonal_low_rank("diagonal_low_rank_matrix", d.shape(), u.shape(), v.shape());
+  const index D = d.size();
+  Matrix<T> m = Matrix<T>::Zero(D, D);
+  if (r > 0) m.noalias() = u.matrix(D, r) * v.matrix(D, r).transpose();
+  m.diagonal() += d.vec();
+  return m;
+}
+
+/// Y = X Mᵀ for M = diag(d) + U Vᵀ (row k of Y is M x_k); XV = X V is kept
+/// for the backward (R x r; empty when r = 0).
+template <class T>
+void diagonal_low_rank_transform(TensorView<const T> d, TensorView<const T> u, TensorView<const T> v,
+                                 TensorView<const T> x, TensorView<T> xv, TensorView<T> y) {
+  const char* op = "diagonal_low_rank_transform";
+  const index r = check_diagonal_low_rank(op, d.shape(), u.shape(), v.shape());
+  check_rank(op, "rows X", x.shape(), 2);
+  require(x.dim(1) == d.size(), ErrorKind::shape, op, ": rows X: expected [R, ", d.size(), "], got ", x.shape());
+  check_shape(op, "output Y", y.shape(), x.shape());
+  auto out = y.matrix();
+  out.noalias() = x.matrix() * d.vec().asDiagonal();
+  if (r == 0) return;
+  check_shape(op, "X V", xv.shape(), Shape{x.dim(0), r});
+  xv.matrix().noalias() = x.matrix() * v.matrix();
+  out.noalias() += xv.matrix() * u.matrix().transpose();
+}
+
+/// dX = dY M (assigned), dd += colsum(dY ⊙ X), dU += dYᵀ XV, dV += Xᵀ (dY U)
+/// (accumulated; du, dv empty when r = 0).
+template <class T>
+void diagonal_low_rank_transform_backward(TensorView<const T> d, TensorView<const T> u, TensorView<const T> v,
+                                          TensorView<const T> x, TensorView<const T> xv, TensorView<const T> dy,
+                                          TensorView<T> dx, TensorView<T> dd, TensorView<T> du, TensorView<T> dv,
+                                          DiagonalLowRankWorkspace<T>& workspace) {
+  const char* op = "diagonal_low_rank_transform_backward";
+  const index r = check_diagonal_low_rank(op, d.shape(), u.shape(), v.shape());
+  check_rank(op, "rows X", x.shape(), 2);
+  require(x.dim(1) == d.size(), ErrorKind::shape, op, ": rows X: expected [R, ", d.size(), "], got ", x.shape());
+  check_shape(op, "output gradient dY", dy.shape(), x.shape());
+  check_shape(op, "input gradient dX", dx.shape(), x.shape());
+  check_shape(op, "diagonal gradient", dd.shape(), d.shape());
+  auto grad_x = dx.matrix();
+  grad_x.noalias() = dy.matrix() * d.vec().asDiagonal();
+  dd.vec() += dy.matrix().cwiseProduct(x.matrix()).colwise().sum().transpose();
+  if (r == 0) return;
+  check_shape(op, "X V", xv.shape(), Shape{x.dim(0), r});
+  check_shape(op, "left factor gradient", du.shape(), u.shape());
+  check_shape(op, "right factor gradient", dv.shape(), v.shape());
+  Matrix<T>& dy_left = workspace.dy_left;
+  dy_left.noalias() = dy.matrix() * u.matrix();
+  grad_x.noalias() += dy_left * v.matrix().transpose();
+  du.matrix().noalias() += dy.matrix().transpose() * xv.matrix();
+  dv.matrix().noalias() += x.matrix().transpose() * dy_left;
+}
+
+/// Y = X Mᵀ through the dense matrix, entry by entry: y_kj = Σ_i M_ji x_ki.
+template <class T>
+void diagonal_low_rank_transform_reference(TensorView<const T> d, TensorView<const T> u, TensorView<const T> v,
+                                           TensorView<const T> x, TensorView<T> y) {
+  const Matrix<T> m = diagonal_low_rank_matrix(d, u, v);
+  check_shape("diagonal_low_rank_transform_reference", "output Y", y.shape(), x.shape());
+  for (index k = 0; k < x.dim(0); ++k)
+    for (index j = 0; j < x.dim(1); ++j) {
+      double sum = 0.0;
+      for (index i = 0; i < x.dim(1); ++i) sum += double(m(j, i)) * double(x(k, i));
+      y(k, j) = T(sum);
+    }
+}
+
 }  // namespace nsl
