@@ -202,7 +202,7 @@ def uns_main(x, w, g, impl):
 
 
 def similarity_conv(variant, impl, x, p, running=None):
-    """One 3x3, stride 1, 'same', bias-free similarity convolution (nsl's detail::similarity_conv)."""
+    """One 3x3, stride 1, 'same', bias-free similarity convolution (nsl's make_similarity_conv)."""
     w = p["weight"]
     if variant == "plain":
         return F.conv2d(x, w, padding=1)

@@ -11,7 +11,7 @@
 //   gemm/nsl/sgemm/N<n>                     the same product with nsl::gemm (the GEMM of nsl's layers)
 //
 // Variants: plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere, built as
-// CNN-9 builds its similarity convs (nsl::detail::similarity_conv).
+// CNN-9 builds its similarity convs (nsl::make_similarity_conv).
 //
 // Counters: GFLOP/s (a rate over real time) from the multiply-adds of the convolutions, the
 // predictor's included, at 2 flops per multiply-add; a backward with input gradient counts 2x its
@@ -128,7 +128,7 @@ F& fixture_for(const std::string& name, const std::function<std::unique_ptr<F>()
 
 std::unique_ptr<nsl::Layer<float>> make_layer(Variant v, nsl::Rng& rng) {
   const nsl::Cnn9Options options;
-  return nsl::detail::similarity_conv<float>(v, kLayerChannels, kLayerChannels, options, rng);
+  return nsl::make_similarity_conv<float>(v, kLayerChannels, kLayerChannels, options.similarity_conv_options(), rng);
 }
 
 struct LayerFixture {

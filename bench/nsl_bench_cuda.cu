@@ -83,7 +83,7 @@ void layer_cases(const Settings& s, const std::regex& filter) {
       nsl::Rng rng(kSeed);
       const nsl::Cnn9Options options;
       std::unique_ptr<nsl::Layer<float, Cuda>> layer =
-          nsl::detail::similarity_conv<float, Cuda>(v, kLayerChannels, kLayerChannels, options, rng);
+          nsl::make_similarity_conv<float, Cuda>(v, kLayerChannels, kLayerChannels, options.similarity_conv_options(), rng);
       const Shape in{kLayerBatch, kLayerChannels, kLayerSize, kLayerSize};
       Tensor<float, Cuda> x(in), y(layer->output_shape(in)), dy(y.shape()), dx(in);
       nsl::fill_normal<float>(x.view(), rng);

@@ -9,8 +9,9 @@
 //
 // The similarity conv is the variant under test: plain (Conv2d), static_dns,
 // static_uns (StaticNSConv2d), dynamic_dns, dynamic_uns, dynamic_dns_sphere
-// (DynamicNSConv2d with the matching predictor). Convolutions before BN
-// have no bias; the score conv has one. Output: N x classes x 1 x 1 logits.
+// (DynamicNSConv2d with the matching predictor); make_similarity_conv builds
+// one alone. Convolutions before BN have no bias; the score conv has one.
+// Output: N x classes x 1 x 1 logits.
 //
 // sphere_attention is the attention SphereNet of the paper's appendix B
 // (NSL.md §6): the similarity convs are cosine SphereConvs, the stages are
@@ -30,6 +31,7 @@
 #include "nsl/layers/global_similarity2d.hpp"
 #include "nsl/layers/max_pool2d.hpp"
 #include "nsl/layers/relu.hpp"
+#include "nsl/layers/sphere_conv2d.hpp"
 #include "nsl/layers/static_ns_conv2d.hpp"
 #include "nsl/models/sequential.hpp"
 
@@ -59,6 +61,15 @@ inline Variant parse_variant(const std::string& name) {
                                 "dynamic_dns_sphere or sphere_attention)"));
 }
 
+/// How make_similarity_conv builds a layer, besides its variant and channels.
+struct SimilarityConvOptions {
+  BatchNormOptions bn{};        ///< the dynamic variants' predictor BatchNorm
+  index predictor_hidden = 0;   ///< 0: the reference width (64 DNS, 128 UNS)
+  /// The authors' quirk: static DNS starts with m on slots 0, 4, 8 only
+  /// (not our default, which starts at the plain convolution, m = 1).
+  bool static_dns_identity_pattern = false;
+};
+
 struct Cnn9Options {
   index input_size = 28;                 ///< H = W of the input images (sets the score kernel)
   index widths[3] = {32, 64, 128};       ///< channels of the three stages
@@ -68,11 +79,20 @@ struct Cnn9Options {
   /// The authors' quirk: static DNS starts with m on slots 0, 4, 8 only
   /// (not our default, which starts at the plain convolution, m = 1).
   bool static_dns_identity_pattern = false;
+
+  /// The options of CNN-9's similarity convolutions.
+  SimilarityConvOptions similarity_conv_options() const { return {bn, predictor_hidden, static_dns_identity_pattern}; }
 };
 
-namespace detail {
+/// One 3x3, stride 1, 'same', bias-free similarity convolution from `in` to
+/// `out` channels on device D: the layer of `v` that CNN-9 and Conv-4 put
+/// where the variant under test goes. plain: Conv2d; static_dns / static_uns:
+/// StaticNSConv2d with a diagonal / channel-shared M; dynamic_dns /
+/// dynamic_uns / dynamic_dns_sphere: DynamicNSConv2d with the matching
+/// SimilarityPredictor; sphere_attention: a cosine SphereConv2d.
 template <class T, class D = Cpu>
-std::unique_ptr<Layer<T, D>> similarity_conv(Variant v, index in, index out, const Cnn9Options& o, Rng& rng) {
+std::unique_ptr<Layer<T, D>> make_similarity_conv(Variant v, index in, index out, const SimilarityConvOptions& o,
+                                                  Rng& rng) {
   const Conv2dOptions same{1, 1, false};
   auto dynamic = [&](Structure s, PredictorOptions p) {
     if (o.predictor_hidden > 0) p.hidden = o.predictor_hidden;
@@ -99,9 +119,8 @@ std::unique_ptr<Layer<T, D>> similarity_conv(Variant v, index in, index out, con
       return std::make_unique<SphereConv2d<T, D>>(in, out, 3, SphereConvOptions{1, 1, true, true, AngularForm::cosine},
                                                   rng);
   }
-  fail(ErrorKind::argument, "cnn9: unknown variant");
+  fail(ErrorKind::argument, "make_similarity_conv: unknown variant");
 }
-}  // namespace detail
 
 /// Builds CNN-9 for `variant` on in_channels x input_size x input_size images,
 /// on device D (the same parameters for the same seed on every device).
@@ -115,6 +134,7 @@ Sequential<T, D> cnn9(Variant variant, index in_channels, index classes, Rng& rn
     require(!attention, ErrorKind::device, "cnn9: sphere_attention runs on the CPU only (GlobalSimilarity2d has no ",
             D::name, " version yet)");
   const index* widths = attention ? o.attention_widths : o.widths;
+  const SimilarityConvOptions similarity = o.similarity_conv_options();
   Sequential<T, D> net;
   net.add("root.conv", std::make_unique<Conv2d<T, D>>(in_channels, widths[0], 3, Conv2dOptions{1, 1, false}, rng));
   net.add("root.bn", std::make_unique<BatchNorm2d<T, D>>(widths[0], o.bn));
@@ -123,14 +143,13 @@ Sequential<T, D> cnn9(Variant variant, index in_channels, index classes, Rng& rn
   for (int stage = 0; stage < 3; ++stage) {
     const std::string prefix = cat("stage", stage + 1, ".");
     for (int i = 1; i <= 3; ++i) {
-      net.add(cat(prefix, "conv", i), detail::similarity_conv<T, D>(variant, channels, widths[stage], o, rng));
+      net.add(cat(prefix, "conv", i), make_similarity_conv<T, D>(variant, channels, widths[stage], similarity, rng));
       net.add(cat(prefix, "bn", i), std::make_unique<BatchNorm2d<T, D>>(widths[stage], o.bn));
       net.add(cat(prefix, "relu", i), std::make_unique<ReLU<T, D>>());
       channels = widths[stage];
     }
     net.add(prefix + "pool", std::make_unique<MaxPool2d<T, D>>());
-    if constexpr (is_cpu_v<D>)
-      if (attention) net.add(prefix + "attention", std::make_unique<GlobalSimilarity2d<T>>(channels, rng));
+    if (attention) net.add(prefix + "attention", std::make_unique<GlobalSimilarity2d<T, D>>(channels, rng));
     size = (size + 1) / 2;
   }
   net.add("score", std::make_unique<Conv2d<T, D>>(channels, classes, size, Conv2dOptions{1, 0, true}, rng));
@@ -139,11 +158,11 @@ Sequential<T, D> cnn9(Variant variant, index in_channels, index classes, Rng& rn
 
 /// The global similarity blocks of `net` (sphere_attention's, for the
 /// orthogonality penalty); empty for the other variants.
-template <class T>
-std::vector<GlobalSimilarity2d<T>*> attention_blocks(Sequential<T>& net) {
-  std::vector<GlobalSimilarity2d<T>*> blocks;
+template <class T, class D>
+std::vector<GlobalSimilarity2d<T, D>*> attention_blocks(Sequential<T, D>& net) {
+  std::vector<GlobalSimilarity2d<T, D>*> blocks;
   for (std::size_t i = 0; i < net.size(); ++i)
-    if (auto* b = dynamic_cast<GlobalSimilarity2d<T>*>(&net.layer(i))) blocks.push_back(b);
+    if (auto* b = dynamic_cast<GlobalSimilarity2d<T, D>*>(&net.layer(i))) blocks.push_back(b);
   return blocks;
 }
 

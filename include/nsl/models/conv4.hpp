@@ -4,7 +4,8 @@
 // leaves 64 x 2 x 2 (28 -> 14 -> 7 -> 4 -> 2): a 256-dimensional embedding.
 //
 // The convolutions of blocks 2-4 are the similarity variant under test (any
-// of CNN-9's: plain, static or dynamic NSL); block 1's stays plain, as
+// of CNN-9's, built by make_similarity_conv: plain, static or dynamic NSL;
+// the predictors' BatchNorm is Conv4Options::bn); block 1's stays plain, as
 // CNN-9's root does (one input channel gives a 9-dimensional patch, too
 // little for a predictor to read).
 #pragma once
@@ -29,7 +30,7 @@ template <class T, class D = Cpu>
 Sequential<T, D> conv4(Variant variant, index in_channels, Rng& rng, const Conv4Options& o = {}) {
   require(in_channels >= 1 && o.width >= 1, ErrorKind::argument,
           "conv4: expected in_channels and width >= 1, got ", in_channels, " and ", o.width);
-  Cnn9Options similarity;
+  SimilarityConvOptions similarity;
   similarity.bn = o.bn;
   similarity.predictor_hidden = o.predictor_hidden;
   Sequential<T, D> net;
@@ -39,7 +40,7 @@ Sequential<T, D> conv4(Variant variant, index in_channels, Rng& rng, const Conv4
     if (block == 1)
       net.add(prefix + "conv", std::make_unique<Conv2d<T, D>>(channels, o.width, 3, Conv2dOptions{1, 1, false}, rng));
     else
-      net.add(prefix + "conv", detail::similarity_conv<T, D>(variant, channels, o.width, similarity, rng));
+      net.add(prefix + "conv", make_similarity_conv<T, D>(variant, channels, o.width, similarity, rng));
     net.add(prefix + "bn", std::make_unique<BatchNorm2d<T, D>>(o.width, o.bn));
     net.add(prefix + "relu", std::make_unique<ReLU<T, D>>());
     net.add(prefix + "pool", std::make_unique<MaxPool2d<T, D>>());
