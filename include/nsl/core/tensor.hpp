@@ -33,15 +33,6 @@ template <class T>
 using VectorMap = Eigen::Map<std::conditional_t<std::is_const_v<T>, const Vector<std::remove_const_t<T>>,
                                                 Vector<std::remove_const_t<T>>>>;
 
-namespace detail {
-// Transitional: the old names, until layers/global_similarity2d.hpp and
-// fewshot/heads.hpp use nsl::MatrixMap.
-template <class T>
-using MatrixMap = nsl::MatrixMap<T>;
-template <class T>
-using VectorMap = nsl::VectorMap<T>;
-}  // namespace detail
-
 /// A non-owning view of `shape.size()` elements at `data` in C order.
 /// `TensorView<const T>` is the read-only view; a mutable view converts to it.
 template <class T, class D = Cpu>
