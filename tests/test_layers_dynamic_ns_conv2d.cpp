@@ -91,3 +91,38 @@ TEST_CASE("DynamicNSConv2d names its parameters and rejects even kernels and bad
   CHECK_THROWS_AS(nsl::DynamicNSConv2d<float>(3, 4, 3, Structure::full, {}, rng), nsl::ArgumentError);
   CHECK_THROWS_AS(layer.forward(Tensor<float>(Shape{1, 2, 8, 8})), nsl::ShapeError);
 }
+
+TEST_CASE("mean_kernel_shape is all ones for a zero predictor and the mean row norm of I + G otherwise") {
+  nsl::Rng rng(77);
+  const auto x = nsl::test::randn<double>(Shape{2, 3, 5, 5}, rng);
+  for (const DynamicVariant& v : variants) {
+    CAPTURE(v.name);
+    nsl::DynamicNSConv2d<double> layer(3, 4, 3, v.structure, {1, false, v.predictor}, rng);
+    CHECK_THROWS_WITH_AS(nsl::mean_kernel_shape(layer), doctest::Contains("forward"), nsl::Error);
+    layer.predictor().conv2().weight().set_zero();
+    layer.forward(x);
+    const nsl::Vector<double> ones = nsl::mean_kernel_shape(layer);
+    REQUIRE(ones.size() == 9);
+    CHECK((ones.array() - 1.0).abs().maxCoeff() < 1e-12);
+
+    nsl::fill_normal<double>(layer.predictor().conv2().weight().view(), rng, 0.0, 0.5);
+    layer.forward(x);
+    const nsl::Tensor<double>& g = layer.predicted_similarity();
+    const nsl::index R = g.dim(1), P = g.dim(2) * g.dim(3);
+    const nsl::Vector<double> shape = nsl::mean_kernel_shape(layer);
+    // Slot 4 (the centre), written out: the norm of row 4 of I + G(p), averaged.
+    double centre = 0.0;
+    for (nsl::index n = 0; n < 2; ++n)
+      for (nsl::index p = 0; p < P; ++p) {
+        double row = 0.0;
+        for (nsl::index r = 0; r < 9; ++r) {
+          const double m = (r == 4 ? 1.0 : 0.0) + (R == 9 ? (r == 4 ? g[(n * R + 4) * P + p] : 0.0)
+                                                           : g[(n * R + 4 * 9 + r) * P + p]);
+          row += m * m;
+        }
+        centre += std::sqrt(row) / double(2 * P);
+      }
+    CHECK(shape[4] == doctest::Approx(centre).epsilon(1e-12));
+    CHECK((shape.array() - 1.0).abs().maxCoeff() > 1e-3);
+  }
+}

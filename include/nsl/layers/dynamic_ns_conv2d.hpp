@@ -18,6 +18,7 @@
 // optional "bias", and the predictor's as "predictor.<name>".
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -141,5 +142,42 @@ class DynamicNSConv2d : public Layer<T, D> {
   Tensor<T, D> predictor_input_grad_;   ///< the predictor's dL/dx, scratch
   DynamicConv2dWorkspace<T, D> workspace_;
 };
+
+}  // namespace nsl
+
+namespace nsl {
+
+/// The kernel shape the layer used in its last forward pass: for each of the
+/// K slots, the norm of row a of M(p) = I + G(p) (|1 + g_a(p)| for a diagonal
+/// M), averaged over the batch and the output pixels. The counterpart of
+/// learned_kernel_shape for static layers: a plain convolution gives all ones.
+/// Fails before any forward pass.
+template <class T>
+Vector<T> mean_kernel_shape(const DynamicNSConv2d<T>& layer) {
+  const Tensor<T>& g = layer.predicted_similarity();
+  require(g.rank() == 4, ErrorKind::state, "mean_kernel_shape: the layer has not run a forward pass yet");
+  const index N = g.dim(0), R = g.dim(1), P = g.dim(2) * g.dim(3), K = layer.geometry().slots();
+  require(R == K || R == K * K, ErrorKind::shape, "mean_kernel_shape: predicted similarity with ", R,
+          " rows for ", K, " slots");
+  std::vector<double> mean(static_cast<std::size_t>(K), 0.0);
+  for (index n = 0; n < N; ++n)
+    for (index p = 0; p < P; ++p)
+      for (index a = 0; a < K; ++a) {
+        double row = 0.0;
+        if (R == K) {
+          row = std::abs(1.0 + double(g[(n * R + a) * P + p]));
+        } else {
+          for (index r = 0; r < K; ++r) {
+            const double m = (a == r ? 1.0 : 0.0) + double(g[(n * R + a * K + r) * P + p]);
+            row += m * m;
+          }
+          row = std::sqrt(row);
+        }
+        mean[static_cast<std::size_t>(a)] += row;
+      }
+  Vector<T> shape(K);
+  for (index a = 0; a < K; ++a) shape[a] = T(mean[static_cast<std::size_t>(a)] / double(std::max<index>(N * P, 1)));
+  return shape;
+}
 
 }  // namespace nsl
