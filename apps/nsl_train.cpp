@@ -3,14 +3,19 @@
 //
 //   nsl-train --variant dynamic_dns --data /usr/share/datasets/fashion-mnist --epochs 1 --out runs/dns
 //
-// Writes OUT/metrics.jsonl (one JSON object per epoch), OUT/model.nslckpt
-// (after every epoch: weights, BN statistics, optimiser state, generator
-// state, so --resume continues bit for bit), and OUT/curves.png plus, for
-// NSL variants, OUT/kernel_shapes.png. Run with --help for every option.
+// Writes OUT/run.json (the settings), OUT/steps.jsonl (training loss and
+// accuracy every --log-every steps), OUT/metrics.jsonl (one JSON object per
+// epoch), OUT/model.nslckpt (the model file of nsl/io/model_file.hpp, after
+// every epoch: the architecture, weights, BN statistics, optimiser and
+// generator state, so --resume continues bit for bit), and OUT/curves.png
+// plus, for NSL variants, OUT/kernel_shapes.png. Run with --help for every
+// option.
 //
 // --device cuda trains on the GPU (a build with -DNSL_WITH_CUDA=ON; the
-// training loop is instantiated for it in nsl_train_cuda.cu).
-#include "nsl_train_impl.hpp"
+// training loop of nsl_train.hpp is instantiated for it in nsl_train_cuda.cu).
+#include <CLI/CLI.hpp>
+
+#include "nsl_train.hpp"
 
 #if NSL_TRAIN_WITH_CUDA
 int train_on_cuda(const nsl_train::Settings& s);  // nsl_train_cuda.cu
@@ -72,24 +77,18 @@ int main(int argc, char** argv) {
   app.add_option("--limit-test", s.limit_test, "use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--augment", s.augment, "none, crop or crop-flip (default: crop for fashion-mnist, crop-flip for CIFAR)")
       ->check(CLI::IsMember({"none", "crop", "crop-flip"}));
+  app.add_option("--log-every", s.log_every, "training steps between two rows of OUT/steps.jsonl")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--out", s.out, "output directory")->capture_default_str();
   app.add_option("--resume", s.resume,
-                 "checkpoint to continue from; with the same options (--epochs included) as the first run the "
+                 "model file to continue from; with the same options (--epochs included) as the first run the "
                  "result is bit for bit that of an uninterrupted run");
   app.add_option("--stop-after", s.stop_after,
                  "stop after this epoch of the --epochs run (the schedule still spans --epochs); continue "
                  "later with --resume")
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
-  for (int i = 0; i < argc; ++i) s.command += (i ? " " : "") + std::string(i ? argv[i] : "nsl-train");
-#if NSL_HAS_EXCEPTIONS
-  try {
-    return train_on_device(s);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "nsl-train: %s\n", e.what());
-    return 1;
-  }
-#else
-  return train_on_device(s);
-#endif
+  s.command = nsl::cli::command_line("nsl-train", argc, argv);
+  return nsl::cli::run_program("nsl-train", [&] { return train_on_device(s); });
 }

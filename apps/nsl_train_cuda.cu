@@ -1,9 +1,9 @@
 // nsl-train's training loop instantiated for the GPU (--device cuda): the
-// same code as on the CPU (nsl_train_impl.hpp), with the network, the
+// same code as on the CPU (nsl_train.hpp), with the network, the
 // optimiser and the loss on the device. Built into nsl-train when the
 // project is configured with -DNSL_WITH_CUDA=ON.
 #include "nsl/cuda/cuda.cuh"
-#include "nsl_train_impl.hpp"
+#include "nsl_train.hpp"
 
 int train_on_cuda(const nsl_train::Settings& s) {
   nsl::cuda::require_device("--device cuda");

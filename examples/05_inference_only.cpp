@@ -1,7 +1,7 @@
 // 05 — inference only, the way an embedded product builds nsl: no
 // exceptions (-fno-exceptions), no OpenMP, no framework.
 //
-// Loads a CNN-9 checkpoint written by nsl-train, folds every static NSL
+// Loads a CNN-9 model file written by nsl-train, folds every static NSL
 // layer into a plain convolution (w' = M^T w: the deployed network is a plain
 // CNN-9 and costs what a plain one costs), checks that the folded network
 // gives the trained one's logits, and classifies one image:
@@ -22,9 +22,8 @@
 #include <vector>
 
 #include "nsl/data/idx.hpp"
-#include "nsl/io/checkpoint.hpp"
+#include "nsl/io/model_file.hpp"
 #include "nsl/io/npy.hpp"
-#include "nsl/models/cnn9.hpp"
 
 namespace {
 
@@ -68,44 +67,43 @@ int main(int argc, char** argv) {
   const std::string model = argv[1], images = argv[2];
   const nsl::index which = argc > 3 ? std::atol(argv[3]) : 0;
 
-  // The checkpoint says which network it holds; the score layer says how many classes.
-  const nsl::Checkpoint ckpt = nsl::load_checkpoint(model);
-  const std::string variant_name = ckpt.require_meta("variant");
-  const std::string* dataset = ckpt.get("dataset");
-  const nsl::Variant variant = nsl::parse_variant(variant_name);
+  // One call rebuilds the trained network from its model file (nsl/io/model_file.hpp).
+  nsl::Model<float> trained = nsl::load_model<float>(model);
+  nsl::require(trained.spec.network == nsl::Network::cnn9, nsl::ErrorKind::argument, model,
+               ": a few-shot model; this example classifies with CNN-9 models of nsl-train");
   const nsl::Tensor<float> image = load_image(images, which);
-  const nsl::index in_channels = std::atol(ckpt.require_meta("in_channels").c_str());
-  const nsl::Tensor<float>* score = ckpt.find("model.score.weight");
-  nsl::require(score != nullptr && score->rank() == 4, nsl::ErrorKind::format, model, ": no model.score.weight");
-  nsl::Cnn9Options options;
-  options.input_size = image.dim(2);
-  nsl::Rng rng(1);  // initial weights, all overwritten
-  nsl::Sequential<float> trained = nsl::cnn9<float>(variant, in_channels, score->dim(0), rng, options);
-  nsl::restore(ckpt, "model.", trained.parameters());
-  nsl::restore(ckpt, "model.", trained.buffers());
-  trained.set_training(false);
+  nsl::require(image.dim(2) == trained.spec.input_size, nsl::ErrorKind::shape, model, ": the network takes ",
+               trained.spec.input_size, "x", trained.spec.input_size, " images, ", images, " has ", image.dim(2), "x",
+               image.dim(3));
+  trained.network.set_training(false);
+  const std::string variant_name = nsl::to_string(trained.spec.variant);
+  const std::string& dataset = trained.spec.dataset;
 
   // Deployment: static layers folded. For a static variant the folded network
   // is a plain CNN-9; weights and statistics are copied layer by layer.
+  const nsl::Variant variant = trained.spec.variant;
   const bool is_static = variant == nsl::Variant::static_dns || variant == nsl::Variant::static_uns;
-  nsl::Sequential<float> deployed =
-      nsl::cnn9<float>(is_static ? nsl::Variant::plain : variant, in_channels, score->dim(0), rng, options);
-  for (std::size_t i = 0; i < trained.size(); ++i) {
+  nsl::ModelSpec plain_spec = trained.spec;
+  if (is_static) plain_spec.variant = nsl::Variant::plain;
+  nsl::Rng rng(1);  // initial weights, all overwritten
+  nsl::Sequential<float> deployed = nsl::build_model<float>(plain_spec, rng).network;
+  for (std::size_t i = 0; i < trained.network.size(); ++i) {
     std::vector<nsl::Parameter<float>> to = deployed.layer(i).parameters();
-    if (auto* s = dynamic_cast<nsl::StaticNSConv2d<float>*>(&trained.layer(i))) {
+    if (auto* s = dynamic_cast<nsl::StaticNSConv2d<float>*>(&trained.network.layer(i))) {
       const nsl::Conv2d<float> folded = s->to_conv2d();
       nsl::copy<float>(folded.weight().view(), to.at(0).value);
       continue;
     }
-    const std::vector<nsl::Parameter<float>> from = trained.layer(i).parameters();
+    const std::vector<nsl::Parameter<float>> from = trained.network.layer(i).parameters();
     for (std::size_t p = 0; p < from.size(); ++p) nsl::copy<float>(from[p].value, to.at(p).value);
-    const std::vector<nsl::Buffer<float>> bfrom = trained.layer(i).buffers(), bto = deployed.layer(i).buffers();
+    const std::vector<nsl::Buffer<float>> bfrom = trained.network.layer(i).buffers(),
+                                          bto = deployed.layer(i).buffers();
     for (std::size_t b = 0; b < bfrom.size(); ++b) nsl::copy<float>(bfrom[b].value, bto.at(b).value);
   }
   deployed.set_training(false);
 
   const nsl::Tensor<float> logits = deployed.forward(image);
-  const nsl::Tensor<float> reference = trained.forward(image);
+  const nsl::Tensor<float> reference = trained.network.forward(image);
   double worst = 0.0, scale = 0.0;
   for (nsl::index k = 0; k < logits.size(); ++k) {
     worst = std::max(worst, double(std::abs(logits[k] - reference[k])));
@@ -116,6 +114,10 @@ int main(int argc, char** argv) {
               long(image.dim(2)), long(image.dim(3)));
   std::printf("folded vs trained logits: max difference %.2e (relative %.2e)\n", worst, worst / std::max(scale, 1e-30));
 
+  std::printf("logits:");  // of the trained network, for comparisons with nsl-eval --logits
+  for (nsl::index k = 0; k < reference.size(); ++k) std::printf(" %.9g", double(reference[k]));
+  std::printf("\n");
+
   // Softmax probabilities, most likely first.
   const nsl::index classes = logits.size();
   double top = logits[0], sum = 0.0;
@@ -125,7 +127,7 @@ int main(int argc, char** argv) {
   std::vector<int> order(static_cast<std::size_t>(classes));
   for (int k = 0; k < int(classes); ++k) order[std::size_t(k)] = k;
   std::sort(order.begin(), order.end(), [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
-  const std::string ds = dataset ? *dataset : "";
+  const std::string& ds = dataset;
   std::printf("prediction: class %d %s (p = %.3f)\n", order[0], class_name(ds, order[0]), p[std::size_t(order[0])] / sum);
   for (std::size_t r = 1; r < std::min<std::size_t>(3, order.size()); ++r)
     std::printf("  then     class %d %s (p = %.3f)\n", order[r], class_name(ds, order[r]), p[std::size_t(order[r])] / sum);

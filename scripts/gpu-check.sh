@@ -13,7 +13,7 @@
 #
 #   bash scripts/gpu-check.sh OUT_DIR
 #
-# Headers, libpng and the data come from the system when present, else from
+# Headers, Cairo and the data come from the system when present, else from
 # $NSL_GPU_DEPS (default build/gpu-deps, made by scripts/gpu-deps.sh on a
 # development machine). Exit status 0 iff every step passed.
 set -uo pipefail
@@ -42,15 +42,16 @@ pick() {  # pick SYSTEM_PATH DEPS_PATH: the first that exists
 eigen="$(pick /usr/include/eigen3 "$DEPS/include/eigen3")"
 [[ -n "$eigen" ]] || { echo "gpu-check: no Eigen (install libeigen3-dev or run scripts/gpu-deps.sh)" >&2; exit 1; }
 includes+=(-isystem "$eigen")
-for header in xsimd/xsimd.hpp doctest/doctest.h CLI/CLI.hpp nlohmann/json.hpp png.h; do
+for header in xsimd/xsimd.hpp doctest/doctest.h CLI/CLI.hpp nlohmann/json.hpp cairo/cairo.h; do
   if [[ ! -e "/usr/include/$header" ]]; then
     [[ -e "$DEPS/include/$header" ]] || { echo "gpu-check: no $header (run scripts/gpu-deps.sh)" >&2; exit 1; }
     have_deps_include=1
   fi
 done
 [[ -n "${have_deps_include:-}" ]] && includes+=(-isystem "$DEPS/include")
-libs=(-lpng -lz)
-if ! ldconfig -p 2>/dev/null | grep -q libpng16; then libs=(-L "$DEPS/lib" -Xlinker -rpath="$DEPS/lib" -lpng -lz); fi
+includes+=(-isystem "$(pick /usr/include/cairo "$DEPS/include/cairo")")
+libs=(-lcairo -lz)
+if ! ldconfig -p 2>/dev/null | grep -q libcairo.so.2; then libs=(-L "$DEPS/lib" -Xlinker -rpath="$DEPS/lib" -lcairo -lz); fi
 fashion="$(pick /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz "$DEPS/fashion-mnist/train-images-idx3-ubyte.gz")"
 fashion="${fashion%/*}"
 

@@ -1,4 +1,4 @@
-// examples/common/cli.hpp — small pieces the command-line programs share:
+// apps/common/cli.hpp — small pieces the command-line programs share:
 // durations as text, a progress line, keeping the first N images, and
 // re-estimating BatchNorm statistics on the first training batches.
 #pragma once
@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <string>
 #include <utility>
-
 #include <vector>
 
 #include "nsl/data/augment.hpp"
@@ -75,6 +77,31 @@ class PhaseProgress {
   ProgressLine line_;
 };
 
+/// A progress line for work measured in steps of several images:
+/// "LABEL [####....] done/total UNIT  TEXT  N img/s  ETA m:ss" (see ProgressLine).
+class RateProgress {
+ public:
+  RateProgress(std::string label, index total, std::string unit = "")
+      : label_(std::move(label)), unit_(unit.empty() ? "" : " " + unit), total_(total), start_(Clock::now()) {}
+  /// `done` steps of `total`, `images` images so far; `text` goes before the rate.
+  void update(index done, index images, const std::string& text = "") {
+    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    const double rate = seconds > 0 ? double(images) / seconds : 0.0;
+    const double eta = done > 0 ? seconds * double(total_ - done) / double(done) : 0.0;
+    line_.show(done, total_,
+               cat(label_, " ", progress_bar(done, total_), " ", done, "/", total_, unit_, "  ", text, text.empty() ? "" : "  ",
+                   long(std::lround(rate)), " img/s  ETA ", format_seconds(eta)));
+  }
+  double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string label_, unit_;
+  index total_;
+  Clock::time_point start_;
+  ProgressLine line_;
+};
+
 /// Keeps only the first `limit` images of `d` (all when limit <= 0).
 inline void keep_first(Dataset& d, index limit) {
   if (limit <= 0 || limit >= d.images.dim(0)) return;
@@ -100,6 +127,43 @@ inline index recalibrate_on_first_batches(Layer<float>& net, const Dataset& trai
   });
   progress.show(batches, batches);
   return batches;
+}
+
+#if !NSL_HAS_EXCEPTIONS
+inline const char*& program_name() {
+  static const char* name = "nsl";
+  return name;
+}
+#endif
+
+/// main()'s body: runs `program`, and turns any error into one line
+/// "NAME: message" on stderr and exit status 1.
+template <class Program>
+int run_program(const char* name, Program&& program) {
+#if NSL_HAS_EXCEPTIONS
+  try {
+    return program();
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
+#else
+  program_name() = name;  // without exceptions nsl's checks call the handler, which never returns
+  set_error_handler([](ErrorKind, const char* message) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: %s\n", program_name(), message);
+    std::exit(1);
+  });
+  return program();
+#endif
+}
+
+/// The command line as one string (argv[0] replaced by `name`), for run.json.
+inline std::string command_line(const char* name, int argc, char** argv) {
+  std::string s = name;
+  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  return s;
 }
 
 }  // namespace nsl::cli

@@ -146,9 +146,9 @@ for name, shape, values in tensors:  # the score conv for 9 classes
     fewer.append((name, shape, values))
 save(sys.argv[2] + "/nine_classes.nslckpt", meta, fewer)
 EOF
-expect_one_line_error "checkpoint of another variant" "checkpoint has no tensor" \
+expect_one_line_error "model file of another variant" "model file has no tensor" \
   --model "$work/static_dns.nslckpt" --data "$data" --limit-test 10
-expect_one_line_error "checkpoint with another number of classes" "model expects \[10, 128, 4, 4\]" \
+expect_one_line_error "model file with another number of classes" "network expects \[10, 128, 4, 4\]" \
   --model "$work/nine_classes.nslckpt" --data "$data" --limit-test 10
 
 if ((failures)); then

@@ -54,7 +54,7 @@ fails_with "no fonts" "no font files" --fonts "$work/no-fonts" --cache "$work/ca
 fails_with "more ways than classes" "40 classes" "${small[@]}" --episodes 0 --test 41w1s --out "$work/f2"
 fails_with "more shots than renders" "10 renders per class" "${small[@]}" --episodes 1 --shots 8 --queries 5 --out "$work/f3"
 fails_with "bad setting" "expected settings like" "${small[@]}" --episodes 0 --test 5x1 --out "$work/f4"
-fails_with "mismatched checkpoint" "not plain with euclidean" "${small[@]}" --head euclidean --episodes 0 --test-queries 5 \
+fails_with "mismatched model file" "not a conv4 (plain) with the euclidean head" "${small[@]}" --head euclidean --episodes 0 --test-queries 5 \
   --load "$work/run/model.nslckpt" --out "$work/f5"
 
 echo "test_nsl_fewshot: $failures failures"

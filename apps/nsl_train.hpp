@@ -1,0 +1,279 @@
+// nsl_train.hpp — the body of nsl-train (nsl_train.cpp), a template on the
+// device so that nsl_train_cuda.cu can instantiate it for the GPU. It reads
+// top to bottom: the settings, then the steps of train<D>() — load the data,
+// build or resume the model, train epoch by epoch (evaluating and saving the
+// model file after each), draw the pictures.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "common/cli.hpp"
+#include "common/datasets.hpp"
+#include "common/plots.hpp"
+#include "common/training_log.hpp"
+#include "nsl/core/threads.hpp"
+#include "nsl/data/augment.hpp"
+#include "nsl/io/atomic_file.hpp"
+#include "nsl/io/model_file.hpp"
+#include "nsl/train/evaluate.hpp"
+#include "nsl/train/loss.hpp"
+#include "nsl/train/schedule.hpp"
+#include "nsl/train/sgd.hpp"
+
+namespace nsl_train {
+
+namespace fs = std::filesystem;
+
+struct Settings {
+  std::string variant = "dynamic_dns";
+  std::string device = "cpu";
+  std::string data = nsl::cli::default_fashion_mnist_dir;
+  std::string dataset = "fashion-mnist";
+  int epochs = 1;
+  int stop_after = 0;  // 0: run all epochs
+  nsl::index batch = 128;
+  double lr = 0.1;
+  std::string schedule = "step";
+  nsl::index warmup = 200;      // iterations of linear learning-rate warm-up
+  nsl::index precise_bn = 0;    // training batches to re-estimate BN statistics before each evaluation (0: off)
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  double smoothing = 0.01;
+  std::uint64_t seed = 1;
+  int threads = 0;  // 0: all cores
+  nsl::index limit_train = 0;
+  nsl::index limit_test = 0;
+  nsl::index log_every = 10;  // steps between two rows of steps.jsonl
+  std::string augment = "";   // "" = the dataset's default
+  std::string out = "runs/latest";
+  std::string resume;
+  std::string command;  // the command line, recorded in OUT/run.json
+};
+
+// ---- data ------------------------------------------------------------------
+
+struct Data {
+  nsl::Dataset train, test;
+  nsl::index pad = 0;  // random crops after padding by this many pixels
+  bool flip = false;   // and random horizontal flips
+};
+
+inline Data load_data(const Settings& s) {
+  Data d{nsl::cli::load_split(s.dataset, s.data, true, s.limit_train),
+         nsl::cli::load_split(s.dataset, s.data, false, s.limit_test)};
+  const std::string augment = !s.augment.empty() ? s.augment : s.dataset == "fashion-mnist" ? "crop" : "crop-flip";
+  d.pad = augment == "none" ? 0 : (s.dataset == "fashion-mnist" ? 2 : 4);
+  d.flip = augment == "crop-flip";
+  return d;
+}
+
+// A host batch as the network's input: the tensor itself on the CPU, an
+// upload into `device` (reused across batches) on a GPU.
+inline nsl::TensorView<const float> stage(const nsl::Tensor<float>& host, nsl::Tensor<float>&) { return host.view(); }
+template <class D>
+nsl::TensorView<const float, D> stage(const nsl::Tensor<float>& host, nsl::Tensor<float, D>& device) {
+  nsl::assign_host_tensor<float, D>(device, host);
+  return device.view();
+}
+
+// ---- outputs ---------------------------------------------------------------
+
+// OUT/run.json: the command line and every setting of the run (what a results
+// table needs to say how a number was made).
+inline void write_run_description(const fs::path& path, const Settings& s) {
+  const nlohmann::json run = {{"command", s.command},     {"variant", s.variant},   {"device", s.device},
+                              {"dataset", s.dataset},     {"epochs", s.epochs},     {"batch", s.batch},
+                              {"lr", s.lr},               {"schedule", s.schedule}, {"warmup", s.warmup},
+                              {"precise_bn", s.precise_bn}, {"momentum", s.momentum},
+                              {"weight_decay", s.weight_decay}, {"label_smoothing", s.smoothing},
+                              {"seed", s.seed},           {"threads", nsl::num_threads()},
+                              {"augment", s.augment.empty() ? "default" : s.augment},
+                              {"limit_train", s.limit_train}, {"limit_test", s.limit_test},
+                              {"log_every", s.log_every}, {"resumed_from", s.resume}};
+  nsl::write_file_atomically("run description", path.string(),
+                             [&](std::ofstream& out) { out << run.dump(2) << '\n'; });
+}
+
+// OUT/kernel_shapes.png: the slot magnitudes of every similarity layer, |m|
+// of static layers and the mean over 100 test images and their pixels of
+// M(p)'s rows for dynamic ones. Returns false if the network has none.
+inline bool kernel_shape_picture(nsl::Model<float>& model, const Data& data, const fs::path& path) {
+  std::vector<std::string> titles;
+  std::vector<std::vector<float>> slots;
+  nsl::Tensor<float> images;
+  std::vector<int> labels;
+  std::vector<nsl::index> order;
+  for (nsl::index i = 0; i < std::min<nsl::index>(100, data.test.images.dim(0)); ++i) order.push_back(i);
+  nsl::gather_batch(data.test, order, 0, nsl::index(order.size()), images, labels);
+  model.network.set_training(false);
+  model.network.forward(images.view());  // the dynamic layers keep their M(p)
+  for (std::size_t i = 0; i < model.network.size(); ++i) {
+    nsl::Vector<float> shape;
+    if (auto* s = dynamic_cast<nsl::StaticNSConv2d<float>*>(&model.network.layer(i)))
+      shape = nsl::learned_kernel_shape(*s);
+    else if (auto* d = dynamic_cast<nsl::DynamicNSConv2d<float>*>(&model.network.layer(i)))
+      shape = nsl::mean_kernel_shape(*d);
+    else
+      continue;
+    titles.push_back(model.network.name(i));
+    slots.emplace_back(shape.data(), shape.data() + shape.size());
+  }
+  if (slots.empty()) return false;
+  std::string error;
+  if (!nsl::plots::write_kernel_shapes(path.string(), titles, slots, 3, &error))
+    std::fprintf(stderr, "nsl-train: could not write %s: %s\n", path.string().c_str(), error.c_str());
+  return true;
+}
+
+// ---- training --------------------------------------------------------------
+
+// The loss of a batch on device D (a GPU keeps its scratch across steps).
+template <class D>
+class Loss {
+ public:
+  explicit Loss(double smoothing) : smoothing_(smoothing) {}
+  nsl::LossResult operator()(nsl::TensorView<const float, D> z, const std::vector<int>& labels,
+                             nsl::TensorView<float, D> dz) {
+    if constexpr (nsl::is_cpu_v<D>) return nsl::softmax_cross_entropy<float>(z, labels, smoothing_, dz);
+    else return nsl::softmax_cross_entropy<float>(z, labels, smoothing_, dz, scratch_);
+  }
+
+ private:
+  double smoothing_;
+  std::conditional_t<nsl::is_cpu_v<D>, int, nsl::CrossEntropyWorkspace<float>> scratch_{};
+};
+
+// Trains on device D; everything but the training step (data, augmentation,
+// files, pictures) runs on the host.
+template <class D>
+int train(const Settings& s) {
+  if (s.threads > 0) nsl::set_num_threads(s.threads);
+  Data data = load_data(s);
+  const nsl::Shape image = data.train.images.shape();
+  std::printf("nsl-train: %s on %s: %ld training and %ld test images of %ldx%ldx%ld, %ld classes; %s, %d threads\n",
+              s.variant.c_str(), s.dataset.c_str(), long(image[0]), long(data.test.images.dim(0)), long(image[1]),
+              long(image[2]), long(image[3]), long(data.train.classes), D::name, nsl::num_threads());
+
+  // The model: new, or the one of --resume with its optimiser and generator.
+  nsl::Rng rng(s.seed);
+  nsl::ModelSpec spec;
+  spec.variant = nsl::parse_variant(s.variant);
+  spec.in_channels = image[1];
+  spec.input_size = image[2];
+  spec.classes = data.train.classes;
+  spec.dataset = s.dataset;
+  int first_epoch = 1;
+  nsl::index iteration = 0;
+  nsl::ModelFile resumed;
+  if (!s.resume.empty()) {
+    resumed = nsl::read_model_file(s.resume);
+    nsl::require(resumed.spec.variant == spec.variant && resumed.spec.dataset == s.dataset, nsl::ErrorKind::argument,
+                 "--resume: the model file holds ", nsl::to_string(resumed.spec.variant), " on ", resumed.spec.dataset,
+                 ", not ", s.variant, " on ", s.dataset);
+    const std::string* batch = resumed.note("batch");
+    nsl::require(batch && *batch == std::to_string(s.batch), nsl::ErrorKind::argument,
+                 "--resume: the model was trained with --batch ", batch ? *batch : "(unknown)");
+    if (const std::string* planned = resumed.note("epochs"); planned && *planned != std::to_string(s.epochs))
+      std::printf("nsl-train: note: the resumed run planned %s epochs, this one %d: the learning-rate "
+                  "schedule differs from an uninterrupted run\n", planned->c_str(), s.epochs);
+  }
+  nsl::Model<float, D> model =
+      s.resume.empty() ? nsl::build_model<float, D>(spec, rng) : nsl::load_model<float, D>(resumed);
+  nsl::Sgd<float, D> sgd(model.parameters(), {s.momentum, s.weight_decay});
+  if (!s.resume.empty()) {
+    first_epoch = nsl::restore_training(resumed, model, sgd, rng, iteration) + 1;
+    std::printf("nsl-train: resuming after epoch %d (iteration %ld) from %s\n", first_epoch - 1, long(iteration),
+                s.resume.c_str());
+  }
+  model.network.set_borrowing(true);  // every batch and its logits stay put until backward: no copies
+  // sphere_attention: the orthogonality penalty of NSL.md §6 on the attention blocks' projections.
+  const auto attention = nsl::attention_blocks(model.network);
+
+  const nsl::index n_train = data.train.images.dim(0);
+  const nsl::index batches = (n_train + s.batch - 1) / s.batch;
+  const auto schedule =
+      nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, std::min<nsl::index>(s.warmup, batches * s.epochs - 1));
+  fs::create_directories(s.out);
+  write_run_description(fs::path(s.out) / "run.json", s);
+  nsl::cli::TrainingLog log(s.out, !s.resume.empty(), first_epoch - 1, iteration);
+
+  nsl::Tensor<float> batch_images, augmented;
+  nsl::Tensor<float, D> staged, logits, dlogits;
+  std::vector<int> labels;
+  Loss<D> loss(s.smoothing);
+  const int last_epoch = s.stop_after > 0 ? std::min(s.stop_after, s.epochs) : s.epochs;
+  for (int epoch = first_epoch; epoch <= last_epoch; ++epoch) {
+    // One pass over the shuffled training set.
+    const std::vector<nsl::index> order = nsl::shuffled_indices(n_train, rng);
+    nsl::cli::RateProgress progress(nsl::cat("epoch ", epoch, "/", s.epochs), batches);
+    double loss_sum = 0.0, lr = s.lr;
+    nsl::index correct = 0, seen = 0;
+    for (nsl::index b = 0; b < batches; ++b) {
+      const nsl::index count = std::min(s.batch, n_train - b * s.batch);
+      nsl::gather_batch(data.train, order, b * s.batch, count, batch_images, labels);
+      nsl::random_crop_flip(batch_images.view(), data.pad, data.flip, rng, augmented);
+      const nsl::TensorView<const float, D> input = stage(augmented, staged);
+      logits.resize(model.network.output_shape(input.shape()));
+      dlogits.resize(logits.shape());
+      model.network.forward_into(input, logits.view());
+      const nsl::LossResult r = loss(logits.view(), labels, dlogits.view());
+      sgd.zero_gradients();
+      model.network.backward_into(dlogits.view(), {});  // no gradient for the images
+      for (auto* block : attention) block->add_orthogonality_penalty(2e-4f);
+      lr = schedule->lr(iteration);
+      sgd.step(lr);
+      ++iteration;
+      nsl::require(std::isfinite(r.loss), nsl::ErrorKind::state, "the loss became ", r.loss, " at iteration ",
+                   iteration, " (learning rate ", lr, ")");
+      loss_sum += r.loss * double(count);
+      correct += r.correct;
+      seen += count;
+      log.add_step(iteration, epoch, r.loss, r.correct, count, lr, s.log_every);
+      char numbers[64];
+      std::snprintf(numbers, sizeof numbers, "loss %.4f  acc %5.2f%%", loss_sum / double(seen),
+                    100.0 * double(correct) / double(seen));
+      progress.update(b + 1, seen, numbers);
+    }
+    const double train_seconds = progress.seconds();
+
+    // Evaluate, record, save.
+    if constexpr (nsl::is_cpu_v<D>)
+      if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch);
+    const nsl::cli::PhaseProgress testing("testing");
+    const nsl::Evaluation test = nsl::evaluate(model.network, data.test, {500, s.smoothing},
+                                               [&](nsl::index done, nsl::index total) { testing.show(done, total); });
+    log.add_epoch({{"epoch", epoch}, {"step", iteration}, {"train_loss", loss_sum / double(seen)},
+                   {"train_acc", double(correct) / double(seen)}, {"test_loss", test.loss},
+                   {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
+                   {"images_per_second", double(seen) / train_seconds}, {"lr", lr}});
+    std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s\n", epoch, s.epochs,
+                loss_sum / double(seen), 100.0 * double(correct) / double(seen), test.loss, 100.0 * test.accuracy(),
+                nsl::cli::format_seconds(progress.seconds()).c_str());
+    nsl::TrainingState<float, D> state{epoch, iteration, &rng, &sgd,
+                                       {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
+    nsl::save_model((fs::path(s.out) / "model.nslckpt").string(), model, state);
+  }
+
+  // The pictures.
+  const nsl::plots::TrainingCurves curves = log.curves();
+  if (!curves.test_accuracy.empty()) std::printf("test accuracy: %.2f%%\n", 100.0 * curves.test_accuracy.back());
+  std::string error;
+  if (!nsl::plots::write_training_curves((fs::path(s.out) / "curves.png").string(), curves, &error))
+    std::fprintf(stderr, "nsl-train: could not write curves.png: %s\n", error.c_str());
+  nsl::Model<float> host = nsl::host_copy(model);
+  const bool shapes = kernel_shape_picture(host, data, fs::path(s.out) / "kernel_shapes.png");
+  std::printf("nsl-train: wrote %s/{run.json, steps.jsonl, metrics.jsonl, model.nslckpt, curves.png%s}\n",
+              s.out.c_str(), shapes ? ", kernel_shapes.png" : "");
+  return 0;
+}
+
+}  // namespace nsl_train
