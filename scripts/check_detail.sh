@@ -5,8 +5,7 @@
 # A header of include/nsl/<folder>/ may use the `detail` names defined in its
 # own folder; a name another folder needs is made public there (a documented
 # name in namespace nsl). Programs (apps/, examples/, bench/) use no library
-# `detail` name at all; a program's own helper header may keep a detail
-# namespace for itself (apps/common/plots.hpp). One exception: a CUDA
+# `detail` name at all. One exception: a CUDA
 # specialisation include/nsl/cuda/X.cuh may use the detail of the CPU header
 # of the same op, include/nsl/<folder>/X.hpp (printed with -v).
 #

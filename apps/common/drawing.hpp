@@ -12,7 +12,7 @@
 #include <exception>
 #include <string>
 
-namespace nsl::plots::detail {
+namespace nsl::plots::draw {
 
 struct Rgb {
   double r, g, b;
@@ -137,4 +137,4 @@ bool write_png(const std::string& path, int w, int h, const char* what, std::str
   return false;
 }
 
-}  // namespace nsl::plots::detail
+}  // namespace nsl::plots::draw

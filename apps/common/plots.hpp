@@ -36,7 +36,7 @@ struct TrainingCurves {
   std::vector<double> epoch_step, test_loss, test_accuracy;  // one entry per finished epoch
 };
 
-namespace detail {
+namespace draw {
 
 // One panel inside the box (x, y, w, h): title at the top left, legend at the
 // top right, the plot with grid, ticks and x label below them. `percent`
@@ -119,12 +119,12 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
   }
 }
 
-}  // namespace detail
+}  // namespace draw
 
 // Two panels side by side, loss (left) and accuracy in % (right), against the
 // training step: train in blue (lines), test in orange (markers).
 inline bool write_training_curves(const std::string& path, const TrainingCurves& curves, std::string* error) {
-  using namespace detail;
+  using namespace draw;
   auto percent = [](std::vector<double> v) {
     for (double& a : v) a *= 100.0;
     return v;
@@ -145,7 +145,7 @@ inline bool write_training_curves(const std::string& path, const TrainingCurves&
 // |slot| (viridis), non-finite or missing slots grey; a colour bar below.
 inline bool write_kernel_shapes(const std::string& path, const std::vector<std::string>& titles,
                                 const std::vector<std::vector<float>>& slots, int side, std::string* error) {
-  using namespace detail;
+  using namespace draw;
   const int n = static_cast<int>(slots.size());
   if (n > 0 && (side <= 0 || side > 64)) {
     if (error) *error = "write_kernel_shapes: side " + std::to_string(side) + " is not in 1..64";

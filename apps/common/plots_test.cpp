@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
     return 2;
   }
-  const unsigned train_blue = 0x1F78B5, test_orange = 0xE35C00;  // detail::kTrain, kTest
+  const unsigned train_blue = 0x1F78B5, test_orange = 0xE35C00;  // draw::kTrain, kTest
   std::string error;
   auto curves = [&](const std::string& name, const plots::TrainingCurves& c, long min_blue, long min_orange) {
     const std::string path = dir + "/" + name;
@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
                     const std::vector<std::vector<float>>& slots, int side, int w, int h) {
     const std::string path = dir + "/" + name;
     error.clear();
-    const unsigned viridis_top = 0xFDE725, missing_grey = 0xC7C7C7;  // the shade of 1, detail::kMissing
+    const unsigned viridis_top = 0xFDE725, missing_grey = 0xC7C7C7;  // the shade of 1, draw::kMissing
     verify(plots::write_kernel_shapes(path, t, slots, side, &error), error, path, w, h,
            {{viridis_top, slots.empty() ? 0 : 200}, {missing_grey, name == "kernel_shapes.png" ? 300 : 0}});
   };
