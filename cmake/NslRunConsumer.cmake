@@ -1,6 +1,7 @@
 # Script mode (cmake -P) driver for nsl's consumer tests; see tests/CMakeLists.txt.
 #
-# MODE=install:  wipes PREFIX, then `cmake --install BUILD_DIR --prefix PREFIX`.
+# MODE=install:  wipes PREFIX, then `cmake --install BUILD_DIR --prefix PREFIX`,
+#                and checks the headers and PROGRAMS (paths under PREFIX) are there.
 # MODE=consumer: wipes BUILD_DIR, configures SOURCE_DIR (tests/consumer) there
 #                with GENERATOR / CXX_COMPILER / CONFIG [/ CXX_FLAGS], either
 #                against the installed PREFIX (find_package) or, when
@@ -24,9 +25,11 @@ if(MODE STREQUAL "install")
     set(_config_args --config "${CONFIG}")
   endif()
   nsl_run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${PREFIX}" ${_config_args})
-  if(NOT EXISTS "${PREFIX}/include/nsl/core/tensor.hpp")
-    message(FATAL_ERROR "install did not produce ${PREFIX}/include/nsl/core/tensor.hpp")
-  endif()
+  foreach(_file include/nsl/core/tensor.hpp include/nsl/nsl.hpp ${PROGRAMS})
+    if(NOT EXISTS "${PREFIX}/${_file}")
+      message(FATAL_ERROR "install did not produce ${PREFIX}/${_file}")
+    endif()
+  endforeach()
   return()
 endif()
 

@@ -5,9 +5,8 @@
 # A header of include/nsl/<folder>/ may use the `detail` names defined in its
 # own folder; a name another folder needs is made public there (a documented
 # name in namespace nsl). Programs (apps/, examples/, bench/) use no library
-# `detail` name at all. One exception: a CUDA
-# specialisation include/nsl/cuda/X.cuh may use the detail of the CPU header
-# of the same op, include/nsl/<folder>/X.hpp (printed with -v).
+# `detail` name at all. The CUDA headers (include/nsl/cuda/) are a folder of
+# their own like any other: what they share with a CPU op is public there.
 #
 # Checked: every `detail::name` (with any qualifier, including `using
 # detail::name;` and namespace aliases), resolved to the file(s) defining it;
@@ -272,10 +271,6 @@ def folder_of(path):
     return "/".join(parts[:-1])
 
 
-def stem(path):
-    return os.path.splitext(os.path.basename(path))[0]
-
-
 lib_files = files_under(LIB)
 program_files = [f for d in PROGRAMS for f in files_under(d)]
 parsed = {p: Parsed(p) for p in lib_files + program_files}
@@ -322,9 +317,6 @@ def judge(p, pos, shown, key, owners):
     if any(folder_of(o) == user_folder for o in owners):
         return
     owners_text = ", ".join(sorted(owners))
-    if p.path.startswith(LIB + "/cuda/") and any(stem(o) == stem(p.path) for o in owners):
-        allowed.append(f"{where}: {shown} (the CPU op's detail, {owners_text})")
-        return
     violations.append(f"{where}: {shown} is defined in {owners_text}")
 
 

@@ -68,7 +68,7 @@ __global__ void softmax_cross_entropy_kernel(const T* logits, const int* labels,
 template <class T>
 LossResult softmax_cross_entropy(TensorView<const T, Cuda> logits, const std::vector<int>& labels, double smoothing,
                                  TensorView<T, Cuda> dlogits, CrossEntropyWorkspace<T>& workspace) {
-  const index classes = detail::check_cross_entropy("softmax_cross_entropy", logits.shape(), labels, smoothing,
+  const index classes = check_cross_entropy_shapes("softmax_cross_entropy", logits.shape(), labels, smoothing,
                                                     dlogits.shape());
   const index samples = logits.dim(0);
   const double off_target = smoothing / static_cast<double>(classes);  // t for k != y

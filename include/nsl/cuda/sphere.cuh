@@ -33,7 +33,7 @@ namespace cuda::detail {
 // the same formulas in double, as __device__ functions for the kernels.
 template <class T>
 __device__ T angular_response_on_device(AngularForm form, T c) {
-  constexpr double pi = nsl::detail::pi, k = nsl::detail::sigmoid_k;
+  constexpr double pi = nsl::angular_pi, k = nsl::sigmoid_form_k;
   switch (form) {
     case AngularForm::identity:
     case AngularForm::cosine: return c;
@@ -53,7 +53,7 @@ __device__ T angular_response_on_device(AngularForm form, T c) {
 
 template <class T>
 __device__ T angular_derivative_on_device(AngularForm form, T c) {
-  constexpr double pi = nsl::detail::pi, k = nsl::detail::sigmoid_k;
+  constexpr double pi = nsl::angular_pi, k = nsl::sigmoid_form_k;
   switch (form) {
     case AngularForm::identity:
     case AngularForm::cosine: return T(1);

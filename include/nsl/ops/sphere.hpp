@@ -56,19 +56,20 @@ inline AngularForm parse_angular_form(const std::string& name) {
                                 "' (expected identity, cosine, linear or sigmoid)"));
 }
 
-namespace detail {
-inline constexpr double sigmoid_k = 0.3;
-inline constexpr double pi = 3.14159265358979323846;
-inline double sigmoid_kappa() {
-  const double e = std::exp(-pi / (2 * sigmoid_k));
+/// The constants of the sigmoid angular form f(theta) = kappa (1 - u) / (1 + u),
+/// u = exp(theta / k - pi / (2 k)): k, and kappa = (1 + e) / (1 - e) with
+/// e = exp(-pi / (2 k)), so that f(0) = 1 (the CUDA kernels use them too).
+inline constexpr double sigmoid_form_k = 0.3;
+inline constexpr double angular_pi = 3.14159265358979323846;
+inline double sigmoid_form_kappa() {
+  const double e = std::exp(-angular_pi / (2 * sigmoid_form_k));
   return (1 + e) / (1 - e);
 }
-}  // namespace detail
 
 /// f(c) for one cosine value.
 template <class T>
 T angular_response(AngularForm form, T c) {
-  using detail::pi;
+  constexpr double pi = angular_pi;
   switch (form) {
     case AngularForm::identity:
     case AngularForm::cosine: return c;
@@ -78,8 +79,8 @@ T angular_response(AngularForm form, T c) {
     }
     case AngularForm::sigmoid: {
       const double theta = std::acos(std::clamp<double>(c, -1.0, 1.0));
-      const double u = std::exp(theta / detail::sigmoid_k - pi / (2 * detail::sigmoid_k));
-      return T(detail::sigmoid_kappa() * (1 - u) / (1 + u));
+      const double u = std::exp(theta / sigmoid_form_k - pi / (2 * sigmoid_form_k));
+      return T(sigmoid_form_kappa() * (1 - u) / (1 + u));
     }
   }
   return c;
@@ -88,7 +89,7 @@ T angular_response(AngularForm form, T c) {
 /// f'(c) for one cosine value (infinite at |c| = 1 for linear and sigmoid).
 template <class T>
 T angular_derivative(AngularForm form, T c) {
-  using detail::pi;
+  constexpr double pi = angular_pi;
   switch (form) {
     case AngularForm::identity:
     case AngularForm::cosine: return T(1);
@@ -99,8 +100,8 @@ T angular_derivative(AngularForm form, T c) {
     case AngularForm::sigmoid: {
       const double cc = std::clamp<double>(c, -1.0, 1.0);
       const double theta = std::acos(cc);
-      const double u = std::exp(theta / detail::sigmoid_k - pi / (2 * detail::sigmoid_k));
-      const double df_dtheta = -2.0 * detail::sigmoid_kappa() * u / (detail::sigmoid_k * (1 + u) * (1 + u));
+      const double u = std::exp(theta / sigmoid_form_k - pi / (2 * sigmoid_form_k));
+      const double df_dtheta = -2.0 * sigmoid_form_kappa() * u / (sigmoid_form_k * (1 + u) * (1 + u));
       return T(df_dtheta * (-1.0 / std::sqrt(1.0 - cc * cc)));
     }
   }

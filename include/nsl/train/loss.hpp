@@ -38,9 +38,9 @@ struct LossResult {
 template <class T>
 struct CrossEntropyWorkspace;
 
-namespace detail {
-// Validates logits, labels, smoothing and (if non-empty) dlogits; returns the class count.
-inline index check_cross_entropy(const char* op, const Shape& logits, const std::vector<int>& labels,
+/// Validates logits, labels, smoothing and (if non-empty) dlogits; returns the
+/// class count (the CPU and the CUDA loss share it).
+inline index check_cross_entropy_shapes(const char* op, const Shape& logits, const std::vector<int>& labels,
                                  double smoothing, const Shape& dlogits) {
   const bool plain = logits.rank() == 2;
   const bool score_map = logits.rank() == 4 && logits[2] == 1 && logits[3] == 1;
@@ -59,13 +59,12 @@ inline index check_cross_entropy(const char* op, const Shape& logits, const std:
   if (dlogits.rank() != 0 && dlogits.size() != 0) check_shape(op, "logit gradient", dlogits, logits);
   return classes;
 }
-}  // namespace detail
 
 /// L and, unless dlogits is empty, dL/dz assigned into dlogits (see above).
 template <class T>
 LossResult softmax_cross_entropy(TensorView<const T> logits, const std::vector<int>& labels,
                                  double smoothing, TensorView<T> dlogits) {
-  const index classes = detail::check_cross_entropy("softmax_cross_entropy", logits.shape(), labels,
+  const index classes = check_cross_entropy_shapes("softmax_cross_entropy", logits.shape(), labels,
                                                     smoothing, dlogits.shape());
   const index samples = logits.dim(0);
   const bool want_gradient = dlogits.size() != 0;
@@ -109,7 +108,7 @@ LossResult softmax_cross_entropy(TensorView<const T> logits, const std::vector<i
 template <class T>
 LossResult softmax_cross_entropy_reference(TensorView<const T> logits, const std::vector<int>& labels,
                                            double smoothing, TensorView<T> dlogits) {
-  const index K = detail::check_cross_entropy("softmax_cross_entropy_reference", logits.shape(),
+  const index K = check_cross_entropy_shapes("softmax_cross_entropy_reference", logits.shape(),
                                               labels, smoothing, dlogits.shape());
   const index N = logits.dim(0);
   LossResult result;
