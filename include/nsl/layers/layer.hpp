@@ -25,18 +25,73 @@
 // last; a training loop that keeps its batch until backward may set it on the
 // whole network.
 //
+// Inference has a contract of its own:
+//
+//   infer(x, y, ws) const  y = the evaluation-mode output for x (BatchNorm with
+//                      its running statistics), keeping nothing in the layer:
+//                      const, so one model serves several threads at once,
+//                      each with its own InferenceWorkspace `ws`, which the
+//                      caller owns and the layer keeps its scratch in. Once a
+//                      workspace has seen a shape, infer allocates nothing.
+//
 // `Layer<T, D>` is the run-time interface for containers that assemble a
 // network from a flag; the per-element work stays in non-virtual ops. D is
 // the device (nsl/core/device.hpp): the layers are written once, against
 // operations that exist for each device under the same name.
 #pragma once
 
+#include <cstddef>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nsl/core/tensor.hpp"
 
 namespace nsl {
+
+/// The scratch of const inference (Layer::infer), owned by the caller: one per
+/// thread. A layer keeps its own scratch in it (`scratch<S>()`: im2col
+/// buffers, a predictor's intermediate tensors...), created on first use and
+/// reused; a container gives each of its parts a child workspace. A workspace
+/// belongs to one network: using it with another fails or reallocates.
+class InferenceWorkspace {
+ public:
+  InferenceWorkspace() = default;
+  InferenceWorkspace(InferenceWorkspace&&) noexcept = default;
+  InferenceWorkspace& operator=(InferenceWorkspace&&) noexcept = default;
+  InferenceWorkspace(const InferenceWorkspace&) = delete;
+  InferenceWorkspace& operator=(const InferenceWorkspace&) = delete;
+
+  /// The workspace of part `i` of a container (made on first use).
+  InferenceWorkspace& child(std::size_t i) {
+    if (children_.size() <= i) children_.resize(i + 1);
+    if (!children_[i]) children_[i] = std::make_unique<InferenceWorkspace>();
+    return *children_[i];
+  }
+  /// This layer's scratch of type S, default-constructed on first use. A
+  /// workspace holds one scratch type: asking for another fails.
+  template <class S>
+  S& scratch() {
+    if (!scratch_) {
+      scratch_ = std::unique_ptr<void, void (*)(void*)>(new S(), [](void* p) { delete static_cast<S*>(p); });
+      type_ = type_tag<S>();
+    }
+    require(type_ == type_tag<S>(), ErrorKind::state,
+            "InferenceWorkspace: used by two different layers (give each model, and each thread, its own)");
+    return *static_cast<S*>(scratch_.get());
+  }
+
+ private:
+  template <class S>
+  static const void* type_tag() {
+    static const char tag = 0;
+    return &tag;
+  }
+  std::vector<std::unique_ptr<InferenceWorkspace>> children_;
+  std::unique_ptr<void, void (*)(void*)> scratch_{nullptr, [](void*) {}};
+  const void* type_ = nullptr;
+};
 
 /// A trainable tensor of a layer, as the optimiser sees it.
 template <class T, class D = Cpu>
@@ -79,6 +134,20 @@ class Layer {
   /// matching backward unchanged (see the top of the file); containers pass it on.
   virtual void set_borrowing(bool borrowing) { borrowing_ = borrowing; }
   bool borrowing() const { return borrowing_; }
+
+  /// Evaluation-mode output for x into y (of shape output_shape(x.shape())):
+  /// const, thread-safe with one workspace per thread, allocation-free once
+  /// `ws` has seen the shape (see the top of the file).
+  virtual void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const {
+    (void)x, (void)y, (void)ws;
+    fail(ErrorKind::state, cat(describe(), ": this layer has no const inference"));
+  }
+  /// The same into a new output tensor.
+  Tensor<T, D> infer(TensorView<const T, D> x, InferenceWorkspace& ws) const {
+    Tensor<T, D> y(output_shape(x.shape()));
+    infer(x, y.view(), ws);
+    return y;
+  }
 
   /// Forward pass returning a new output tensor.
   Tensor<T, D> forward(TensorView<const T, D> x) {

@@ -60,6 +60,27 @@ class Sequential : public Layer<T, D> {
     this->remember_input_shape(x.shape());
   }
 
+  /// Const inference: each layer's infer with its own child workspace; the
+  /// outputs between layers live in `ws` (two buffers in turn, grown to the
+  /// largest), so the container keeps nothing and allocates nothing once `ws`
+  /// has seen the shape.
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    require(!entries_.empty(), ErrorKind::state, "Sequential: infer on an empty container");
+    check_shape("Sequential::infer", "output", y.shape(), output_shape(x.shape()));
+    auto& between = ws.scratch<InferenceBuffers>().tensors;
+    TensorView<const T, D> current = x;
+    for (std::size_t i = 0; i + 1 < entries_.size(); ++i) {
+      const Shape out = entries_[i].layer->output_shape(current.shape());
+      Tensor<T, D>& buffer = between[i % 2];
+      if (buffer.size() < out.size()) buffer.resize(Shape{out.size()});
+      const TensorView<T, D> next(buffer.data(), out);
+      entries_[i].layer->infer(current, next, ws.child(i));
+      current = next;
+    }
+    entries_.back().layer->infer(current, y, ws.child(entries_.size() - 1));
+  }
+  using Layer<T, D>::infer;
+
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("Sequential::backward", dy.shape(), dx);
     // Layer i's input gradient is layer i-1's output gradient; two buffers in
@@ -99,9 +120,13 @@ class Sequential : public Layer<T, D> {
 
   std::size_t size() const { return entries_.size(); }
   Layer<T, D>& layer(std::size_t i) { return *entries_.at(i).layer; }
+  const Layer<T, D>& layer(std::size_t i) const { return *entries_.at(i).layer; }
   const std::string& name(std::size_t i) const { return entries_.at(i).name; }
 
  private:
+  struct InferenceBuffers {
+    Tensor<T, D> tensors[2];  ///< the outputs between layers, in turn
+  };
   struct Entry {
     std::string name;
     std::unique_ptr<Layer<T, D>> layer;
