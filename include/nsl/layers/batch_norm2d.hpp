@@ -89,6 +89,21 @@ class BatchNorm2d : public Layer<T, D> {
     this->remember_input_shape(x.shape());
   }
 
+  /// Const inference (Layer::infer): y = γ (x - running mean) / sqrt(running
+  /// variance + eps) + β, the evaluation-mode forward whatever set_training
+  /// says; no scratch (x̂ is not kept), and y may be x (in place). CPU only
+  /// (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      Layer<T, D>::infer(x, y, ws);
+    } else {
+      output_shape(x.shape());
+      batchnorm_forward<T>(x, running_mean_.view(), running_variance_.view(), gamma_.view(), beta_.view(),
+                           T(options_.eps), y, TensorView<T, D>());
+    }
+  }
+  using Layer<T, D>::infer;
+
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("BatchNorm2d::backward", dy.shape(), dx);
     const T eps = T(options_.eps);

@@ -78,6 +78,13 @@ class Conv2d : public Layer<T, D> {
   void infer(TensorView<const T, D> x, TensorView<T, D> y, Conv2dWorkspace<T, D>& workspace) const {
     conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace);
   }
+  /// Const inference (Layer::infer): the same, with the im2col/GEMM buffers
+  /// kept in `ws`. CPU only (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) Layer<T, D>::infer(x, y, ws);
+    else infer(x, y, ws.scratch<Conv2dWorkspace<T, D>>());
+  }
+  using Layer<T, D>::infer;
 
   std::vector<Parameter<T, D>> parameters() override {
     std::vector<Parameter<T, D>> params{{"weight", weight_.view(), weight_grad_.view(), true}};

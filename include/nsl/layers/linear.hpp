@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "nsl/core/gemm.hpp"
 #include "nsl/core/random.hpp"
 #include "nsl/layers/layer.hpp"
 #include "nsl/ops/linear.hpp"
@@ -51,6 +52,19 @@ class Linear : public Layer<T> {
     input_.save(x2, this->borrowing());
     this->remember_input_shape(x.shape());
   }
+  /// Const inference (Layer::infer): y = x w^T + b through nsl::gemm, whose
+  /// packing buffers live in `ws` (Eigen's product, which forward uses, may
+  /// allocate its own), so it equals forward to float rounding, not bitwise.
+  void infer(TensorView<const T> x, TensorView<T> y, InferenceWorkspace& ws) const override {
+    const Shape x2 = flat(x.shape());  // forward's checks, with forward's messages
+    check_shape("linear_forward", "output", y.shape(),
+                linear_output_shape("linear_forward", x2, weight_.shape(), bias_.shape()));
+    const index N = x2[0], O = out_features(), F = in_features();
+    gemm<T>(false, true, N, O, F, x.data(), weight_.data(), T(0), y.data(), ws.scratch<GemmScratch<T>>());
+    if (!bias_.empty()) y.matrix().rowwise() += bias_.vec().transpose();
+  }
+  using Layer<T>::infer;
+
   void backward_into(TensorView<const T> dy, TensorView<T> dx) override {
     this->check_backward("Linear::backward", dy.shape(), dx);
     TensorView<T> dx2 = dx.size() ? dx.reshaped(input_.shape()) : dx;

@@ -22,6 +22,13 @@ class ReLU : public Layer<T, D> {
     this->check_backward("ReLU::backward", dy.shape(), dx);
     if (dx.size()) relu_backward<T>(output_.view(), dy, dx);
   }
+  /// Const inference (Layer::infer): y = max(x, 0), no scratch; y may be x
+  /// (in place). CPU only (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) Layer<T, D>::infer(x, y, ws);
+    else relu_forward<T>(x, y);
+  }
+  using Layer<T, D>::infer;
 
  private:
   SavedTensor<T, D> output_;  ///< the last forward's output

@@ -19,6 +19,7 @@
 // Parameter: "weight" (decayed).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -96,6 +97,32 @@ class SphereConv2d : public Layer<T, D> {
     sphere_response_forward<T>(options_.form, input_norm_.view(), filter_norms_.view(), cosine_.view(), y);
   }
 
+  /// Const inference (Layer::infer): forward's ops with z computed straight
+  /// into y and turned into f(c) in place (c is not kept); n(p), a_o and the
+  /// convolution's and norm's buffers live in `ws`. Equal to forward bitwise.
+  /// CPU only (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      Layer<T, D>::infer(x, y, ws);
+    } else {
+      const Shape out = output_shape(x.shape());
+      check_shape("SphereConv2d", "output", y.shape(), out);
+      auto& scratch = ws.scratch<InferenceScratch>();
+      conv2d_forward<T>(x, weight_.view(), {}, geometry_, y, scratch.convolution);  // z
+      if (is_plain()) return;
+      const Shape norm_shape{out[0], 1, out[2], out[3]};
+      if (scratch.input_norm.size() < norm_shape.size()) scratch.input_norm.resize(Shape{norm_shape.size()});
+      const TensorView<T, D> input_norm(scratch.input_norm.data(), norm_shape);
+      if (options_.input_norm) local_input_norm<T>(x, geometry_, input_norm, &scratch.norm);
+      else std::fill(input_norm.data(), input_norm.data() + input_norm.size(), T(1));
+      scratch.filter_norms.resize(filter_norms_.shape());
+      if (options_.filter_norm) filter_norm<T>(weight_.view(), scratch.filter_norms.view());
+      else scratch.filter_norms.fill(T(1));
+      sphere_response_in_place<T>(options_.form, input_norm, scratch.filter_norms.view(), y);
+    }
+  }
+  using Layer<T, D>::infer;
+
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("SphereConv2d::backward", dy.shape(), dx);
     if (is_plain()) {
@@ -140,6 +167,14 @@ class SphereConv2d : public Layer<T, D> {
   Tensor<T, D>& weight_grad() { return weight_grad_; }
 
  private:
+  /// infer's scratch (in the caller's InferenceWorkspace; buffers only grow; CPU only).
+  struct InferenceScratch {
+    Tensor<T, D> input_norm;           ///< n(p) for the current input (ones without input_norm)
+    Tensor<T, D> filter_norms;         ///< a_o (ones without filter_norm)
+    Conv2dWorkspace<T, D> convolution;
+    LocalNormWorkspace<T, D> norm;
+  };
+
   SphereConvOptions options_;
   ConvGeometry geometry_;
   Tensor<T, D> weight_, weight_grad_;

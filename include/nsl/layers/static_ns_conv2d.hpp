@@ -79,6 +79,23 @@ class StaticNSConv2d : public Layer<T, D> {
     input_.save(x, this->borrowing());  // backward needs the input's patches
     this->remember_input_shape(x.shape());
   }
+  /// Const inference (Layer::infer): forward's fold and convolution with W'
+  /// folded into `ws` instead of the layer, so a change of W or M is seen at
+  /// the next call. Equal to forward bitwise, except for the full structure,
+  /// whose fold runs through nsl::gemm (Eigen's product may allocate): to
+  /// float rounding. CPU only (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      Layer<T, D>::infer(x, y, ws);
+    } else {
+      auto& scratch = ws.scratch<InferenceScratch>();
+      scratch.folded.resize(weight_.shape());  // allocates on the first call only
+      fold_weights<T>(structure_, similarity_.view(), weight_.view(), scratch.folded.view(), scratch.fold_gemm);
+      conv2d_forward<T>(x, scratch.folded.view(), bias_.view(), geometry_, y, scratch.convolution);
+    }
+  }
+  using Layer<T, D>::infer;
+
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("StaticNSConv2d::backward", dy.shape(), dx);
     folded_grad_.set_zero();
@@ -121,6 +138,13 @@ class StaticNSConv2d : public Layer<T, D> {
   Tensor<T, D>& bias_grad() { return bias_grad_; }
 
  private:
+  /// infer's scratch (in the caller's InferenceWorkspace; CPU only).
+  struct InferenceScratch {
+    Tensor<T, D> folded;                 ///< W' = M^T W for this call
+    GemmScratch<T> fold_gemm;            ///< the full structure's fold product
+    Conv2dWorkspace<T, D> convolution;   ///< im2col/GEMM buffers
+  };
+
   Structure structure_;
   ConvGeometry geometry_;
   Tensor<T, D> weight_, weight_grad_, similarity_, similarity_grad_, bias_, bias_grad_;

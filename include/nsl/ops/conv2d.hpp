@@ -30,6 +30,7 @@
 // The same GEMM sizes; the copies are O K x HW instead of C K x HW.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "nsl/core/gemm.hpp"
@@ -182,6 +183,21 @@ inline int thread_id() {
 #endif
 }
 
+// Runs body(n, t) for the images n of [0, N), t the number of the thread
+// running it: on `threads` OpenMP threads, or, with one, on the calling thread
+// outside any parallel region. (libgomp allocates the team of a one-thread
+// region, `if (false)` included, on each entry: a batch of 1, or a call from
+// inside the caller's own parallel region, would allocate on every call.)
+template <class Body>
+void for_each_image(index N, int threads, Body&& body) {
+  if (threads <= 1) {
+    for (index n = 0; n < N; ++n) body(n, std::size_t(0));
+    return;
+  }
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (index n = 0; n < N; ++n) body(n, static_cast<std::size_t>(thread_id()));
+}
+
 // True when conv2d_forward / conv2d_backward use the output-side form
 // (header comment): stride 1, 2p = k - 1, fewer output than input channels.
 inline bool conv2d_output_side(index in_channels, index out_channels, const ConvGeometry& g) {
@@ -206,14 +222,12 @@ void conv2d_forward_output_side(TensorView<const T> x, TensorView<const T> w, Te
   const int threads = batch_threads(N);
   ws.reserve_columns(threads, O * K, P);
   ws.packed_weight.pack(false, O * K, C, ws.flipped_weight.data());
-NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
-  for (index n = 0; n < N; ++n) {
-    const auto t = static_cast<std::size_t>(thread_id());
+  for_each_image(N, threads, [&](index n, std::size_t t) {
     Matrix<T>& shifted = ws.columns[t];
     gemm<T>(ws.packed_weight, false, P, x.data() + n * C * P, T(0), shifted.data(), ws.gemm[t]);
     col2im_scratch(shifted.data(), O, H, W, g, y.data() + n * O * P);
     if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
-  }
+  });
 }
 
 template <class T>
@@ -267,13 +281,11 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
   const int threads = detail::batch_threads(N);
   ws.reserve_gemm(threads);
   ws.packed_weight.pack(false, O, rows, w.data());
-NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
-  for (index n = 0; n < N; ++n) {
-    const auto t = static_cast<std::size_t>(detail::thread_id());
+  detail::for_each_image(N, threads, [&](index n, std::size_t t) {
     const PatchPacker<T> patches{x.data() + n * C * H * W, C, H, W, g, false};  // X_n, packed as the GEMM goes
     gemm_with_rhs<T>(ws.packed_weight, pixels, patches, T(0), y.data() + n * O * pixels, ws.gemm[t]);
     if (bias.size()) y.sample(n).matrix(O, pixels).colwise() += bias.vec();
-  }
+  });
 }
 
 /// dx assigned (skipped when dx.size() == 0); dw, db accumulated (db skipped when empty).

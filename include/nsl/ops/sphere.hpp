@@ -267,6 +267,32 @@ void sphere_response_forward(AngularForm form, TensorView<const T> input_norm, T
   });
 }
 
+/// y = f(z / (a_o n)) in place, z_to_y holding z: sphere_response_forward's
+/// arithmetic without keeping c (for const inference, which needs no backward).
+template <class T>
+void sphere_response_in_place(AngularForm form, TensorView<const T> input_norm, TensorView<const T> filter_norms,
+                              TensorView<T> z_to_y) {
+  check_sphere_response("sphere_response_in_place", z_to_y.shape(), input_norm.shape(), filter_norms.shape());
+  const index N = z_to_y.dim(0), O = z_to_y.dim(1), P = z_to_y.dim(2) * z_to_y.dim(3);
+  const bool linear = form == AngularForm::identity || form == AngularForm::cosine;
+  parallel_ranges(N * O, 1, [&](index begin, index end) {
+    for (index plane = begin; plane < end; ++plane) {
+      const index n = plane / O, o = plane % O;
+      T* v = z_to_y.data() + plane * P;
+      const T* norm = input_norm.data() + n * P;
+      const T a = filter_norms[o];
+      if (linear) {
+        for (index p = 0; p < P; ++p) v[p] = v[p] / (a * norm[p]);
+        continue;
+      }
+      for (index p = 0; p < P; ++p) {
+        const T cosine = v[p] / (a * norm[p]);
+        v[p] = angular_response(form, cosine);
+      }
+    }
+  });
+}
+
 /// dz and dnorm (dL/dn, N x 1 x Ho x Wo) assigned from dy and the forward's c.
 template <class T>
 void sphere_response_backward(AngularForm form, TensorView<const T> c, TensorView<const T> input_norm,

@@ -43,6 +43,7 @@
 #include <algorithm>
 #include <string>
 
+#include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
 
 namespace nsl {
@@ -298,6 +299,24 @@ void fold_weights(Structure s, TensorView<const T> m, TensorView<const T> w, Ten
       folded.matrix(O, C * K).noalias() = w.matrix(O, C * K) * m.matrix(C * K, C * K);
       return;
   }
+}
+
+/// The same fold with the full structure's product (W' = W M, O x CK times
+/// CK x CK) through nsl::gemm and the caller's packing buffers, so that it
+/// allocates nothing once `scratch` has grown (Eigen's product above may
+/// allocate its blocking buffers). The other structures are fold_weights
+/// itself, which allocates nothing. For const inference (StaticNSConv2d::infer).
+template <class T>
+void fold_weights(Structure s, TensorView<const T> m, TensorView<const T> w, TensorView<T> folded,
+                  GemmScratch<T>& scratch) {
+  if (s != Structure::full) {
+    fold_weights<T>(s, m, w, folded);
+    return;
+  }
+  check_fold("fold_weights", s, m.shape(), w.shape());
+  check_shape("fold_weights", "folded weight", folded.shape(), w.shape());
+  const index O = w.dim(0), CK = w.dim(1) * w.dim(2) * w.dim(3);
+  gemm<T>(false, false, O, CK, CK, w.data(), m.data(), T(0), folded.data(), scratch);
 }
 
 /// Backward through the fold, given dW' = dL/dW': dW += dW' M^T row-wise
