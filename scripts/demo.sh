@@ -40,8 +40,9 @@ echo "==== demo: build/release/nsl-eval --model $OUT/model.nslckpt --json $OUT/e
 build/release/nsl-eval --model "$OUT/model.nslckpt" --json "$OUT/eval.json"
 echo
 echo "demo: outputs in $ROOT/$OUT:"
+echo "  steps.jsonl        training loss and accuracy every 10 steps"
 echo "  metrics.jsonl      one JSON object per epoch (loss, accuracy, images/s, learning rate)"
-echo "  model.nslckpt      the trained model (nsl-eval --model, nsl-train --resume)"
-echo "  curves.png         loss and accuracy per epoch"
+echo "  model.nslckpt      the model file (nsl-eval --model, nsl-train --resume, nsl::load_model)"
+echo "  curves.png         loss and accuracy against training steps, with the test results"
 echo "  kernel_shapes.png  the learned kernel shapes of every similarity layer"
 echo "  eval.json          test accuracy, per-class accuracy and the confusion matrix"

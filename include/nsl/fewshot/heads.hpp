@@ -29,6 +29,10 @@
 // head, their share through z), parameter gradients accumulated, as every
 // nsl layer does.
 //
+// `infer` (const, Layer's inference contract) scores an episode laid out as
+// the current set_episode with every intermediate (prototypes, unit rows, a
+// predicted M) in the caller's workspace, bit for bit as forward does.
+//
 // `scores_reference` of each head is the formula as it reads, with loops in
 // double precision (tests compare it with forward).
 //
@@ -92,12 +96,15 @@ class PrototypeHead : public Layer<T, D> {
   virtual HeadKind kind() const = 0;
 
   Shape output_shape(const Shape& input) const override {
-    require(input.rank() >= 2, ErrorKind::shape, this->describe(), ": expected embeddings [B, D...], got ", input);
+    // describe() only on failure: a string per call would allocate in infer.
+    if (input.rank() < 2) fail(ErrorKind::shape, cat(this->describe(), ": expected embeddings [B, D...], got ", input));
     const index rows = input[0], features = input.size() / std::max<index>(rows, 1);
-    require(features == dimension_, ErrorKind::shape, this->describe(), ": expected ", dimension_,
-            " features per embedding, got ", input);
-    require(rows > ways_ * shots_, ErrorKind::shape, this->describe(), ": expected more than ways*shots = ", ways_ * shots_,
-            " rows (the support set, then at least one query), got ", input);
+    if (features != dimension_)
+      fail(ErrorKind::shape,
+           cat(this->describe(), ": expected ", dimension_, " features per embedding, got ", input));
+    if (rows <= ways_ * shots_)
+      fail(ErrorKind::shape, cat(this->describe(), ": expected more than ways*shots = ", ways_ * shots_,
+                                 " rows (the support set, then at least one query), got ", input));
     return Shape{rows - ways_ * shots_, ways_};
   }
 
@@ -112,6 +119,26 @@ class PrototypeHead : public Layer<T, D> {
     scores_forward(queries_.view(), prototypes_.view(), y);
     this->remember_input_shape(x.shape());
   }
+
+  /// Const inference: the scores of the rows of x, laid out as the current
+  /// episode (set_episode: ways*shots support rows, then the queries), with
+  /// the prototypes, the queries and everything the scores need in `ws`;
+  /// nothing of the head changes. Several threads may score at once (each
+  /// with its own workspace) while nobody calls set_episode.
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    const Shape out = output_shape(x.shape());
+    if (!(y.shape() == out))
+      fail(ErrorKind::shape, cat(this->describe(), "::infer: scores: expected ", out, ", got ", y.shape()));
+    const index support = ways_ * shots_, queries = x.dim(0) - support;
+    const TensorView<const T> e = x.reshaped(Shape{x.dim(0), dimension_});
+    auto& scratch = ws.scratch<EpisodeScratch>();
+    const TensorView<T> prototypes = scratch_view(scratch.prototypes, Shape{ways_, dimension_});
+    class_prototypes<T>(row_block(e, 0, support), shots_, prototypes);
+    const TensorView<T> query_rows = scratch_view(scratch.queries, Shape{queries, dimension_});
+    copy<T>(row_block(e, support, queries), query_rows);
+    scores_infer(query_rows, prototypes, y, ws.child(0));
+  }
+  using Layer<T, D>::infer;
 
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward((this->describe() + "::backward").c_str(), dy.shape(), dx);
@@ -139,6 +166,19 @@ class PrototypeHead : public Layer<T, D> {
   /// dL/dqueries and dL/dprototypes (assigned) from G = dL/dS; parameter
   /// gradients accumulated.
   virtual void scores_backward(TensorView<const T> dscores, TensorView<T> dqueries, TensorView<T> dprototypes) = 0;
+  /// scores_forward's S for infer: const, its scratch in `ws`.
+  virtual void scores_infer(TensorView<const T> queries, TensorView<const T> prototypes, TensorView<T> scores,
+                            InferenceWorkspace& ws) const = 0;
+
+  /// infer's prototypes and queries (in the caller's workspace).
+  struct EpisodeScratch {
+    Tensor<T> prototypes, queries;
+  };
+  /// A view of `shape` on `buffer`, which grows (only) to hold it.
+  static TensorView<T> scratch_view(Tensor<T>& buffer, const Shape& shape) {
+    if (buffer.size() < shape.size()) buffer.resize(Shape{shape.size()});
+    return TensorView<T>(buffer.data(), shape);
+  }
 
   /// Rows [first, first + count) of a matrix view.
   template <class U>
@@ -167,11 +207,18 @@ class EuclideanHead : public PrototypeHead<T, D> {
 
  protected:
   void scores_forward(TensorView<const T> a, TensorView<const T> p, TensorView<T> s) override {
-    euclidean_scores<T>(a, p, s);
+    euclidean_scores<T>(a, p, s, gemm_);
   }
   void scores_backward(TensorView<const T> g, TensorView<T> da, TensorView<T> dp) override {
     euclidean_scores_backward<T>(this->queries_.view(), this->prototypes_.view(), g, da, dp);
   }
+  void scores_infer(TensorView<const T> a, TensorView<const T> p, TensorView<T> s,
+                    InferenceWorkspace& ws) const override {
+    euclidean_scores<T>(a, p, s, ws.scratch<GemmScratch<T>>());
+  }
+
+ private:
+  GemmScratch<T> gemm_;  ///< forward's packing buffers
 };
 
 /// The heads that score unit vectors, s = tau a^ . (M p^): cosine (M = I)
@@ -193,6 +240,9 @@ class ScaledUnitHead : public PrototypeHead<T, D> {
  protected:
   virtual void transform(TensorView<const T> unit_prototypes, TensorView<T> transformed) = 0;
   virtual void transform_backward(TensorView<const T> dtransformed, TensorView<T> dunit_prototypes) = 0;
+  /// transform for infer: const, its scratch in `ws`.
+  virtual void transform_infer(TensorView<const T> unit_prototypes, TensorView<T> transformed,
+                               InferenceWorkspace& ws) const = 0;
 
   // S = tau A^ B^T
   void scores_forward(TensorView<const T> a, TensorView<const T> p, TensorView<T> s) override {
@@ -205,7 +255,22 @@ class ScaledUnitHead : public PrototypeHead<T, D> {
     transformed_.resize(p.shape());
     transform(p_unit_.view(), transformed_.view());
     inner_.resize(s.shape());
-    scaled_inner_scores<T>(a_unit_.view(), transformed_.view(), scale_[0], inner_.view(), s);
+    scaled_inner_scores<T>(a_unit_.view(), transformed_.view(), scale_[0], inner_.view(), s, gemm_);
+  }
+  // scores_forward with every intermediate in `ws` (the transform's own scratch in its child 0)
+  void scores_infer(TensorView<const T> a, TensorView<const T> p, TensorView<T> s,
+                    InferenceWorkspace& ws) const override {
+    auto& scratch = ws.scratch<UnitScratch>();
+    const TensorView<T> a_unit = this->scratch_view(scratch.a_unit, a.shape());
+    const TensorView<T> a_norms = this->scratch_view(scratch.a_norms, Shape{a.dim(0)});
+    const TensorView<T> p_unit = this->scratch_view(scratch.p_unit, p.shape());
+    const TensorView<T> p_norms = this->scratch_view(scratch.p_norms, Shape{p.dim(0)});
+    normalize_rows<T>(a, a_unit, a_norms);
+    normalize_rows<T>(p, p_unit, p_norms);
+    const TensorView<T> transformed = this->scratch_view(scratch.transformed, p.shape());
+    transform_infer(p_unit, transformed, ws.child(0));
+    const TensorView<T> inner = this->scratch_view(scratch.inner, s.shape());
+    scaled_inner_scores<T>(a_unit, transformed, scale_[0], inner, s, scratch.gemm);
   }
   // dtau = <G, A^ B^T>;  dA^ = tau G B;  dB = tau G^T A^;  then through M and the normalisations
   void scores_backward(TensorView<const T> g, TensorView<T> da, TensorView<T> dp) override {
@@ -219,9 +284,16 @@ class ScaledUnitHead : public PrototypeHead<T, D> {
     normalize_rows_backward<T>(p_unit_.view(), p_norms_.view(), dp_unit_.view(), dp);
   }
 
+  /// scores_infer's scratch: scores_forward's intermediates.
+  struct UnitScratch {
+    Tensor<T> a_unit, a_norms, p_unit, p_norms, transformed, inner;
+    GemmScratch<T> gemm;
+  };
+
   Tensor<T> scale_, scale_grad_;
   Tensor<T> a_unit_, a_norms_, p_unit_, p_norms_, transformed_, inner_;  ///< kept for backward
   Tensor<T> da_unit_, dtransformed_, dp_unit_;                           ///< backward's scratch
+  GemmScratch<T> gemm_;                                                  ///< forward's packing buffers
 };
 
 /// s = tau a^ . p^ (learned tau).
@@ -241,6 +313,9 @@ class CosineHead : public ScaledUnitHead<T, D> {
  protected:
   void transform(TensorView<const T> p_unit, TensorView<T> b) override { copy<T>(p_unit, b); }
   void transform_backward(TensorView<const T> db, TensorView<T> dp_unit) override { copy<T>(db, dp_unit); }
+  void transform_infer(TensorView<const T> p_unit, TensorView<T> b, InferenceWorkspace&) const override {
+    copy<T>(p_unit, b);
+  }
 };
 
 /// s = tau a^T M p^ with a learned M = diag(d) + U V^T (U, V: D x rank).
@@ -289,6 +364,12 @@ class StaticNSHead : public ScaledUnitHead<T, D> {
     projected_.resize(Shape{p_unit.dim(0), rank()});
     diagonal_low_rank_transform<T>(diagonal_.view(), left_.view(), right_.view(), p_unit, projected_.view(), b);
   }
+  // the same with P^ V in `ws`
+  void transform_infer(TensorView<const T> p_unit, TensorView<T> b, InferenceWorkspace& ws) const override {
+    Tensor<T>& projected = ws.scratch<StaticScratch>().projected;
+    const TensorView<T> xv = this->scratch_view(projected, Shape{p_unit.dim(0), rank()});
+    diagonal_low_rank_transform<T>(diagonal_.view(), left_.view(), right_.view(), p_unit, xv, b);
+  }
   // dP^ = dB diag(d) + (dB U) V^T;  dd = colsum(dB .* P^);  dU = dB^T (P^ V);  dV = P^^T (dB U)
   void transform_backward(TensorView<const T> db, TensorView<T> dp_unit) override {
     diagonal_low_rank_transform_backward<T>(diagonal_.view(), left_.view(), right_.view(), this->p_unit_.view(),
@@ -297,6 +378,9 @@ class StaticNSHead : public ScaledUnitHead<T, D> {
   }
 
  private:
+  struct StaticScratch {
+    Tensor<T> projected;  ///< P^ V
+  };
   Tensor<T> diagonal_, diagonal_grad_, left_, left_grad_, right_, right_grad_;
   Tensor<T> projected_;  ///< P^ V, kept for backward
   DiagonalLowRankWorkspace<T> workspace_;
@@ -355,6 +439,15 @@ class DynamicNSHead : public ScaledUnitHead<T, D> {
                         diagonal_.view());
     diagonal_low_rank_transform<T>(diagonal_.view(), {}, {}, p_unit, {}, b);
   }
+  // the same with z, h and m in `ws`
+  void transform_infer(TensorView<const T> p_unit, TensorView<T> b, InferenceWorkspace& ws) const override {
+    auto& scratch = ws.scratch<DynamicScratch>();
+    const TensorView<T> context = this->scratch_view(scratch.context, Shape{this->dimension_});
+    const TensorView<T> hidden_units = this->scratch_view(scratch.hidden, Shape{hidden()});
+    const TensorView<T> diagonal = this->scratch_view(scratch.diagonal, Shape{this->dimension_});
+    predict_diagonal<T>(p_unit, w1_.view(), b1_.view(), w2_.view(), b2_.view(), context, hidden_units, diagonal);
+    diagonal_low_rank_transform<T>(diagonal, {}, {}, p_unit, {}, b);
+  }
   // dm = colsum(dB .* P^);  dP^ = dB diag(m), then the predictor's backward
   // adds (1/ways) 1 dz^T (every prototype reaches z) and accumulates W1, b1, W2, b2's gradients.
   void transform_backward(TensorView<const T> db, TensorView<T> dp_unit) override {
@@ -367,6 +460,9 @@ class DynamicNSHead : public ScaledUnitHead<T, D> {
   }
 
  private:
+  struct DynamicScratch {
+    Tensor<T> context, hidden, diagonal;  ///< z, relu(W1 z + b1) and m
+  };
   Tensor<T> w1_, w1_grad_, b1_, b1_grad_, w2_, w2_grad_, b2_, b2_grad_;
   Tensor<T> context_, hidden_, diagonal_;  ///< z, relu(W1 z + b1) and m of the last forward
   Tensor<T> ddiagonal_;                    ///< backward's dL/dm

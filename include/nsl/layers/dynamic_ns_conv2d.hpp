@@ -14,7 +14,8 @@
 // dynamic_conv2d_backward; then the predictor's backward on dG, whose input
 // gradient is added to dx (x feeds both paths).
 //
-// Kept for backward: the input, G. Parameters: "weight" (He-normal, decayed),
+// Kept for backward: the input, G (infer keeps G in the caller's workspace
+// instead, and runs the predictor's infer). Parameters: "weight" (He-normal, decayed),
 // optional "bias", and the predictor's as "predictor.<name>".
 #pragma once
 
@@ -78,6 +79,25 @@ class DynamicNSConv2d : public Layer<T, D> {
     this->remember_input_shape(x.shape());
   }
 
+  /// Const inference (evaluation mode): G from the predictor's infer (child
+  /// workspace 0), then the dynamic convolution; G and the convolution's
+  /// scratch live in `ws`, nothing in the layer. CPU only (elsewhere the
+  /// base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      Layer<T, D>::infer(x, y, ws);
+    } else {
+      check_shape("DynamicNSConv2d::infer", "output", y.shape(), output_shape(x.shape()));
+      auto& scratch = ws.scratch<InferenceScratch>();
+      const Shape g_shape = predictor_.output_shape(x.shape());
+      if (scratch.similarity.size() < g_shape.size()) scratch.similarity.resize(Shape{g_shape.size()});
+      const TensorView<T, D> g(scratch.similarity.data(), g_shape);
+      predictor_.infer(x, g, ws.child(0));
+      dynamic_conv2d_forward<T>(structure_, x, weight_.view(), bias_.view(), g, geometry_, y, scratch.convolution);
+    }
+  }
+  using Layer<T, D>::infer;
+
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("DynamicNSConv2d::backward", dy.shape(), dx);
     similarity_grad_.resize(similarity_.shape());
@@ -131,6 +151,12 @@ class DynamicNSConv2d : public Layer<T, D> {
             "DynamicNSConv2d: kernel size must be odd (padded to 'same'), got ", kernel);
     return kernel;
   }
+
+  /// infer's scratch (in the caller's InferenceWorkspace; G only grows).
+  struct InferenceScratch {
+    Tensor<T, D> similarity;                      ///< G for the current input
+    DynamicConv2dWorkspace<T, D> convolution;     ///< the dynamic convolution's per-thread buffers
+  };
 
   Structure structure_;
   ConvGeometry geometry_;

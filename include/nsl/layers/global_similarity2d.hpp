@@ -25,7 +25,8 @@
 // docs/global_similarity.md derives it all. The orthogonality penalty of the
 // reference recipe, 2e-4 ||W W^T - I||^2 / 2 on each projection's weight
 // (W: out x in), is `orthogonality_penalty`. Kept for backward: the
-// projections' outputs f, g, h and the attention B (N x P x P). Parameters:
+// projections' outputs f, g, h and the attention B (N x P x P); infer keeps
+// f, g, h and one image's B at a time in the caller's workspace. Parameters:
 // "f.weight", "g.weight", "h.weight" (decayed), "gamma" (not decayed).
 //
 // CPU only: there is no CUDA version of the attention ops yet. The layer
@@ -105,8 +106,9 @@ class GlobalSimilarity2d : public Layer<T, D> {
     return cat("GlobalSimilarity2d(", channels(), ", keys ", f_.out_channels(), ")");
   }
   Shape output_shape(const Shape& input) const override {
-    require(input.rank() == 4 && input[1] == channels(), ErrorKind::shape, describe(), ": expected [N, ", channels(),
-            ", H, W], got ", input);
+    // describe() only on failure: a string per call would allocate in infer.
+    if (!(input.rank() == 4 && input[1] == channels()))
+      fail(ErrorKind::shape, cat(describe(), ": expected [N, ", channels(), ", H, W], got ", input));
     return input;
   }
 
@@ -120,10 +122,31 @@ class GlobalSimilarity2d : public Layer<T, D> {
       g_.forward_into(x, g_out_.view());
       h_.forward_into(x, h_out_.view());
       attention_.resize(attention_shape("GlobalSimilarity2d", x.shape(), f_out_.shape(), g_out_.shape(), h_out_.shape()));
-      attention_forward<T>(x, f_out_.view(), g_out_.view(), h_out_.view(), gamma_[0], attention_.view(), y);
+      attention_forward<T>(x, f_out_.view(), g_out_.view(), h_out_.view(), gamma_[0], attention_.view(), y,
+                           workspace_);
     }
     this->remember_input_shape(x.shape());
   }
+
+  /// Const inference: the projections' own infer (child workspaces 0 f, 1 g,
+  /// 2 h), then the attention one image at a time; f, g, h and one image's
+  /// P x P attention live in `ws`. CPU only (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      Layer<T, D>::infer(x, y, ws);
+    } else {
+      check_shape("GlobalSimilarity2d::infer", "output", y.shape(), output_shape(x.shape()));
+      auto& scratch = ws.scratch<InferenceScratch>();
+      const Shape keys = f_.output_shape(x.shape());
+      const TensorView<T> f = scratch_view(scratch.f, keys), g = scratch_view(scratch.g, keys);
+      const TensorView<T> h = scratch_view(scratch.h, h_.output_shape(x.shape()));
+      f_.infer(x, f, ws.child(0));
+      g_.infer(x, g, ws.child(1));
+      h_.infer(x, h, ws.child(2));
+      attention_forward<T>(x, f, g, h, gamma_[0], y, scratch.attention);
+    }
+  }
+  using Layer<T, D>::infer;
 
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("GlobalSimilarity2d::backward", dy.shape(), dx);
@@ -196,11 +219,21 @@ class GlobalSimilarity2d : public Layer<T, D> {
     return proj == &f_ ? df_ : proj == &g_ ? dg_ : dh_;
   }
 
+  /// infer's scratch (in the caller's InferenceWorkspace; buffers only grow).
+  struct InferenceScratch {
+    Tensor<T> f, g, h;                 ///< the projections of the current input
+    AttentionWorkspace<T> attention;   ///< one image's attention B
+  };
+  static TensorView<T> scratch_view(Tensor<T>& buffer, const Shape& shape) {
+    if (buffer.size() < shape.size()) buffer.resize(Shape{shape.size()});
+    return TensorView<T>(buffer.data(), shape);
+  }
+
   SphereConv2d<T, D> f_, g_, h_;
   Tensor<T, D> gamma_, gamma_grad_;
   Tensor<T, D> f_out_, g_out_, h_out_, attention_;
   Tensor<T, D> df_, dg_, dh_, scratch_;
-  AttentionWorkspace<T> workspace_;  ///< backward's P x P scratch, kept across steps
+  AttentionWorkspace<T> workspace_;  ///< the attention's scratch (forward's packing buffers, backward's P x P), kept across steps
 };
 
 }  // namespace nsl

@@ -97,6 +97,32 @@ class SimilarityPredictor : public Layer<T, D> {
     this->remember_input_shape(x.shape());
   }
 
+  /// Const inference (evaluation mode): the parts' own infer, each with its
+  /// child workspace (0 conv1, 1 bn1, 2 ReLU, 3 conv2, 4 bn2); h and conv2's
+  /// output before bn2 live in `ws`, BN and ReLU run in place as in forward.
+  /// CPU only (elsewhere the base's error).
+  void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      Layer<T, D>::infer(x, y, ws);
+    } else {
+      const Shape hidden_shape = conv1_.output_shape(x.shape());
+      check_shape("SimilarityPredictor::infer", "output", y.shape(), conv2_.output_shape(hidden_shape));
+      auto& scratch = ws.scratch<InferenceScratch>();
+      const TensorView<T, D> hidden = scratch_view(scratch.hidden, hidden_shape);
+      conv1_.infer(x, hidden, ws.child(0));
+      if (bn1_) bn1_->infer(hidden, hidden, ws.child(1));
+      relu_.infer(hidden, hidden, ws.child(2));
+      if (bn2_) {
+        const TensorView<T, D> raw = scratch_view(scratch.raw, y.shape());
+        conv2_.infer(hidden, raw, ws.child(3));
+        bn2_->infer(raw, y, ws.child(4));
+      } else {
+        conv2_.infer(hidden, y, ws.child(3));
+      }
+    }
+  }
+  using Layer<T, D>::infer;
+
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("SimilarityPredictor::backward", dy.shape(), dx);
     grad_hidden_.resize(hidden_.shape());
@@ -151,6 +177,17 @@ class SimilarityPredictor : public Layer<T, D> {
   }
   static SphereConvOptions second_options(const PredictorOptions& o) {
     return {1, 1, o.sphere, o.sphere, o.sphere ? AngularForm::cosine : AngularForm::identity};
+  }
+
+  /// infer's scratch (in the caller's InferenceWorkspace; buffers only grow).
+  struct InferenceScratch {
+    Tensor<T, D> hidden;  ///< h = ReLU(BN(conv1(x)))
+    Tensor<T, D> raw;     ///< conv2(h) before bn2
+  };
+  /// A view of `shape` on `buffer`, which grows (only) to hold it.
+  static TensorView<T, D> scratch_view(Tensor<T, D>& buffer, const Shape& shape) {
+    if (buffer.size() < shape.size()) buffer.resize(Shape{shape.size()});
+    return TensorView<T, D>(buffer.data(), shape);
   }
 
   PredictorOptions options_;

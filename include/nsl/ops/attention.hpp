@@ -19,28 +19,36 @@
 //                                                     projections' input gradients are
 //                                                     the caller's to add)
 //
-// Contract: forward assigns B (kept for backward) and Y; backward assigns dF,
-// dG, dH and dX (skipped when empty) and ACCUMULATES dγ (a parameter's
-// gradient). The softmax subtracts each column's maximum first (the same
-// value, no overflow). Images are processed one after the other, each with
-// Eigen's (possibly multi-threaded) GEMMs: P x P products are the bulk of the
-// work. `*_reference` are the formulas in plain loops in double.
+// Contract: forward assigns B (kept for backward) and Y (the overload for
+// inference keeps no B); backward assigns dF, dG, dH and dX (skipped when
+// empty) and ACCUMULATES dγ (a parameter's gradient). The softmax subtracts
+// each column's maximum first (the same value, no overflow). Images are
+// processed one after the other, each with (possibly multi-threaded) GEMMs:
+// P x P products are the bulk of the work. The forward's are nsl's `gemm`
+// (nsl/core/gemm.hpp), which allocates nothing once the caller's workspace
+// has grown, backward's are Eigen's. `*_reference` are the formulas in plain
+// loops in double.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
 
 namespace nsl {
 
-/// Backward's per-image scratch (dB and dS, P x P; 1ᵀ (B ⊙ dB), 1 x P), kept
-/// by the caller so that repeated calls on the same shapes allocate nothing.
+/// The scratch of the attention ops, kept by the caller so that repeated
+/// calls on the same shapes allocate nothing: the forward's packing buffers
+/// (its products are nsl's `gemm`) and, for the forward that keeps no B
+/// (inference), one image's B; backward's dB and dS (P x P) and 1ᵀ (B ⊙ dB) (1 x P).
 template <class T>
 struct AttentionWorkspace {
   Matrix<T> dattention, dscores;
   Eigen::Matrix<T, 1, Eigen::Dynamic> column_sums;
+  Matrix<T> attention;   ///< one image's B (P x P) for the forward that keeps none
+  GemmScratch<T> gemm;   ///< the forward's packing buffers
 };
 
 /// Fails unless x is [N, C, H, W], keys and queries are [N, C', H, W] with
@@ -57,31 +65,63 @@ inline Shape attention_shape(const char* op, const Shape& x, const Shape& keys, 
   return Shape{x[0], positions, positions};
 }
 
-/// B = the column softmax of Fᵀ G and Y = γ H B + X, per image.
+namespace detail {
+/// One image of attention_forward: B (P x P, at `b_data`) and Y = γ H B + X
+/// (C x P), the products by nsl's `gemm` with the packing buffers of `gemm_scratch`.
+template <class T>
+void attention_forward_image(const T* x, const T* f, const T* g, const T* h, T gamma, index c, index k, index p,
+                             T* b_data, T* y, GemmScratch<T>& gemm_scratch) {
+  gemm<T>(true, false, p, p, k, f, g, T(0), b_data, gemm_scratch);  // s_ij = f_i . g_j, turned into b_ij in place
+  MatrixMap<T> b(b_data, p, p);
+  for (index j = 0; j < p; ++j) {
+    auto column = b.col(j);
+    const T top = column.maxCoeff();
+    column = (column.array() - top).exp();
+    column /= column.sum();
+  }
+  gemm<T>(false, false, c, p, p, h, b_data, T(0), y, gemm_scratch);  // O = H B
+  MatrixMap<T> out(y, c, p);
+  out = gamma * out + MatrixMap<const T>(x, c, p);
+}
+}  // namespace detail
+
+/// B = the column softmax of Fᵀ G (kept, for backward) and Y = γ H B + X, per
+/// image; the products' packing buffers in `workspace`.
 template <class T>
 void attention_forward(TensorView<const T> x, TensorView<const T> f, TensorView<const T> g, TensorView<const T> h,
-                       T gamma, TensorView<T> attention, TensorView<T> y) {
+                       T gamma, TensorView<T> attention, TensorView<T> y, AttentionWorkspace<T>& workspace) {
   check_shape("attention_forward", "attention", attention.shape(),
               attention_shape("attention_forward", x.shape(), f.shape(), g.shape(), h.shape()));
   check_shape("attention_forward", "output", y.shape(), x.shape());
   const index n = x.dim(0), c = x.dim(1), k = f.dim(1), p = x.dim(2) * x.dim(3);
-  for (index img = 0; img < n; ++img) {
-    const MatrixMap<const T> keys(f.data() + img * k * p, k, p);
-    const MatrixMap<const T> queries(g.data() + img * k * p, k, p);
-    const MatrixMap<const T> values(h.data() + img * c * p, c, p);
-    MatrixMap<T> b(attention.data() + img * p * p, p, p);
-    b.noalias() = keys.transpose() * queries;  // s_ij, turned into b_ij in place
-    for (index j = 0; j < p; ++j) {
-      auto column = b.col(j);
-      const T top = column.maxCoeff();
-      column = (column.array() - top).exp();
-      column /= column.sum();
-    }
-    const MatrixMap<const T> input(x.data() + img * c * p, c, p);
-    MatrixMap<T> out(y.data() + img * c * p, c, p);
-    out.noalias() = gamma * (values * b);
-    out += input;
-  }
+  for (index img = 0; img < n; ++img)
+    detail::attention_forward_image(x.data() + img * c * p, f.data() + img * k * p, g.data() + img * k * p,
+                                    h.data() + img * c * p, gamma, c, k, p, attention.data() + img * p * p,
+                                    y.data() + img * c * p, workspace.gemm);
+}
+
+/// The same with scratch of its own (allocated per call).
+template <class T>
+void attention_forward(TensorView<const T> x, TensorView<const T> f, TensorView<const T> g, TensorView<const T> h,
+                       T gamma, TensorView<T> attention, TensorView<T> y) {
+  AttentionWorkspace<T> workspace;
+  attention_forward<T>(x, f, g, h, gamma, attention, y, workspace);
+}
+
+/// Y = γ H B + X as above without keeping B (inference): each image's B is
+/// formed in `workspace.attention` (P x P), so memory does not grow with the
+/// batch, and once the workspace has seen the shape nothing is allocated.
+template <class T>
+void attention_forward(TensorView<const T> x, TensorView<const T> f, TensorView<const T> g, TensorView<const T> h,
+                       T gamma, TensorView<T> y, AttentionWorkspace<T>& workspace) {
+  attention_shape("attention_forward", x.shape(), f.shape(), g.shape(), h.shape());
+  check_shape("attention_forward", "output", y.shape(), x.shape());
+  const index n = x.dim(0), c = x.dim(1), k = f.dim(1), p = x.dim(2) * x.dim(3);
+  workspace.attention.resize(p, p);
+  for (index img = 0; img < n; ++img)
+    detail::attention_forward_image(x.data() + img * c * p, f.data() + img * k * p, g.data() + img * k * p,
+                                    h.data() + img * c * p, gamma, c, k, p, workspace.attention.data(),
+                                    y.data() + img * c * p, workspace.gemm);
 }
 
 /// dF, dG, dH (and dX = dY unless dx is empty) assigned, dγ (shape [1])

@@ -74,9 +74,9 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
   const int threads = detail::batch_threads(N);
   ws.reserve(threads, s, rows, P, R, false);
   ws.packed_weight.pack(false, O, rows, w.data());
-  NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
-  for (index n = 0; n < N; ++n) {
-    auto& b = ws.threads[static_cast<std::size_t>(detail::thread_id())];
+  // One image per thread; with one thread no parallel region (for_each_image).
+  detail::for_each_image(N, threads, [&](index n, std::size_t t) {
+    auto& b = ws.threads[t];
     if (s == Structure::diagonal) {  // V = (1 + g) X packed straight from the image
       PatchPacker<T> transformed{x.data() + n * C * H * W, C, H, W, geometry, false, g.data() + n * R * P};
       gemm_with_rhs<T>(ws.packed_weight, P, transformed, T(0), y.data() + n * O * P, b.gemm);
@@ -86,7 +86,7 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
       gemm<T>(ws.packed_weight, false, P, b.transformed.data(), T(0), y.data() + n * O * P, b.gemm);
     }
     if (bias.size()) y.sample(n).matrix(O, P).colwise() += bias.vec();
-  }
+  });
 }
 
 /// The shape checks of dynamic_conv2d_backward on every device; returns the output shape.

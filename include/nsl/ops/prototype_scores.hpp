@@ -29,6 +29,9 @@
 // and `cosine_scores_reference`, `bilinear_scores_reference` and
 // `predicted_diagonal_scores_reference` are those whole scores as they read.
 //
+// The forward products take a GemmScratch (nsl's `gemm`: no allocation once
+// its buffers have grown), as the heads' inference needs.
+//
 // Contract: outputs and input gradients assigned; gradients of parameters
 // (τ, W1, b1, W2, b2) accumulated; predict_diagonal_backward ADDS its share
 // to dP̂, which the transform's backward has assigned. `*_reference` are the
@@ -39,6 +42,7 @@
 #include <cmath>
 #include <vector>
 
+#include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/similarity/bilinear.hpp"
 
@@ -167,14 +171,25 @@ void normalize_rows_reference(TensorView<const T> x, TensorView<T> unit, TensorV
 // Euclidean scores (prototypical networks): s_qk = −|a_q − p_k|².
 // ∂s_qk/∂a_q = −2 (a_q − p_k) and ∂s_qk/∂p_k = 2 (a_q − p_k).
 
-/// S = 2 A Pᵀ − |a|² 1ᵀ − 1 |p|²ᵀ.
+/// S = 2 A Pᵀ − |a|² 1ᵀ − 1 |p|²ᵀ, the product by nsl's `gemm` with the
+/// packing buffers of `scratch`: nothing is allocated once they have grown.
+template <class T>
+void euclidean_scores(TensorView<const T> a, TensorView<const T> p, TensorView<T> s, GemmScratch<T>& scratch) {
+  detail::check_scores("euclidean_scores", a.shape(), p.shape(), s.shape());
+  const index queries = a.dim(0), prototypes = p.dim(0);
+  gemm<T>(false, true, queries, prototypes, a.dim(1), a.data(), p.data(), T(0), s.data(), scratch);
+  auto scores = s.matrix();
+  scores *= T(2);
+  // Row by row and column by column: `colwise() -= <the rows' norms>` would
+  // evaluate the norms into a temporary vector.
+  for (index q = 0; q < queries; ++q) scores.row(q).array() -= a.matrix().row(q).squaredNorm();
+  for (index k = 0; k < prototypes; ++k) scores.col(k).array() -= p.matrix().row(k).squaredNorm();
+}
+/// The same with packing buffers of its own (allocated per call).
 template <class T>
 void euclidean_scores(TensorView<const T> a, TensorView<const T> p, TensorView<T> s) {
-  detail::check_scores("euclidean_scores", a.shape(), p.shape(), s.shape());
-  auto scores = s.matrix();
-  scores.noalias() = T(2) * a.matrix() * p.matrix().transpose();
-  scores.colwise() -= a.matrix().rowwise().squaredNorm();
-  scores.rowwise() -= p.matrix().rowwise().squaredNorm().transpose();
+  GemmScratch<T> scratch;
+  euclidean_scores<T>(a, p, s, scratch);
 }
 
 /// dA = 2 G P − 2 diag(G 1) A and dP = 2 Gᵀ A − 2 diag(Gᵀ 1) P (assigned).
@@ -208,13 +223,21 @@ void euclidean_scores_reference(TensorView<const T> a, TensorView<const T> p, Te
 // Scaled inner products: S = τ A Bᵀ. With unit rows A = Â and B = P̂ Mᵀ this
 // is every unit head's score τ â_qᵀ M p̂_k (the cosine score when B = P̂).
 
-/// inner = A Bᵀ (kept for dτ) and S = τ inner.
+/// inner = A Bᵀ (kept for dτ) and S = τ inner, the product by nsl's `gemm`
+/// with the packing buffers of `scratch` (nothing allocated once grown).
 template <class T>
-void scaled_inner_scores(TensorView<const T> a, TensorView<const T> b, T scale, TensorView<T> inner, TensorView<T> s) {
+void scaled_inner_scores(TensorView<const T> a, TensorView<const T> b, T scale, TensorView<T> inner, TensorView<T> s,
+                         GemmScratch<T>& scratch) {
   detail::check_scores("scaled_inner_scores", a.shape(), b.shape(), s.shape());
   check_shape("scaled_inner_scores", "inner products", inner.shape(), s.shape());
-  inner.matrix().noalias() = a.matrix() * b.matrix().transpose();
+  gemm<T>(false, true, a.dim(0), b.dim(0), a.dim(1), a.data(), b.data(), T(0), inner.data(), scratch);
   s.matrix() = scale * inner.matrix();
+}
+/// The same with packing buffers of its own (allocated per call).
+template <class T>
+void scaled_inner_scores(TensorView<const T> a, TensorView<const T> b, T scale, TensorView<T> inner, TensorView<T> s) {
+  GemmScratch<T> scratch;
+  scaled_inner_scores<T>(a, b, scale, inner, s, scratch);
 }
 
 /// dτ += ⟨G, A Bᵀ⟩ (dscale: shape [1], accumulated); dA = τ G B and
@@ -280,8 +303,12 @@ void predict_diagonal(TensorView<const T> unit_prototypes, TensorView<const T> w
   check_shape("predict_diagonal", "hidden", hidden.shape(), b1.shape());
   check_shape("predict_diagonal", "diagonal", diagonal.shape(), b2.shape());
   context.vec() = unit_prototypes.matrix().colwise().mean().transpose();
-  hidden.vec() = (w1.matrix() * context.vec() + b1.vec()).cwiseMax(T(0));
-  diagonal.vec() = (w2.matrix() * hidden.vec() + b2.vec()).array() + T(1);
+  // Each product straight into its output, then the sums in the same order
+  // as (W1 z + b1) and ((W2 h + b2) + 1): no temporary vector is allocated.
+  hidden.vec().noalias() = w1.matrix() * context.vec();
+  hidden.vec() = (hidden.vec() + b1.vec()).cwiseMax(T(0));
+  diagonal.vec().noalias() = w2.matrix() * hidden.vec();
+  diagonal.vec() = (diagonal.vec() + b2.vec()).array() + T(1);
 }
 
 /// From dm = dL/dm: dW2 += dm hᵀ, db2 += dm, δ = (W2ᵀ dm) ⊙ [h > 0],
