@@ -118,7 +118,7 @@ class SphereConv2d : public Layer<T, D> {
       scratch.filter_norms.resize(filter_norms_.shape());
       if (options_.filter_norm) filter_norm<T>(weight_.view(), scratch.filter_norms.view());
       else scratch.filter_norms.fill(T(1));
-      sphere_response_in_place<T>(options_.form, input_norm, scratch.filter_norms.view(), y);
+      sphere_response_forward<T>(options_.form, input_norm, scratch.filter_norms.view(), y, y);  // in place
     }
   }
   using Layer<T, D>::infer;

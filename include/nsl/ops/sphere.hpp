@@ -237,6 +237,7 @@ inline void check_sphere_response(const char* op, const Shape& c, const Shape& n
 }
 
 /// z_to_c holds z and is overwritten with c; y = f(c) (y may not alias it).
+/// (y may be z_to_c itself: then y = f(c) in place, as const inference uses it.)
 template <class T>
 void sphere_response_forward(AngularForm form, TensorView<const T> input_norm, TensorView<const T> filter_norms,
                              TensorView<T> z_to_c, TensorView<T> y) {
@@ -262,32 +263,6 @@ void sphere_response_forward(AngularForm form, TensorView<const T> input_norm, T
       for (index p = 0; p < P; ++p) {
         c[p] /= a * norm[p];
         yo[p] = angular_response(form, c[p]);
-      }
-    }
-  });
-}
-
-/// y = f(z / (a_o n)) in place, z_to_y holding z: sphere_response_forward's
-/// arithmetic without keeping c (for const inference, which needs no backward).
-template <class T>
-void sphere_response_in_place(AngularForm form, TensorView<const T> input_norm, TensorView<const T> filter_norms,
-                              TensorView<T> z_to_y) {
-  check_sphere_response("sphere_response_in_place", z_to_y.shape(), input_norm.shape(), filter_norms.shape());
-  const index N = z_to_y.dim(0), O = z_to_y.dim(1), P = z_to_y.dim(2) * z_to_y.dim(3);
-  const bool linear = form == AngularForm::identity || form == AngularForm::cosine;
-  parallel_ranges(N * O, 1, [&](index begin, index end) {
-    for (index plane = begin; plane < end; ++plane) {
-      const index n = plane / O, o = plane % O;
-      T* v = z_to_y.data() + plane * P;
-      const T* norm = input_norm.data() + n * P;
-      const T a = filter_norms[o];
-      if (linear) {
-        for (index p = 0; p < P; ++p) v[p] = v[p] / (a * norm[p]);
-        continue;
-      }
-      for (index p = 0; p < P; ++p) {
-        const T cosine = v[p] / (a * norm[p]);
-        v[p] = angular_response(form, cosine);
       }
     }
   });
