@@ -32,6 +32,36 @@ TEST_CASE("SphereConv2d passes gradcheck for the cosine, linear and sigmoid form
     }
 }
 
+TEST_CASE("a SphereConv2d with a bias adds it after the response and passes gradcheck") {
+  nsl::Rng rng(412);
+  struct Case {
+    AngularForm form;
+    bool input_norm, filter_norm;
+  };
+  for (const Case c : {Case{AngularForm::cosine, true, true}, Case{AngularForm::sigmoid, true, true},
+                       Case{AngularForm::identity, true, false}, Case{AngularForm::identity, false, false}}) {
+    CAPTURE(nsl::to_string(c.form)); CAPTURE(c.input_norm); CAPTURE(c.filter_norm);
+    nsl::SphereConv2d<double> with(3, 4, 3, {1, 1, c.input_norm, c.filter_norm, c.form, true}, rng);
+    nsl::SphereConv2d<double> without(3, 4, 3, {1, 1, c.input_norm, c.filter_norm, c.form});
+    without.weight() = with.weight();
+    REQUIRE(with.parameters().size() == 2);
+    CHECK(with.parameters()[1].name == "bias");
+    CHECK(without.parameters().size() == 1);
+    with.bias() = nsl::test::randn<double>(Shape{4}, rng);
+    const auto x = nsl::test::randn<double>(Shape{2, 3, 5, 4}, rng);
+    const Tensor<double> y = with.forward(x), base = without.forward(x);
+    double worst = 0.0;
+    for (nsl::index i = 0; i < y.size(); ++i)
+      worst = std::max(worst, std::abs(y[i] - base[i] - with.bias()[(i / 20) % 4]));
+    CHECK(worst < 1e-14);
+    nsl::InferenceWorkspace ws;
+    CHECK(nsl::test::max_relative_difference(with.infer(x, ws), y) == 0.0);
+    const auto report = nsl::gradcheck(with, x);
+    CAPTURE(report.str());
+    CHECK(report.worst_error < 1e-6);
+  }
+}
+
 TEST_CASE("a cosine SphereConv2d outputs cos(angle between filter and patch) and ignores their scale") {
   nsl::Rng rng(411);
   nsl::SphereConv2d<double> layer(2, 3, 3, {1, 0, true, true, AngularForm::cosine}, rng);

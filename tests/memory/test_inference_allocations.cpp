@@ -294,3 +294,34 @@ TEST_CASE("a warm infer of Conv-4 with every few-shot head allocates nothing (5-
                           episode);
     }
 }
+
+// ---- deployed networks (nsl/deploy/deploy.hpp) ------------------------------
+#include "nsl/deploy/deploy.hpp"
+
+TEST_CASE("a warm infer of every deployed CNN-9 allocates nothing at batch 1 and 64; the workspace's bytes at batch 1") {
+  namespace nets = inference_allocations_networks;
+  nsl::Rng rng(11);
+  std::printf("deployed CNN-9 (reference widths), 1 thread: workspace held after the first infer at batch 1\n");
+  for (nsl::Variant variant : nets::all_variants) {
+    nsl::Sequential<float> deployed = nsl::deploy(nets::trained_cnn9(variant, false, rng));
+    // One thread, as an embedded build without OpenMP runs it: the bytes the
+    // workspace keeps (heap in use after the first infer, minus before).
+    nsl::set_num_threads(1);
+    {
+      const nsl::Tensor<float> x = nsl::random_normal<float>(nsl::Shape{1, 1, 28, 28}, rng);
+      nsl::Tensor<float> y(deployed.output_shape(x.shape()));
+      long long parameters = 0;
+      for (const auto& p : deployed.parameters()) parameters += p.value.size() * static_cast<long long>(sizeof(float));
+      nsl::InferenceWorkspace ws;
+      const long long before = nsl::test::heap_in_use();
+      deployed.infer(x.view(), y.view(), ws);
+      const long long held = nsl::test::heap_in_use() - before;
+      std::printf("  %-20s workspace %9lld bytes, parameters %9lld bytes\n", nsl::to_string(variant), held, parameters);
+      CHECK(held > 0);
+    }
+    nsl::set_num_threads(2);
+    for (nsl::index batch : {1, 64})
+      nets::check_network(nsl::cat("deployed CNN-9 ", nsl::to_string(variant), ", batch ", batch), deployed,
+                          nsl::random_normal<float>(nsl::Shape{batch, 1, 28, 28}, rng));
+  }
+}

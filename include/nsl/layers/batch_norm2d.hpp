@@ -134,6 +134,8 @@ class BatchNorm2d : public Layer<T, D> {
   const BatchNormOptions& options() const { return options_; }
   Tensor<T, D>& gamma() { return gamma_; }
   Tensor<T, D>& beta() { return beta_; }
+  const Tensor<T, D>& gamma() const { return gamma_; }
+  const Tensor<T, D>& beta() const { return beta_; }
   Tensor<T, D>& running_mean() { return running_mean_; }
   Tensor<T, D>& running_variance() { return running_variance_; }
   const Tensor<T, D>& running_mean() const { return running_mean_; }

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nsl/layers/similarity_predictor.hpp"
@@ -53,6 +54,27 @@ class DynamicNSConv2d : public Layer<T, D> {
       bias_ = Tensor<T, D>(Shape{out_channels});
       bias_grad_ = Tensor<T, D>(bias_.shape());
     }
+  }
+
+  /// A layer from its parts: W (O x C x k x k, k odd), b (O, or empty for
+  /// none) and the predictor of G, with the given stride ('same' padding).
+  /// deploy() builds its folded layers this way.
+  DynamicNSConv2d(Structure structure, index stride, Tensor<T, D> weight, Tensor<T, D> bias,
+                  SimilarityPredictor<T, D> predictor)
+      : structure_(structure),
+        geometry_{kernel_of(weight), stride, kernel_of(weight) / 2},
+        predictor_(std::move(predictor)),
+        weight_(std::move(weight)),
+        bias_(std::move(bias)) {
+    require(bias_.empty() || bias_.shape() == Shape{weight_.dim(0)}, ErrorKind::shape,
+            "DynamicNSConv2d: bias ", bias_.shape(), " does not match ", weight_.dim(0), " output channels");
+    require(stride >= 1, ErrorKind::argument, "DynamicNSConv2d: stride must be >= 1, got ", stride);
+    require(predictor_.structure() == structure && predictor_.conv1().in_channels() == weight_.dim(1) &&
+                predictor_.conv1().geometry().stride == stride,
+            ErrorKind::argument, "DynamicNSConv2d: the predictor ", predictor_.describe(), " does not fit a ",
+            to_string(structure), " layer on ", weight_.dim(1), " channels with stride ", stride);
+    weight_grad_ = Tensor<T, D>(weight_.shape());
+    if (!bias_.empty()) bias_grad_ = Tensor<T, D>(bias_.shape());
   }
 
   std::string describe() const override {
@@ -142,10 +164,18 @@ class DynamicNSConv2d : public Layer<T, D> {
   Tensor<T, D>& bias() { return bias_; }
   Tensor<T, D>& weight_grad() { return weight_grad_; }
   SimilarityPredictor<T, D>& predictor() { return predictor_; }
+  const SimilarityPredictor<T, D>& predictor() const { return predictor_; }
+  const Tensor<T, D>& bias() const { return bias_; }
   /// G of the last forward: N x R x Ho x Wo, M(p) = I + G(p).
   const Tensor<T, D>& predicted_similarity() const { return similarity_; }
 
  private:
+  /// k of an O x C x k x k weight (square, odd).
+  static index kernel_of(const Tensor<T, D>& weight) {
+    require(weight.rank() == 4 && weight.dim(2) == weight.dim(3), ErrorKind::shape,
+            "DynamicNSConv2d: expected an O x C x k x k weight, got ", weight.shape());
+    return checked_kernel(weight.dim(2));
+  }
   static index checked_kernel(index kernel) {
     require(kernel >= 1 && kernel % 2 == 1, ErrorKind::argument,
             "DynamicNSConv2d: kernel size must be odd (padded to 'same'), got ", kernel);

@@ -198,6 +198,9 @@ class GlobalSimilarity2d : public Layer<T, D> {
   SphereConv2d<T, D>& f() { return f_; }
   SphereConv2d<T, D>& g() { return g_; }
   SphereConv2d<T, D>& h() { return h_; }
+  const SphereConv2d<T, D>& f() const { return f_; }
+  const SphereConv2d<T, D>& g() const { return g_; }
+  const SphereConv2d<T, D>& h() const { return h_; }
   /// The last forward's attention B (N x P x P; column j sums to 1).
   const Tensor<T, D>& attention() const { return attention_; }
   /// The last forward's projections f, g (N x C' x H x W) and h (N x C x H x W).

@@ -17,6 +17,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nsl/layers/batch_norm2d.hpp"
@@ -70,6 +71,26 @@ class SimilarityPredictor : public Layer<T, D> {
     }
     // ReLU and conv2 keep views of hidden_, which this layer owns and leaves
     // alone until backward; conv1 reads the caller's input (set_borrowing).
+    relu_.set_borrowing(true);
+    conv2_.set_borrowing(true);
+  }
+
+  /// A predictor from its two convolutions, with no BatchNorm: the folded
+  /// form that deploy() builds (each conv carries its BN's scale in the
+  /// weights and its shift as a bias). conv1: 3x3 from the input to the
+  /// hidden width; conv2: 3x3, stride 1, from it to the rows of G.
+  SimilarityPredictor(Structure structure, index kernel, SphereConv2d<T, D> conv1, SphereConv2d<T, D> conv2)
+      : options_(folded_options(conv1)),
+        structure_(structure),
+        rows_(predicted_rows(structure, kernel * kernel)),
+        conv1_(std::move(conv1)),
+        conv2_(std::move(conv2)) {
+    require(conv1_.geometry().kernel == 3 && conv2_.geometry().kernel == 3 && conv2_.geometry().stride == 1,
+            ErrorKind::argument, "SimilarityPredictor: expected 3x3 convolutions (the second with stride 1), got ",
+            conv1_.describe(), " and ", conv2_.describe());
+    require(conv2_.in_channels() == conv1_.out_channels() && conv2_.out_channels() == rows_, ErrorKind::argument,
+            "SimilarityPredictor: expected conv2 ", conv1_.out_channels(), " -> ", rows_, " channels (", rows_,
+            " rows of G for ", to_string(structure), " with ", kernel * kernel, " slots), got ", conv2_.describe());
     relu_.set_borrowing(true);
     conv2_.set_borrowing(true);
   }
@@ -170,10 +191,23 @@ class SimilarityPredictor : public Layer<T, D> {
   SphereConv2d<T, D>& conv2() { return conv2_; }
   BatchNorm2d<T, D>* bn1() { return bn1_ ? &*bn1_ : nullptr; }
   BatchNorm2d<T, D>* bn2() { return bn2_ ? &*bn2_ : nullptr; }
+  const SphereConv2d<T, D>& conv1() const { return conv1_; }
+  const SphereConv2d<T, D>& conv2() const { return conv2_; }
+  const BatchNorm2d<T, D>* bn1() const { return bn1_ ? &*bn1_ : nullptr; }
+  const BatchNorm2d<T, D>* bn2() const { return bn2_ ? &*bn2_ : nullptr; }
 
  private:
   static SphereConvOptions first_options(index stride, const PredictorOptions& o) {
     return {stride, 1, o.input_norm || o.sphere, o.sphere, o.sphere ? AngularForm::cosine : AngularForm::identity};
+  }
+  /// The options that describe a predictor built from parts (no BN).
+  static PredictorOptions folded_options(const SphereConv2d<T, D>& conv1) {
+    PredictorOptions o;
+    o.hidden = conv1.out_channels();
+    o.input_norm = conv1.options().input_norm;
+    o.sphere = false;
+    o.batch_norm = false;
+    return o;
   }
   static SphereConvOptions second_options(const PredictorOptions& o) {
     return {1, 1, o.sphere, o.sphere, o.sphere ? AngularForm::cosine : AngularForm::identity};

@@ -4,11 +4,12 @@
 //     z_o(p) = w_o^T x(p)                             (a plain convolution, no bias)
 //     c_o(p) = z_o(p) / (a_o n(p))                    a_o = ||w_o|| if filter_norm else 1
 //                                                     n(p) = local input norm if input_norm else 1
-//     y_o(p) = f(c_o(p))                              f: identity, cosine, linear, sigmoid
+//     y_o(p) = f(c_o(p)) + b_o                        f: identity, cosine, linear, sigmoid; b optional
 //
 // With both norms c is cos θ, the angle between filter and patch (NSL.md §4).
 // Backward, given dy (docs/dynamic_nsl.md derives it):
 //
+//     db_o = sum_{n,p} dy_o(p)                        (with a bias)
 //     dc = dy f'(c)
 //     dz = dc / (a n)                                 -> conv2d_backward: dx, dW
 //     da_o = -sum_{n,p} dc c / a_o                    -> filter_norm_backward: dW +=
@@ -16,7 +17,9 @@
 //
 // Kept for backward: the input, c (N x O x Ho x Wo), n (N x 1 x Ho x Wo), a (O);
 // without norms and with the identity response only the input (y = z).
-// Parameter: "weight" (decayed).
+// Parameters: "weight" (decayed) and, with options.bias, "bias" (not decayed;
+// off by default: BatchNorm follows these convolutions in training, and
+// deploy() gives the folded ones BN's shift as their bias).
 #pragma once
 
 #include <algorithm>
@@ -37,6 +40,7 @@ struct SphereConvOptions {
   bool input_norm = true;                  ///< divide by the local input norm n(p)
   bool filter_norm = true;                 ///< divide by the filter norm ||w_o||
   AngularForm form = AngularForm::cosine;  ///< the response f(c)
+  bool bias = false;                       ///< add a learned b_o after the response
 };
 
 template <class T, class D = Cpu>
@@ -56,6 +60,12 @@ class SphereConv2d : public Layer<T, D> {
     weight_ = Tensor<T, D>(Shape{out_channels, in_channels, kernel, kernel});
     weight_grad_ = Tensor<T, D>(weight_.shape());
     filter_norms_ = Tensor<T, D>(Shape{out_channels}, T(1));
+    if (options.bias) {
+      require(is_cpu_v<D>, ErrorKind::device, "SphereConv2d: a bias runs on the CPU only (no ", D::name,
+              " kernel for it yet)");
+      bias_ = Tensor<T, D>(Shape{out_channels});
+      bias_grad_ = Tensor<T, D>(bias_.shape());
+    }
   }
   /// Weights ~ N(0, (scale * sqrt(2 / (k*k*C_in)))^2) drawn from rng.
   SphereConv2d(index in_channels, index out_channels, index kernel, SphereConvOptions options, Rng& rng,
@@ -64,15 +74,18 @@ class SphereConv2d : public Layer<T, D> {
     reset_parameters(rng, scale);
   }
 
+  /// Weights as the constructor draws them, bias 0.
   void reset_parameters(Rng& rng, double scale = 1.0) {
     const double fan_in = static_cast<double>(in_channels() * geometry_.slots());
     fill_normal<T>(weight_.view(), rng, 0.0, scale * std::sqrt(2.0 / fan_in));
+    bias_.set_zero();
   }
 
   std::string describe() const override {
     return cat("SphereConv2d(", in_channels(), "->", out_channels(), ", k=", geometry_.kernel, ", s=",
                geometry_.stride, ", p=", geometry_.padding, ", ", to_string(options_.form),
-               options_.input_norm ? ", /input norm" : "", options_.filter_norm ? ", /filter norm" : "", ")");
+               options_.input_norm ? ", /input norm" : "", options_.filter_norm ? ", /filter norm" : "",
+               bias_.empty() ? ")" : ", bias)");
   }
   Shape output_shape(const Shape& input) const override {
     return conv2d_output_shape("SphereConv2d", input, weight_.shape(), Shape(), geometry_);
@@ -83,8 +96,8 @@ class SphereConv2d : public Layer<T, D> {
     check_shape("SphereConv2d", "output", y.shape(), out);
     input_.save(x, this->borrowing());
     this->remember_input_shape(x.shape());
-    if (is_plain()) {  // y = z: a plain convolution, nothing else to keep
-      conv2d_forward<T>(x, weight_.view(), {}, geometry_, y, workspace_);
+    if (is_plain()) {  // y = z + b: a plain convolution, nothing else to keep
+      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace_);
       return;
     }
     cosine_.resize(out);
@@ -95,6 +108,8 @@ class SphereConv2d : public Layer<T, D> {
     if (options_.filter_norm) filter_norm<T>(weight_.view(), filter_norms_.view());
     else filter_norms_.fill(T(1));
     sphere_response_forward<T>(options_.form, input_norm_.view(), filter_norms_.view(), cosine_.view(), y);
+    if constexpr (is_cpu_v<D>)
+      if (!bias_.empty()) add_channel_bias<T>(bias_.view(), y);
   }
 
   /// Const inference (Layer::infer): forward's ops with z computed straight
@@ -108,8 +123,11 @@ class SphereConv2d : public Layer<T, D> {
       const Shape out = output_shape(x.shape());
       check_shape("SphereConv2d", "output", y.shape(), out);
       auto& scratch = ws.scratch<InferenceScratch>();
+      if (is_plain()) {
+        conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, scratch.convolution);  // z + b
+        return;
+      }
       conv2d_forward<T>(x, weight_.view(), {}, geometry_, y, scratch.convolution);  // z
-      if (is_plain()) return;
       const Shape norm_shape{out[0], 1, out[2], out[3]};
       if (scratch.input_norm.size() < norm_shape.size()) scratch.input_norm.resize(Shape{norm_shape.size()});
       const TensorView<T, D> input_norm(scratch.input_norm.data(), norm_shape);
@@ -119,6 +137,7 @@ class SphereConv2d : public Layer<T, D> {
       if (options_.filter_norm) filter_norm<T>(weight_.view(), scratch.filter_norms.view());
       else scratch.filter_norms.fill(T(1));
       sphere_response_forward<T>(options_.form, input_norm, scratch.filter_norms.view(), y, y);  // in place
+      if (!bias_.empty()) add_channel_bias<T>(bias_.view(), y);
     }
   }
   using Layer<T, D>::infer;
@@ -126,9 +145,12 @@ class SphereConv2d : public Layer<T, D> {
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("SphereConv2d::backward", dy.shape(), dx);
     if (is_plain()) {
-      conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dy, dx, weight_grad_.view(), {}, workspace_);
+      conv2d_backward<T>(input_.view(), weight_.view(), geometry_, dy, dx, weight_grad_.view(), bias_grad_.view(),
+                         workspace_);
       return;
     }
+    if constexpr (is_cpu_v<D>)
+      if (!bias_.empty()) channel_bias_backward<T>(dy, bias_grad_.view());
     dz_.resize(cosine_.shape());
     dnorm_in_.resize(input_norm_.shape());
     sphere_response_backward<T>(options_.form, cosine_.view(), input_norm_.view(), filter_norms_.view(), dy,
@@ -146,7 +168,9 @@ class SphereConv2d : public Layer<T, D> {
   }
 
   std::vector<Parameter<T, D>> parameters() override {
-    return {{"weight", weight_.view(), weight_grad_.view(), true}};
+    std::vector<Parameter<T, D>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
+    if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
+    return params;
   }
 
   /// True for the identity and cosine forms, whose response is the cosine itself.
@@ -165,6 +189,10 @@ class SphereConv2d : public Layer<T, D> {
   Tensor<T, D>& weight() { return weight_; }
   const Tensor<T, D>& weight() const { return weight_; }
   Tensor<T, D>& weight_grad() { return weight_grad_; }
+  /// b (O), empty without options.bias.
+  Tensor<T, D>& bias() { return bias_; }
+  const Tensor<T, D>& bias() const { return bias_; }
+  Tensor<T, D>& bias_grad() { return bias_grad_; }
 
  private:
   /// infer's scratch (in the caller's InferenceWorkspace; buffers only grow; CPU only).
@@ -177,7 +205,7 @@ class SphereConv2d : public Layer<T, D> {
 
   SphereConvOptions options_;
   ConvGeometry geometry_;
-  Tensor<T, D> weight_, weight_grad_;
+  Tensor<T, D> weight_, weight_grad_, bias_, bias_grad_;
   SavedTensor<T, D> input_;    ///< the last forward's input
   Tensor<T, D> cosine_;        ///< c = z / (a n) of the last forward
   Tensor<T, D> input_norm_;    ///< n(p) (ones without input_norm)

@@ -327,4 +327,39 @@ void sphere_filter_norm_gradient(TensorView<const T> dz, TensorView<const T> inp
   });
 }
 
+// ---------------------------------------------------------------------------
+// A per-channel bias after the response (the folded SphereConvs of deploy()):
+//     y[n,o,p] += b_o,      db_o += sum_{n,p} dy[n,o,p]
+
+/// y[n,o,:] += bias[o] (y: N x O x H x W, bias: O).
+template <class T>
+void add_channel_bias(TensorView<const T> bias, TensorView<T> y) {
+  check_rank("add_channel_bias", "output", y.shape(), 4);
+  check_shape("add_channel_bias", "bias", bias.shape(), Shape{y.dim(1)});
+  const index N = y.dim(0), O = y.dim(1), P = y.dim(2) * y.dim(3);
+  parallel_ranges(N * O, 1, [&](index begin, index end) {
+    for (index plane = begin; plane < end; ++plane) {
+      T* yo = y.data() + plane * P;
+      const T b = bias[plane % O];
+      for (index p = 0; p < P; ++p) yo[p] += b;
+    }
+  });
+}
+
+/// db[o] += sum_{n,p} dy[n,o,p] (accumulated, as the convolutions' parameter gradients are).
+template <class T>
+void channel_bias_backward(TensorView<const T> dy, TensorView<T> db) {
+  check_rank("channel_bias_backward", "output gradient", dy.shape(), 4);
+  check_shape("channel_bias_backward", "bias gradient", db.shape(), Shape{dy.dim(1)});
+  const index N = dy.dim(0), O = dy.dim(1), P = dy.dim(2) * dy.dim(3);
+  for (index o = 0; o < O; ++o) {
+    T sum = 0;
+    for (index n = 0; n < N; ++n) {
+      const T* g = dy.data() + (n * O + o) * P;
+      for (index p = 0; p < P; ++p) sum += g[p];
+    }
+    db[o] += sum;
+  }
+}
+
 }  // namespace nsl
