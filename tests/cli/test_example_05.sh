@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Test of examples/05_inference_only: on a small static_dns CNN-9 trained by
-# nsl-train, the folded network gives the trained one's logits and a class,
+# Test of examples/05_inference_only: on a small dynamic_dns CNN-9 trained by
+# nsl-train, the deployed network gives the trained one's logits and a class,
 # from an IDX file and from a .npy image; the program links no OpenMP; a
 # missing file is a message, not a crash without one.
 # usage: test_example_05.sh NSL_TRAIN EXAMPLE_05 FASHION_MNIST_DIR WORK_DIR
@@ -11,7 +11,7 @@ data="$3"
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$4"
 
-"$train" --variant static_dns --data "$data" --epochs 1 --limit-train 256 --limit-test 100 --batch 64 --lr 0.01 \
+"$train" --variant dynamic_dns --data "$data" --epochs 1 --limit-train 256 --limit-test 100 --batch 64 --lr 0.01 \
   --threads 2 --out "$work/run" > "$work/train.log" 2>&1 || { cat "$work/train.log"; exit 1; }
 ckpt="$work/run/model.nslckpt"
 images="$data/t10k-images-idx3-ubyte"
@@ -20,8 +20,8 @@ images="$data/t10k-images-idx3-ubyte"
 rc=0
 "$example" "$ckpt" "$images" 3 > "$work/idx.out" 2>&1 || rc=$?
 cat "$work/idx.out"
-check "IDX image: exit status 0 (folded logits = trained logits)" test "$rc" -eq 0
-check "IDX image: says the static layers were folded" grep -q "static layers folded" "$work/idx.out"
+check "IDX image: exit status 0 (deployed logits = trained logits)" test "$rc" -eq 0
+check "IDX image: says the network was deployed" grep -q "dynamic_dns CNN-9 deployed (24 layers, 34 before folding)" "$work/idx.out"
 check "IDX image: prints a prediction" grep -q "^prediction: class [0-9]" "$work/idx.out"
 
 numpy_python=""

@@ -4,7 +4,7 @@
 # the same images; nsl-eval --logits and 05_inference_only (the library's
 # load_model, in a build without OpenMP, xsimd or exceptions) give the same
 # logits for the first test image, to float rounding of the other kernels;
-# 05's static layers folded give the trained logits (its exit status).
+# 05's deployed network gives the trained logits (its exit status).
 # usage: test_model_files.sh NSL_TRAIN NSL_EVAL EXAMPLE_05 FASHION_MNIST_DIR WORK_DIR
 set -u
 train="$1"
@@ -28,7 +28,7 @@ for variant in plain static_dns static_uns dynamic_dns dynamic_uns dynamic_dns_s
     --logits "$out/logits.npy" > "$work/$variant.eval.log" 2>&1
   check "$variant: nsl-eval reads the model file" test $? -eq 0
   "$example" "$out/model.nslckpt" "$images" 0 > "$work/$variant.05.log" 2>&1
-  check "$variant: 05_inference_only reads it (and its folded network agrees)" test $? -eq 0
+  check "$variant: 05_inference_only reads it (and its deployed network agrees)" test $? -eq 0
   check "$variant: the same accuracy and logits in nsl-train, nsl-eval and 05" \
     "$python" - "$out" "$work/$variant.05.log" <<'PY'
 import json, sys
