@@ -5,6 +5,9 @@
 #      not run) and ctest; with the CUDA backend (NSL_WITH_CUDA) whenever
 #      nvcc is present, so that the CUDA code always compiles (its tests
 #      report "skipped" without a GPU). NSL_CUDA=off leaves it out;
+#      NSL_TSAN_TESTS adds the inference thread test (one model, CNN-9 and
+#      deployed, shared by 4 std::threads) built under ThreadSanitizer
+#      without OpenMP, run by the same ctest (label tsan);
 #   3. ASan+UBSan build in build/asan (NSL_SANITIZE=ON) and ctest: the unit
 #      and consumer tests (the examples and command-line programs are built
 #      and run in step 2; under the sanitizers they took a third of the CI
@@ -60,7 +63,8 @@ step() {
 # ---- Release ---------------------------------------------------------------
 if step "release: configure" cmake -S "$ROOT" -B "$ROOT/build/release" \
      -DCMAKE_BUILD_TYPE=Release -DNSL_SANITIZE=OFF -DNSL_WITH_CUDA="$CUDA" \
-     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_APPS=ON -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=ON &&
+     -DNSL_BUILD_TESTS=ON -DNSL_BUILD_APPS=ON -DNSL_BUILD_EXAMPLES=ON -DNSL_BUILD_BENCHMARKS=ON \
+     -DNSL_TSAN_TESTS=ON &&
    step "release: build" cmake --build "$ROOT/build/release" -j "$JOBS"; then
   step "release: ctest" ctest --test-dir "$ROOT/build/release" --output-on-failure -j "$JOBS" || true
 fi

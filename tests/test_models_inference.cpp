@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "nsl/deploy/deploy.hpp"
 #include "nsl/fewshot/heads.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/models/conv4.hpp"
@@ -322,6 +323,9 @@ TEST_CASE("one CNN-9 shared by 4 threads, each with its own workspace, gives the
     std::vector<Tensor<float>> batches;
     for (nsl::index t = 0; t < 4; ++t) batches.push_back(nsl::test::randn<float>(Shape{2 + t, 1, 28, 28}, rng));
     CHECK(nti::thread_mismatches(net, batches, 3) == 0);
+    // The deployed network, as a product runs it (nsl/deploy/deploy.hpp).
+    const nsl::Sequential<float> deployed = nsl::deploy(net);
+    CHECK(nti::thread_mismatches(deployed, batches, 3) == 0);
   }
   // And a few-shot model: Conv-4 (dynamic DNS) with the dynamic head, one episode per thread.
   const nsl::Sequential<float> fewshot = nti::small_conv4_with_head(Variant::dynamic_dns, HeadKind::dynamic_ns, rng);
