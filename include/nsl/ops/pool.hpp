@@ -138,10 +138,7 @@ void max_pool2d_forward(TensorView<const T> x, index window, index stride, Tenso
   const index pad_left = same_pool_padding_before(W, window, stride);
   argmax.resize(static_cast<std::size_t>(y.size()));
   index* const winners = argmax.data();
-  const bool parallel = planes > 1 && !in_parallel_region();
-  (void)parallel;  // unused without OpenMP
-NSL_OMP(parallel for schedule(static) if (parallel))
-  for (index plane = 0; plane < planes; ++plane) {
+  auto pool_plane = [&](index plane) {
     const T* x_plane = x.data() + plane * in_plane;
     T* y_plane = y.data() + plane * out_plane;
     index* winners_plane = winners + plane * out_plane;
@@ -165,6 +162,16 @@ NSL_OMP(parallel for schedule(static) if (parallel))
         winners_plane[oh * out_w + ow] = plane * in_plane + winner;
       }
     }
+  };
+  // A parallel region only where it can split work: libgomp allocates a team
+  // on each entry to one, `if (false)` included, and inference promises no
+  // allocation with one thread, at batch 1 or from the caller's own parallel
+  // region.
+  if (planes > 1 && num_threads() > 1 && !in_parallel_region()) {
+NSL_OMP(parallel for schedule(static))
+    for (index plane = 0; plane < planes; ++plane) pool_plane(plane);
+  } else {
+    for (index plane = 0; plane < planes; ++plane) pool_plane(plane);
   }
 }
 
