@@ -5,6 +5,7 @@
 // The headers form floors; a header includes only floors below its own, and
 // this one sits on top of them all:
 //
+//     deploy/                           a trained network's inference form (the folds)
 //     io/                               checkpoints, model files, .npy, atomic writes
 //     models/  train/  check/  fewshot/ Sequential, CNN-9, Conv-4; loss, SGD,
 //                                       schedules, precise BN, evaluation;
@@ -96,3 +97,4 @@
 #include "nsl/io/checkpoint.hpp"
 #include "nsl/io/model_file.hpp"
 #include "nsl/io/npy.hpp"
+#include "nsl/deploy/deploy.hpp"
