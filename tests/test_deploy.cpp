@@ -183,7 +183,7 @@ TEST_CASE("a model file deploys in one call") {
   std::filesystem::remove(path);
 }
 
-TEST_CASE("SphereConvs fold only where their response is linear; a layer deploy does not know is named") {
+TEST_CASE("SphereConvs fold only where their response is linear, and a layer deploy does not know is named") {
   nsl::Rng rng(36);
   nsl::Sequential<double> net;
   net.add("angle", std::make_unique<nsl::SphereConv2d<double>>(
