@@ -25,8 +25,14 @@ NSL_DEB_PACKAGES=(
 )
 # Tests and benchmarks: doctest, Google Benchmark, and PyTorch as the outside
 # reference (with OpenBLAS, not the slow reference BLAS, under it).
+# nsl-export writes ONNX with the ONNX and protobuf C++ libraries (not built
+# without them). Its test runs the exported files in ONNX Runtime under node
+# (onnxruntime-node, which the test installs into the build tree with npm);
+# nodejs and npm are not installed here (NodeSource's nodejs, common on CI
+# images, conflicts with Debian's npm): the test is skipped without them.
 if [[ "${1:-}" != demo ]]; then
   NSL_DEB_PACKAGES+=(doctest-dev libbenchmark-dev python3-numpy python3-torch libopenblas0-pthread)
+  NSL_DEB_PACKAGES+=(libonnx-dev libprotobuf-dev)
 fi
 
 missing=()
