@@ -2,13 +2,18 @@
 """nsl against PyTorch (CPU) on the workloads of nsl_bench, with the same thread count.
 
 usage: /usr/bin/python3 bench/compare_pytorch.py [--threads N] [--quick] [--filter REGEX]
-                                                 [--nsl-bench PATH] [--json-out FILE] ...
+                                                 [--nsl-bench PATH] [--json-out FILE]
+                                                 [--nsl-export PATH] [--ort-modules DIR] ...
 
 1. Agreement check (before any timing): for every similarity variant among the selected layer
    cases, nsl_bench --nsl_dump writes x, dy, the layer's parameters, y, dx and every parameter
    gradient (float32); each PyTorch formulation of that layer is run on the same x, dy and
    parameters with autograd and must reproduce y, dx and every parameter gradient to within
-   --tolerance (default 1e-3) of each tensor's max |value|. Any miss stops the script (exit 1).
+   --tolerance (default 1e-3) of each tensor's max |value|. For every selected infer case,
+   nsl_bench --nsl_dump writes x, the undeployed CNN-9's parameters and BN statistics, its model
+   file and the deployed network's logits; every PyTorch candidate (evaluation mode, nsl's values
+   loaded) and ONNX Runtime (nsl-export's model of that file) must give those logits to within
+   --infer-tolerance (default 1e-4) of their max |value|. Any miss stops the script (exit 1).
 2. Timing: every case of each side runs in its own subprocess (nsl_bench with a filter for the one
    case; this script in child mode for PyTorch), so each child's peak resident memory
    (ru_maxrss from wait4, taken by a small launcher process, see run_child) belongs to that
@@ -24,11 +29,17 @@ K-step broadcast loop) and contracts with W as one 1x1 convolution. Where there 
 each is checked against nsl, a selection child runs each briefly after its own warm-up (also over
 the memory formats contiguous / channels_last), and the timing child then builds and times only
 the fastest; the table says which one ran. A cnn9 case reuses the choice of its variant's
-fwd_bwd layer case when that ran in the same invocation.
+fwd_bwd layer case when that ran in the same invocation. The infer cases time the deployed network
+(nsl::deploy) against CNN-9 in evaluation mode under torch.inference_mode(), eager or through
+TorchScript (torch.jit.trace + torch.jit.optimize_for_inference, the '+jit' candidates), and, where
+node, onnxruntime-node and nsl-export are found, the same network exported to ONNX and run by
+bench/ort_infer.js in ONNX Runtime (CPU, the same thread count); otherwise that column is skipped
+with the reason printed.
 PyTorch children get MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
 MALLOC_TOP_PAD_=268435456; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed for both sides.
 """
 import argparse
+import collections
 import json
 import math
 import os
@@ -40,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -48,9 +60,12 @@ from torch import nn
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 VARIANTS = ["plain", "static_dns", "static_uns", "dynamic_dns", "dynamic_uns", "dynamic_dns_sphere"]
+INFER_VARIANTS = VARIANTS + ["sphere_attention"]  # inference covers CNN-9's attention SphereNet too
 LAYER_B, LAYER_C, LAYER_H = 32, 64, 16
 CNN_B, CNN_C, CNN_H, CNN_CLASSES = 128, 1, 28, 10
 CNN_WIDTHS = (32, 64, 128)
+ATTENTION_WIDTHS = (128, 192, 256)  # sphere_attention's stages (nsl's Cnn9Options::attention_widths)
+INFER_BATCHES = (1, 64)
 CNN_LR, CNN_SMOOTHING, CNN_MOMENTUM, CNN_WEIGHT_DECAY = 0.01, 0.01, 0.9, 5e-4  # as nsl_bench
 GEMM_SIZES = (1024, 2048)
 EPS_NORM = 1e-4          # local input norm and filter norm (NSL.md §3)
@@ -73,6 +88,7 @@ IMPLS = {
     "dynamic_dns": ["shift", "unfold"],
     "dynamic_uns": ["einsum", "loop"],
     "dynamic_dns_sphere": ["shift", "unfold"],
+    "sphere_attention": ["bmm"],
 }
 FORMATS = ["contiguous", "channels_last"]
 
@@ -87,6 +103,10 @@ def cnn9_case(variant):
     return f"cnn9/{variant}/train_step/B{CNN_B}_{CNN_C}x{CNN_H}x{CNN_H}"
 
 
+def infer_case(variant, batch):
+    return f"infer/{variant}/B{batch}_{CNN_C}x{CNN_H}x{CNN_H}"
+
+
 def gemm_case(n, library="eigen"):
     return f"gemm/{library}/sgemm/N{n}"
 
@@ -96,17 +116,20 @@ def all_cases():
     for v in VARIANTS:
         cases += [layer_case(v, True), layer_case(v, False)]
     cases += [cnn9_case(v) for v in VARIANTS]
+    cases += [infer_case(v, b) for v in INFER_VARIANTS for b in INFER_BATCHES]
     cases += [gemm_case(n, library) for library in ("eigen", "nsl") for n in GEMM_SIZES]
     return cases
 
 
 def parse_case(name):
-    """('layer', variant, backward) | ('cnn9', variant, None) | ('gemm', n, None)."""
+    """('layer', variant, backward) | ('cnn9', variant, None) | ('infer', variant, batch) | ('gemm', n, None)."""
     parts = name.split("/")
     if parts[0] == "layer":
         return "layer", parts[1], parts[2] == "fwd_bwd"
     if parts[0] == "cnn9":
         return "cnn9", parts[1], None
+    if parts[0] == "infer":
+        return "infer", parts[1], int(parts[2].split("_")[0][1:])
     return "gemm", int(parts[3][1:]), None
 
 
@@ -126,10 +149,12 @@ def predictor_config(variant):
     raise ValueError(variant)
 
 
-def local_input_norm(x):
-    """n(p) = sqrt(sum of x^2 over the 3x3 x C window + eps): B x 1 x H x W."""
+def local_input_norm(x, k=3, padding=1):
+    """n(p) = sqrt(sum of x^2 over the k x k x C window + eps): B x 1 x H x W (zero padding)."""
     squares = (x * x).sum(1, keepdim=True)
-    window = F.conv2d(squares, torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device), padding=1)
+    if k == 1:
+        return torch.sqrt(squares + EPS_NORM)
+    window = F.conv2d(squares, torch.ones(1, 1, k, k, dtype=x.dtype, device=x.device), padding=padding)
     return torch.sqrt(window + EPS_NORM)
 
 
@@ -137,13 +162,20 @@ def inverse_filter_norm(w):
     return torch.rsqrt((w * w).sum((1, 2, 3)) + EPS_NORM).view(1, -1, 1, 1)
 
 
-def batch_norm(h, params, running, name):
+def sphere_conv(x, w, padding):
+    """Cosine SphereConv (nsl's SphereConv2d, NSL.md §4): y_o(p) = w_o . x(p) / (||w_o|| n(p)), the
+    cosine between filter and patch; both norms with eps inside the square root."""
+    return F.conv2d(x, w, padding=padding) / local_input_norm(x, w.shape[-1], padding) * inverse_filter_norm(w)
+
+
+def batch_norm(h, params, running, name, training=True):
+    """Training: batch statistics (running ones updated when given); evaluation: the running ones."""
     mean, var = running.get(name, (None, None)) if running is not None else (None, None)
-    return F.batch_norm(h, mean, var, params[name + "_gamma"], params[name + "_beta"], training=True,
+    return F.batch_norm(h, mean, var, params[name + "_gamma"], params[name + "_beta"], training=training,
                         momentum=BN_MOMENTUM, eps=EPS_BN)
 
 
-def predictor(variant, x, p, running):
+def predictor(variant, x, p, running, training=True):
     """G = BN(conv2(ReLU(BN(conv1(x) / norms))) / norms), B x rows x H x W (NSL.md §3)."""
     _, _, sphere, bn = predictor_config(variant)
     w1, w2 = p["predictor_conv1_weight"], p["predictor_conv2_weight"]
@@ -151,13 +183,13 @@ def predictor(variant, x, p, running):
     if sphere:
         h = h * inverse_filter_norm(w1)
     if bn:
-        h = batch_norm(h, p, running, "predictor_bn1")
+        h = batch_norm(h, p, running, "predictor_bn1", training)
     h = F.relu(h)
     g = F.conv2d(h, w2, padding=1)
     if sphere:
         g = g / local_input_norm(h) * inverse_filter_norm(w2)
     if bn:
-        g = batch_norm(g, p, running, "predictor_bn2")
+        g = batch_norm(g, p, running, "predictor_bn2", training)
     return g
 
 
@@ -201,28 +233,35 @@ def uns_main(x, w, g, impl):
     return F.conv2d(v.reshape(B, C * K, H, W), w.reshape(O, C * K, 1, 1))
 
 
-def similarity_conv(variant, impl, x, p, running=None):
-    """One 3x3, stride 1, 'same', bias-free similarity convolution (nsl's make_similarity_conv)."""
+def similarity_conv(variant, impl, x, p, running=None, training=True):
+    """One 3x3, stride 1, 'same', bias-free similarity convolution (nsl's make_similarity_conv);
+    `training` selects the predictor BN's statistics (batch or running)."""
     w = p["weight"]
     if variant == "plain":
         return F.conv2d(x, w, padding=1)
+    if variant == "sphere_attention":  # the attention SphereNet's convolution: a cosine SphereConv
+        return sphere_conv(x, w, padding=1)
     if variant == "static_dns":  # w'[o,c,r] = w[o,c,r] m[r]
         return F.conv2d(x, w * p["similarity"].view(1, 1, 3, 3), padding=1)
     if variant == "static_uns":  # w'[o,c,r] = sum_a w[o,c,a] M[a,r]  (w'_{o,c} = M^T w_{o,c})
         O, C = w.shape[:2]
         return F.conv2d(x, (w.reshape(O * C, K) @ p["similarity"]).view(O, C, 3, 3), padding=1)
-    g = predictor(variant, x, p, running)
+    g = predictor(variant, x, p, running, training)
     if variant == "dynamic_uns":
         return uns_main(x, w, g, impl)
     return dns_shift(x, w, g) if impl == "shift" else dns_unfold(x, w, g)
+
+
+def he_normal(shape, gen, scale=1.0):
+    fan_in = shape[1] * shape[2] * shape[3]
+    return torch.randn(*shape, generator=gen) * (scale * math.sqrt(2.0 / fan_in))
 
 
 def init_params(variant, cin, cout, gen):
     """Parameters with nsl's shapes and initialisation (He-normal weights, M = I, predictor at
     0.1 / 0.001 of He, BN gamma 1 and beta 0), and the BN running statistics."""
     def he(shape, scale=1.0):
-        fan_in = shape[1] * shape[2] * shape[3]
-        return torch.randn(*shape, generator=gen) * (scale * math.sqrt(2.0 / fan_in))
+        return he_normal(shape, gen, scale)
 
     p = {"weight": he((cout, cin, 3, 3))}
     running = {}
@@ -255,30 +294,115 @@ class SimilarityConv(nn.Module):
 
     def forward(self, x):
         running = {n: (getattr(self, n + "_mean"), getattr(self, n + "_var")) for n in self.running_names}
-        return similarity_conv(self.variant, self.impl, x, self.p, running)
+        return similarity_conv(self.variant, self.impl, x, self.p, running, self.training)
+
+
+def global_similarity(x, wf, wg, wh, gamma):
+    """nsl's GlobalSimilarity2d (NSL.md §6, include/nsl/ops/attention.hpp), per image with P = H W
+    positions: cosine 1x1 projections f, g (C/8 channels) and h (C channels) of x,
+    s_ij = f_i . g_j, b_ij = exp(s_ij) / sum_i' exp(s_i'j) (softmax over i), y_j = gamma sum_i b_ij h_i + x_j.
+    The three projections run as one 1x1 convolution (filters pre-divided by their norms), the
+    products as torch.bmm."""
+    B, C, H, W = x.shape
+    P, keys = H * W, wf.shape[0]
+    w = torch.cat([wf, wg, wh])
+    projections = F.conv2d(x, w * inverse_filter_norm(w).view(-1, 1, 1, 1)) / local_input_norm(x, 1, 0)
+    f, g, h = (t.reshape(B, -1, P) for t in projections.split([keys, keys, C], dim=1))
+    b = torch.softmax(torch.bmm(f.transpose(1, 2), g), dim=1)  # [image, i, j]
+    return x + gamma * torch.bmm(h, b).view(B, C, H, W)
+
+
+class GlobalSimilarity(nn.Module):
+    def __init__(self, channels, gen):
+        super().__init__()
+        keys = max(1, channels // 8)
+        self.f_weight = nn.Parameter(he_normal((keys, channels, 1, 1), gen))
+        self.g_weight = nn.Parameter(he_normal((keys, channels, 1, 1), gen))
+        self.h_weight = nn.Parameter(he_normal((channels, channels, 1, 1), gen))
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return global_similarity(x, self.f_weight, self.g_weight, self.h_weight, self.gamma)
 
 
 class Cnn9(nn.Module):
     """CNN-9 (NSL.md §5) with the widths of nsl::cnn9: root conv, 3 stages of 3 similarity convs
-    (each + BN + ReLU) and a 'same' 2x2 max-pool, a 'valid' score conv over the last 4x4 map."""
+    (each + BN + ReLU) and a 'same' 2x2 max-pool, a 'valid' score conv over the last 4x4 map;
+    sphere_attention: cosine SphereConvs, stages 128/192/256 wide and a global similarity block
+    after each pool. The layers are named as nsl names them, '.' -> '_' (root_conv, stage1_conv1, ...)."""
 
     def __init__(self, variant, impl, gen):
         super().__init__()
-        layers = [nn.Conv2d(CNN_C, CNN_WIDTHS[0], 3, padding=1, bias=False),
-                  nn.BatchNorm2d(CNN_WIDTHS[0], eps=EPS_BN, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)]
-        channels, size = CNN_WIDTHS[0], CNN_H
-        for width in CNN_WIDTHS:
-            for _ in range(3):
-                layers += [SimilarityConv(variant, impl, channels, width, gen),
-                           nn.BatchNorm2d(width, eps=EPS_BN, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)]
+        attention = variant == "sphere_attention"
+        widths = ATTENTION_WIDTHS if attention else CNN_WIDTHS
+        layers = collections.OrderedDict()
+
+        def add(name, module):
+            layers[name.replace(".", "_")] = module
+
+        add("root.conv", nn.Conv2d(CNN_C, widths[0], 3, padding=1, bias=False))
+        add("root.bn", nn.BatchNorm2d(widths[0], eps=EPS_BN, momentum=BN_MOMENTUM))
+        add("root.relu", nn.ReLU(inplace=True))
+        channels, size = widths[0], CNN_H
+        for stage, width in enumerate(widths, 1):
+            for i in (1, 2, 3):
+                add(f"stage{stage}.conv{i}", SimilarityConv(variant, impl, channels, width, gen))
+                add(f"stage{stage}.bn{i}", nn.BatchNorm2d(width, eps=EPS_BN, momentum=BN_MOMENTUM))
+                add(f"stage{stage}.relu{i}", nn.ReLU(inplace=True))
                 channels = width
-            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))  # TF 'SAME': 7 -> 4
+            add(f"stage{stage}.pool", nn.MaxPool2d(2, 2, ceil_mode=True))  # TF 'SAME': 7 -> 4
+            if attention:
+                add(f"stage{stage}.attention", GlobalSimilarity(channels, gen))
             size = (size + 1) // 2
-        layers.append(nn.Conv2d(channels, CNN_CLASSES, size, bias=True))
-        self.net = nn.Sequential(*layers)
+        add("score", nn.Conv2d(channels, CNN_CLASSES, size, bias=True))
+        self.net = nn.Sequential(layers)
 
     def forward(self, x):
         return self.net(x)
+
+
+def load_nsl_tensors(net, tensors):
+    """Copies nsl's parameters and buffers ({nsl name: tensor}, e.g. 'stage1.conv1.predictor.bn1.gamma',
+    'root.bn.running_variance') into a Cnn9; fails on a name or shape that does not fit, or when a
+    tensor of the module is left unset. BN's update counts ('updates') have no PyTorch counterpart."""
+    layers = dict(net.net.named_children())
+    assigned = set()
+    for name, value in tensors.items():
+        parts = name.split(".")
+        cut = 2 if "_".join(parts[:2]) in layers else 1  # nsl layer names have one or two parts
+        layer, rest = layers.get("_".join(parts[:cut])), ".".join(parts[cut:])
+        if rest == "updates" or rest.endswith(".updates"):
+            continue
+        target = None
+        if isinstance(layer, nn.Conv2d):
+            target = {"weight": layer.weight, "bias": layer.bias}.get(rest)
+        elif isinstance(layer, nn.BatchNorm2d):
+            target = {"gamma": layer.weight, "beta": layer.bias, "running_mean": layer.running_mean,
+                      "running_variance": layer.running_var}.get(rest)
+        elif isinstance(layer, SimilarityConv):
+            stem = rest.replace(".", "_")
+            for nsl_suffix, ours in (("_running_mean", "_mean"), ("_running_variance", "_var")):
+                if stem.endswith(nsl_suffix):
+                    stem = stem[:-len(nsl_suffix)] + ours
+                    target = getattr(layer, stem) if stem in dict(layer.named_buffers()) else None
+                    break
+            else:
+                target = layer.p[stem] if stem in layer.p else None
+        elif isinstance(layer, GlobalSimilarity):
+            target = {"f.weight": layer.f_weight, "g.weight": layer.g_weight, "h.weight": layer.h_weight,
+                      "gamma": layer.gamma}.get(rest)
+        if target is None:
+            raise ValueError(f"load_nsl_tensors: nsl's '{name}' has no place in the PyTorch CNN-9")
+        if tuple(target.shape) != tuple(value.shape):
+            raise ValueError(f"load_nsl_tensors: '{name}' has shape {tuple(value.shape)}, PyTorch's "
+                             f"{tuple(target.shape)}")
+        with torch.no_grad():
+            target.copy_(value)
+        assigned.add(id(target))
+    missing = [n for n, t in list(net.named_parameters()) + list(net.named_buffers())
+               if id(t) not in assigned and not n.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"load_nsl_tensors: nsl's dump sets no value for {', '.join(missing)}")
 
 
 def cnn9_optimizer(net):
@@ -295,6 +419,28 @@ def cnn9_optimizer(net):
 
 def to_format(t, fmt):
     return t.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" and t.dim() == 4 else t
+
+
+JIT = "+jit"  # an infer candidate's suffix: the network through TorchScript (see inference_network)
+
+
+def inference_network(variant, impl, fmt, gen, x, tensors=None, device="cpu"):
+    """CNN-9 for `variant` in evaluation mode as a callable for the infer cases: nsl's parameters
+    and buffers when `tensors` ({nsl name: tensor}) is given. An impl ending in '+jit' is the
+    deployment path PyTorch 1.13 documents for the CPU: torch.jit.trace on x, then
+    torch.jit.optimize_for_inference (freezes the weights, folds BN into the convolutions before
+    it, and converts convolutions to oneDNN's layout where that pays)."""
+    net = Cnn9(variant, impl.removesuffix(JIT), gen)
+    if tensors is not None:
+        load_nsl_tensors(net, tensors)
+    net = net.to(device).eval()
+    if fmt == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
+    if impl.endswith(JIT):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes read as Python ints: fixed per case
+            net = torch.jit.optimize_for_inference(torch.jit.trace(net, x))
+    return net
 
 
 # ---- the workloads (one callable per case and candidate) ------------------------------------
@@ -326,6 +472,15 @@ def make_workload(case, impl, fmt, seed=1234, device="cpu"):
             y = similarity_conv(what, impl, x, p, running)
             return torch.autograd.grad(y, inputs, dy)
         return forward_backward
+    if kind == "infer":
+        batch = backward  # parse_case's third field
+        x = to_format((torch.rand(batch, CNN_C, CNN_H, CNN_H, generator=gen) * 255).to(device), fmt)
+        net = inference_network(what, impl, fmt, gen, x, device=device)
+
+        def infer():
+            with torch.inference_mode():
+                return net(x)
+        return infer
     net = Cnn9(what, impl, gen).to(device)
     if fmt == "channels_last":
         net = net.to(memory_format=torch.channels_last)
@@ -366,7 +521,8 @@ def candidates_for(case):
     kind, what, _ = parse_case(case)
     if kind == "gemm":
         return [("mm", "contiguous")]
-    return [(i, f) for i in IMPLS[what] for f in FORMATS]
+    impls = IMPLS[what] + ([i + JIT for i in IMPLS[what]] if kind == "infer" else [])
+    return [(i, f) for i in impls for f in FORMATS]
 
 
 def child_main(args):
@@ -485,7 +641,8 @@ def run_nsl_case(args, case):
     row = median[0] if median else runs[0]
     scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[row["time_unit"]]
     return {"median_ms": row["real_time"] * scale, "gflops": row.get("GFLOP/s"), "gflop_per_iter": row.get("GFLOP/iter"),
-            "images_per_s": row.get("images/s"), "rss_mib": rss, "context": report.get("context", {})}
+            "images_per_s": row.get("images/s"), "latency_ms": row.get("latency_ms"), "rss_mib": rss,
+            "context": report.get("context", {})}
 
 
 def run_torch_case(args, case, chosen=None):
@@ -585,6 +742,181 @@ def agreement_check(args, variants):
     return rows
 
 
+# ---- the infer cases: nsl's dump, the PyTorch check, ONNX Runtime ------------------------------
+
+def relative_error(have, want):
+    scale = float(want.abs().max())
+    return float((have - want).abs().max()) / (scale if scale > 0 else 1.0)
+
+
+def read_nsl_tensors(d):
+    """{nsl name: tensor} of every parameter and buffer in an infer dump."""
+    tensors = {}
+    for manifest in ("parameters.txt", "buffers.txt"):
+        for line in (d / manifest).read_text().splitlines():
+            if line.strip():
+                name, stem = line.split()[:2]
+                tensors[name] = load_npy(d / f"{stem}.npy")
+    return tensors
+
+
+def dump_infer_case(args, case, workdir):
+    """nsl_bench --nsl_dump for an infer case (once per invocation): x, the undeployed network's
+    parameters and buffers, its model file model.nslckpt, and the deployed network's logits y."""
+    d = workdir / case.replace("/", "_")
+    if not (d / "y.npy").exists():
+        rc, stdout, stderr, _ = run_child([str(args.nsl_bench), f"--nsl_dump={d}", f"--nsl_case={case}",
+                                           f"--nsl_threads={args.threads}"], nsl_env(args.threads), args.timeout)
+        if rc != 0:
+            die(f"nsl_bench --nsl_dump failed for {case} (exit {rc}):\n{stdout}\n{stderr}")
+    return d
+
+
+class OrtColumn:
+    """The ONNX Runtime column of the infer cases: nsl-export turns a dumped model file into ONNX,
+    bench/ort_infer.js runs it with onnxruntime-node. `skipped` says why the column is empty (no
+    node, no module, no nsl-export), or is None."""
+
+    SCRIPT = pathlib.Path(__file__).resolve().parent / "ort_infer.js"
+
+    def __init__(self, args):
+        self.args, self.skipped, self.version = args, None, None
+        self.models = {}  # case -> (path of the .onnx or None, why not)
+        self.node = shutil.which(args.node or "node")
+        modules = [args.ort_modules] if args.ort_modules else sorted(REPO.glob("build/*/ort"))
+        modules = [m.resolve() for m in modules if (m / "node_modules/onnxruntime-node/package.json").exists()]
+        exporters = [args.nsl_export] if args.nsl_export else (
+            [REPO / "build/release/nsl-export", REPO / "build/release/apps/nsl-export"]
+            + sorted(REPO.glob("build/*/nsl-export")) + sorted(REPO.glob("build/*/apps/nsl-export")))
+        exporters = [e.resolve() for e in exporters if e.is_file() and os.access(e, os.X_OK)]
+        if args.no_ort:
+            self.skipped = "--no-ort"
+        elif not self.node:
+            self.skipped = "no `node` on PATH (--node PATH)"
+        elif not modules:
+            self.skipped = (f"{args.ort_modules}/node_modules/onnxruntime-node not found" if args.ort_modules else
+                            "no build/*/ort/node_modules/onnxruntime-node (--ort-modules DIR)")
+        elif not exporters:
+            self.skipped = (f"{args.nsl_export} is not an executable" if args.nsl_export else
+                            "nsl-export not found in build/*/ or build/*/apps/ (--nsl-export PATH)")
+        if self.skipped:
+            return
+        self.modules, self.exporter = modules[0], exporters[0]
+        package = json.loads((self.modules / "node_modules/onnxruntime-node/package.json").read_text())
+        self.version = package.get("version", "?")
+        self.require = f"require({json.dumps(str(self.modules / 'node_modules/onnxruntime-node'))})"
+        probe = subprocess.run([self.node, "-e", self.require], capture_output=True, text=True, timeout=120)
+        if probe.returncode != 0:
+            self.skipped = f"onnxruntime-node {self.version} does not load: {probe.stderr.strip().splitlines()[-1:]}"
+
+    def describe(self):
+        if self.skipped:
+            return f"ONNX Runtime column skipped: {self.skipped}"
+        return (f"ONNX Runtime: onnxruntime-node {self.version} ({self.modules}) through {self.SCRIPT.name}, "
+                f"models from {self.exporter}")
+
+    def model(self, case, workdir):
+        """(path of case's ONNX model or None, why not): nsl-export on the dumped model file."""
+        if self.skipped:
+            return None, self.skipped
+        if case not in self.models:
+            d = dump_infer_case(self.args, case, workdir)
+            onnx = d / "model.onnx"
+            done = subprocess.run([str(self.exporter), str(d / "model.nslckpt"), str(onnx)], capture_output=True,
+                                  text=True, timeout=self.args.timeout)
+            why = (done.stderr or done.stdout).strip().splitlines()[-1:] if done.returncode else None
+            self.models[case] = (onnx, None) if done.returncode == 0 and onnx.exists() else (
+                None, f"nsl-export failed (exit {done.returncode}): {why[0] if why else ''}")
+        return self.models[case]
+
+    def command(self, onnx, *options):
+        return [self.node, str(self.SCRIPT), "--model", str(onnx), "--modules", str(self.modules),
+                "--threads", str(self.args.threads), *map(str, options)]
+
+    def run(self, case, workdir):
+        """The timing: {median_ms, min_ms, runs, rss_mib, ...}, or None (with the reason in models)."""
+        onnx, _ = self.model(case, workdir)
+        if onnx is None:
+            return None
+        batch = parse_case(case)[2]
+        a = self.args
+        rc, stdout, stderr, rss = run_child(self.command(onnx, "--batch", batch, "--warmup", a.torch_warmup, "--runs",
+                                                         a.repetitions, "--min-time", a.repetitions * a.min_time),
+                                            base_env(a.threads), a.timeout)
+        if rc != 0:
+            die(f"ort_infer.js failed on {case} (exit {rc}):\n{stdout}\n{stderr}")
+        result = json.loads(stdout.strip().splitlines()[-1])
+        result["rss_mib"] = rss
+        return result
+
+    def idle_rss(self):
+        """Peak RSS of node with onnxruntime-node loaded and nothing run (the runtime's baseline)."""
+        if self.skipped:
+            return None
+        return run_child([self.node, "-e", self.require], base_env(self.args.threads), self.args.timeout)[3]
+
+
+def check_infer_case(args, case, workdir, ort):
+    """Rows of the infer check for one case: every PyTorch candidate (with nsl's parameters and
+    buffers loaded) and ONNX Runtime (on nsl-export's model) against the deployed network's logits."""
+    d = dump_infer_case(args, case, workdir)
+    variant = parse_case(case)[1]
+    tensors = read_nsl_tensors(d)
+    x, want = load_npy(d / "x.npy"), load_npy(d / "y.npy")
+    deployed = relative_error(want, load_npy(d / "y_undeployed.npy"))
+    rows = []
+
+    def add(side, formulation, have, note=""):
+        if have is not None:
+            if have.numel() != want.numel() or have.shape[0] != want.shape[0]:
+                die(f"infer check: {case} ({side}, {formulation}): logits of shape {tuple(have.shape)}, nsl's "
+                    f"{tuple(want.shape)}")
+            have = have.reshape(want.shape)  # N x 10 and N x 10 x 1 x 1 hold the same logits
+        error = relative_error(have, want) if have is not None else None
+        rows.append({"case": case, "side": side, "formulation": formulation, "deployed_vs_undeployed": deployed,
+                     "error": error, "ok": error is None or error <= args.infer_tolerance, "note": note})
+
+    for impl, fmt in candidates_for(case):
+        xf = to_format(x, fmt)
+        net = inference_network(variant, impl, fmt, torch.Generator().manual_seed(1), xf, tensors)
+        with torch.inference_mode():
+            add("PyTorch", f"{impl}, {fmt}", net(xf))
+    onnx, why = ort.model(case, workdir)
+    if onnx is not None:
+        rc, stdout, stderr, _ = run_child(ort.command(onnx, "--input", d / "x.npy", "--output", d / "y_ort.npy",
+                                                      "--warmup", 0, "--runs", 1), base_env(args.threads), args.timeout)
+        if rc != 0:
+            die(f"ort_infer.js failed on {case} (exit {rc}):\n{stdout}\n{stderr}")
+        add("ONNX Runtime", "nsl-export", load_npy(d / "y_ort.npy"))
+    elif not ort.skipped:
+        add("ONNX Runtime", "nsl-export", None, why)
+    return rows
+
+
+def infer_check(args, cases, workdir, ort):
+    torch.set_num_threads(args.threads)
+    rows = []
+    for case in cases:
+        rows += check_infer_case(args, case, workdir, ort)
+    print("## Agreement check: the deployed CNN-9, float32\n")
+    print(f"max |logits - nsl's| / max |nsl's| on nsl's inputs, parameters and BN statistics; tolerance "
+          f"{args.infer_tolerance:g}. \"deploy\": nsl's deployed network against the undeployed one (informative)."
+          f"{' ' + ort.describe() + '.' if ort.skipped else ''}\n")
+    print("| case | deploy | side | formulation | max rel. error | result |")
+    print("|---|---:|---|---|---:|---|")
+    for r in rows:
+        error = "—" if r["error"] is None else f"{r['error']:.2e}"
+        result = ("skipped: " + r["note"]) if r["error"] is None else ("ok" if r["ok"] else "FAIL")
+        print(f"| {r['case']} | {r['deployed_vs_undeployed']:.1e} | {r['side']} | {r['formulation']} | {error} | "
+              f"{result} |")
+    print()
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        die("infer check FAILED for " + ", ".join(f"{r['case']} ({r['side']}, {r['formulation']}): "
+                                                  f"{r['error']:.3e}" for r in failed))
+    return rows
+
+
 # ---- the report ---------------------------------------------------------------------------------
 
 def blas_libraries():
@@ -622,6 +954,15 @@ def main():
     parser.add_argument("--select-time", type=float, default=None,
                         help="seconds per candidate when choosing the fastest PyTorch formulation (default 0.3, quick 0)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="agreement tolerance (default 1e-3)")
+    parser.add_argument("--infer-tolerance", type=float, default=1e-4,
+                        help="agreement tolerance of the infer cases' logits (default 1e-4)")
+    parser.add_argument("--nsl-export", type=pathlib.Path, default=None,
+                        help="the nsl-export program for the ONNX Runtime column (default: build/*/nsl-export, "
+                             "build/*/apps/nsl-export)")
+    parser.add_argument("--ort-modules", type=pathlib.Path, default=None,
+                        help="a folder holding node_modules/onnxruntime-node (default: build/*/ort)")
+    parser.add_argument("--node", default=None, help="the node executable (default: node on PATH)")
+    parser.add_argument("--no-ort", action="store_true", help="no ONNX Runtime column")
     parser.add_argument("--skip-check", action="store_true", help="skip the agreement check (not recommended)")
     parser.add_argument("--keep-dumps", action="store_true", help="keep nsl_bench's .npy dumps")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per subprocess (default 3600)")
@@ -665,33 +1006,57 @@ def main():
     if listed[0] != 0 or missing:
         die(f"{args.nsl_bench} does not list {missing or 'its cases'}")
 
+    infer_cases = [c for c in cases if parse_case(c)[0] == "infer"]
+    ort = OrtColumn(args) if infer_cases else None
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="nsl_compare_infer_"))  # infer dumps and ONNX models
+    try:
+        report(args, cases, infer_cases, ort, workdir)
+    finally:
+        if args.keep_dumps and infer_cases:
+            print(f"(infer dumps kept in {workdir})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(args, cases, infer_cases, ort, workdir):
+    """Checks, times and prints the selected cases (main's work once the options are settled)."""
+    q = args.quick
     print(f"# nsl vs PyTorch {torch.__version__} (CPU), {args.threads} thread(s)"
           f"{' — QUICK smoke run: numbers are not measurements' if q else ''}\n")
     print(f"- nsl_bench: {args.nsl_bench}")
     print(f"- PyTorch: oneDNN {'available' if torch.backends.mkldnn.is_available() else 'NOT available'}; "
           f"BLAS/LAPACK/oneDNN libraries mapped: {', '.join(blas_libraries()) or 'none found'}")
+    if ort:
+        print(f"- {ort.describe()}")
     print(f"- environment: {', '.join(UNSET_ENV)} unset for both sides; OMP_NUM_THREADS={args.threads} for both; "
           f"nsl --nsl_threads={args.threads}; PyTorch torch.set_num_threads({args.threads}) and "
-          + " ".join(f"{k}={v}" for k, v in PEER_MALLOC_ENV.items()))
+          + " ".join(f"{k}={v}" for k, v in PEER_MALLOC_ENV.items())
+          + (f"; ONNX Runtime intra-op threads {args.threads}, inter-op 1" if ort and not ort.skipped else ""))
     print(f"- timing: median of {args.repetitions} repetition(s), each >= {args.min_time:g} s of iterations; "
           f"warm-up: nsl one untimed iteration + {args.nsl_warmup_time:g} s, PyTorch {args.torch_warmup} untimed "
-          f"iteration(s) per candidate formulation\n")
+          f"iteration(s) per candidate formulation"
+          + (f"; ONNX Runtime {args.torch_warmup} untimed runs, then the median of single runs over >= "
+             f"{args.repetitions * args.min_time:g} s" if ort and not ort.skipped else "") + "\n")
 
     layer_variants = []
     for c in cases:
         kind, what, _ = parse_case(c)
         if kind == "layer" and what not in layer_variants:
             layer_variants.append(what)
-    check_rows = []
+    check_rows, infer_check_rows = [], []
     if args.skip_check:
         print("(agreement check SKIPPED by --skip-check)\n")
-    elif layer_variants:
-        check_rows = agreement_check(args, layer_variants)
+    else:
+        if layer_variants:
+            check_rows = agreement_check(args, layer_variants)
+        if infer_cases:
+            infer_check_rows = infer_check(args, infer_cases, workdir, ort)
 
-    # idle baselines of the two runtimes, for reading the memory columns
+    # idle baselines of the runtimes, for reading the memory columns
     idle_nsl = run_child([str(args.nsl_bench), "--benchmark_filter=^$"], nsl_env(args.threads), args.timeout)[3]
     idle_torch = run_child([sys.executable, str(pathlib.Path(__file__).resolve()), "--child", "idle", "--threads",
                             str(args.threads)], torch_env(args.threads), args.timeout)[3]
+    idle_ort = ort.idle_rss() if ort else None
 
     rows, chosen = [], {}
     for case in cases:
@@ -701,47 +1066,98 @@ def main():
         torch_result = run_torch_case(args, case, chosen.get(what) if kind == "cnn9" else None)
         if kind == "layer" and backward:
             chosen[what] = (torch_result["impl"], torch_result["format"])
-        rows.append({"case": case, "nsl": nsl_result, "torch": torch_result})
-        print(f"  ran {case}: nsl {nsl_result['median_ms']:.2f} ms, PyTorch {torch_result['median_ms']:.2f} ms",
-              file=sys.stderr, flush=True)
+        row = {"case": case, "nsl": nsl_result, "torch": torch_result}
+        line = f"  ran {case}: nsl {nsl_result['median_ms']:.2f} ms, PyTorch {torch_result['median_ms']:.2f} ms"
+        if kind == "infer":
+            row["ort"] = ort.run(case, workdir)
+            if row["ort"]:
+                line += f", ONNX Runtime {row['ort']['median_ms']:.2f} ms"
+        rows.append(row)
+        print(line, file=sys.stderr, flush=True)
 
     # Efficiency: nsl's GFLOP/s over that of the largest Eigen SGEMM of this run.
     sgemm = [r for r in rows if r["case"].startswith("gemm/eigen/") and r["nsl"]["gflops"]]
     reference = max(sgemm, key=lambda r: parse_case(r["case"])[1])["nsl"]["gflops"] if sgemm else None
-    print(f"## Timing ({args.threads} thread(s))\n")
-    print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | nsl GFLOP/s | of SGEMM "
-          "| nsl peak RSS MiB | PyTorch peak RSS MiB | PyTorch formulation |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for r in rows:
-        n, t = r["nsl"], r["torch"]
-        ratio = t["median_ms"] / n["median_ms"]
+
+    def formulation(r):
+        t = r["torch"]
         impl = "torch.mm" if parse_case(r["case"])[0] == "gemm" else f"{t['impl']}, {t['format']}"
         if t.get("trial_ms"):
             impl += " (of " + ", ".join(f"{k} {v:.1f} ms" for k, v in t["trial_ms"].items()) + ")"
-        note = " ¹" if r["case"].startswith("cnn9/") else ""
-        efficiency = f"{100 * n['gflops'] / reference:.0f}%" if reference and n["gflops"] else "-"
-        print(f"| {r['case']}{note} | {n['median_ms']:.2f} | {t['median_ms']:.2f} | {ratio:.2f} | "
-              f"{fmt_num(n['gflops'], 1)} | {efficiency} | {n['rss_mib']:.0f} | {t['rss_mib']:.0f} | {impl} |")
-    print()
-    print("- ratio > 1: nsl is faster. GFLOP/s counts the convolutions' multiply-adds (predictor's included; "
-          "backward with input gradient = 2x forward), as nsl_bench reports it. \"of SGEMM\": that rate over the "
-          "GFLOP/s of the largest Eigen SGEMM (gemm/eigen/sgemm) in this run.")
-    print(f"- peak RSS: ru_maxrss (wait4) of the process that ran only that case, started by a small launcher so "
-          "that this script's own memory is not inherited; the runtime's baseline is included: "
-          f"an idle nsl_bench is {idle_nsl:.0f} MiB, an idle python3 + torch child {idle_torch:.0f} MiB.")
-    if any(r["case"].startswith("cnn9/") for r in rows):
-        print("- ¹ cnn9 rows are timed only: the whole network is not compared between nsl and PyTorch "
-              "(its layers are, by the layer check above). Same widths, BN (eps 1e-3, EMA 0.999), 'same' max-pool, "
-              f"label-smoothed (0.01) cross-entropy, SGD lr {CNN_LR} momentum 0.9 weight decay 5e-4; "
-              "the PyTorch network uses the formulation the layer case chose.")
-    if any(r["case"].startswith("gemm/") for r in rows):
-        print("- gemm rows: Eigen's product (gemm/eigen) and nsl::gemm (gemm/nsl, the GEMM of every nsl layer) in "
-              "nsl_bench against torch.mm (which calls the BLAS PyTorch is linked with).")
+        return impl
+
+    def efficiency(n):
+        return f"{100 * n['gflops'] / reference:.0f}%" if reference and n["gflops"] else "-"
+
+    training_rows = [r for r in rows if not r["case"].startswith("infer/")]
+    if training_rows:
+        print(f"## Timing ({args.threads} thread(s))\n")
+        print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | nsl GFLOP/s | of SGEMM "
+              "| nsl peak RSS MiB | PyTorch peak RSS MiB | PyTorch formulation |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in training_rows:
+            n, t = r["nsl"], r["torch"]
+            ratio = t["median_ms"] / n["median_ms"]
+            note = " ¹" if r["case"].startswith("cnn9/") else ""
+            print(f"| {r['case']}{note} | {n['median_ms']:.2f} | {t['median_ms']:.2f} | {ratio:.2f} | "
+                  f"{fmt_num(n['gflops'], 1)} | {efficiency(n)} | {n['rss_mib']:.0f} | {t['rss_mib']:.0f} | "
+                  f"{formulation(r)} |")
+        print()
+        print("- ratio > 1: nsl is faster. GFLOP/s counts the convolutions' multiply-adds (predictor's included; "
+              "backward with input gradient = 2x forward), as nsl_bench reports it. \"of SGEMM\": that rate over the "
+              "GFLOP/s of the largest Eigen SGEMM (gemm/eigen/sgemm) in this run.")
+        print(f"- peak RSS: ru_maxrss (wait4) of the process that ran only that case, started by a small launcher so "
+              "that this script's own memory is not inherited; the runtime's baseline is included: "
+              f"an idle nsl_bench is {idle_nsl:.0f} MiB, an idle python3 + torch child {idle_torch:.0f} MiB.")
+        if any(r["case"].startswith("cnn9/") for r in rows):
+            print("- ¹ cnn9 rows are timed only: the whole network is not compared between nsl and PyTorch "
+                  "(its layers are, by the layer check above). Same widths, BN (eps 1e-3, EMA 0.999), 'same' max-pool, "
+                  f"label-smoothed (0.01) cross-entropy, SGD lr {CNN_LR} momentum 0.9 weight decay 5e-4; "
+                  "the PyTorch network uses the formulation the layer case chose.")
+        if any(r["case"].startswith("gemm/") for r in rows):
+            print("- gemm rows: Eigen's product (gemm/eigen) and nsl::gemm (gemm/nsl, the GEMM of every nsl layer) in "
+                  "nsl_bench against torch.mm (which calls the BLAS PyTorch is linked with).")
+        print()
+
+    infer_rows = [r for r in rows if r["case"].startswith("infer/")]
+    if infer_rows:
+        print(f"## Inference: the deployed CNN-9 ({args.threads} thread(s))\n")
+        print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | ONNX Runtime median ms "
+              "| ratio (ORT/nsl) | nsl images/s | nsl GFLOP/s | nsl peak RSS MiB | PyTorch peak RSS MiB "
+              "| ORT peak RSS MiB | PyTorch formulation |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in infer_rows:
+            n, t, o = r["nsl"], r["torch"], r.get("ort")
+            ort_ms = f"{o['median_ms']:.2f}" if o else "—"
+            ort_ratio = f"{o['median_ms'] / n['median_ms']:.2f}" if o else "—"
+            ort_rss = f"{o['rss_mib']:.0f}" if o else "—"
+            ratio = t["median_ms"] / n["median_ms"]
+            print(f"| {r['case']} | {n['median_ms']:.2f} | {t['median_ms']:.2f} | {ratio:.2f} "
+                  f"| {ort_ms} | {ort_ratio} | {fmt_num(n['images_per_s'], 1)} | {fmt_num(n['gflops'], 1)} "
+                  f"| {n['rss_mib']:.0f} | {t['rss_mib']:.0f} | {ort_rss} | {formulation(r)} |")
+        print()
+        print("- ratio > 1: nsl is faster. nsl: `net.infer(x, y, workspace)` of `nsl::deploy(net)` (BN folded into the "
+              "convolutions), the workspace warmed; GFLOP/s counts the undeployed network's convolutions (attention "
+              "blocks not counted). PyTorch: CNN-9 in evaluation mode under torch.inference_mode(); '+jit' is "
+              "torch.jit.trace + torch.jit.optimize_for_inference (frozen, BN folded). B1: the time is one image's "
+              "latency.")
+        if ort.skipped:
+            print(f"- {ort.describe()}.")
+        else:
+            missing = {c: why for c, (path, why) in ort.models.items() if path is None}
+            print(f"- ONNX Runtime: the model file of the same network (nsl_bench --nsl_dump) through nsl-export, run "
+                  f"by bench/ort_infer.js (onnxruntime-node {ort.version}, CPU, intra-op threads {args.threads}, "
+                  "inter-op 1); its time is the median of single runs"
+                  + (f"; no ONNX model for {', '.join(f'{c} ({w})' for c, w in missing.items())}" if missing else "")
+                  + ".")
+        print(f"- peak RSS as above: an idle nsl_bench is {idle_nsl:.0f} MiB, an idle python3 + torch child "
+              f"{idle_torch:.0f} MiB" + (f", an idle node with onnxruntime-node {idle_ort:.0f} MiB" if idle_ort else "")
+              + "; nsl's includes gathering the BN statistics before deploying.")
     if args.json_out:
         args.json_out.write_text(json.dumps({"threads": args.threads, "quick": q, "check": check_rows,
-                                             "idle_rss_mib": {"nsl": idle_nsl, "torch": idle_torch},
-                                             "rows": rows}, indent=1))
-
+                                             "infer_check": infer_check_rows,
+                                             "idle_rss_mib": {"nsl": idle_nsl, "torch": idle_torch, "ort": idle_ort},
+                                             "rows": rows}, indent=1, default=str))
 
 if __name__ == "__main__":
     main()

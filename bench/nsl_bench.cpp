@@ -7,27 +7,38 @@
 //   layer/<variant>/fwd/B32_C64_H16         the same layer, forward only (training mode)
 //   cnn9/<variant>/train_step/B128_1x28x28  CNN-9 on 128 grey 28x28 images: forward, softmax
 //                                           cross-entropy, zero gradients, backward, one SGD step
+//   infer/<variant>/B1_1x28x28              the deployed CNN-9 (nsl::deploy: BN folded into the
+//   infer/<variant>/B64_1x28x28             convolutions) on 1 or 64 grey 28x28 images: one const
+//                                           net.infer(x, y, workspace), the workspace warmed
 //   gemm/eigen/sgemm/N<n>                   C = A B, n x n float matrices, Eigen's product (the machine's reference speed)
 //   gemm/nsl/sgemm/N<n>                     the same product with nsl::gemm (the GEMM of nsl's layers)
 //
 // Variants: plain, static_dns, static_uns, dynamic_dns, dynamic_uns, dynamic_dns_sphere, built as
-// CNN-9 builds its similarity convs (nsl::make_similarity_conv).
+// CNN-9 builds its similarity convs (nsl::make_similarity_conv); the infer cases also have
+// sphere_attention (CNN-9's attention SphereNet). An infer case's network is CNN-9 with its
+// parameters moved off their initial values and BN running statistics gathered from a few
+// training-mode forwards on random images (the same seed every time), then deployed.
 //
 // Counters: GFLOP/s (a rate over real time) from the multiply-adds of the convolutions, the
 // predictor's included, at 2 flops per multiply-add; a backward with input gradient counts 2x its
-// forward, one without (CNN-9's first conv) 1x. GFLOP/iter is the per-iteration count, images/s
-// the CNN-9 throughput. Element-wise work (BN, ReLU, norms, the patch transform of dynamic NSL,
-// the static fold) is not counted.
+// forward, one without (CNN-9's first conv) 1x; an infer case counts the forward of the undeployed
+// network. GFLOP/iter is the per-iteration count, images/s the CNN-9 throughput, latency_ms (B1
+// infer cases) the real time of one inference. Element-wise work (BN, ReLU, norms, the patch
+// transform of dynamic NSL, the static fold) and the attention blocks are not counted.
 //
 // Extra flags, removed before Google Benchmark sees the command line:
 //   --nsl_threads=N              threads for nsl (nsl::set_num_threads); else $NSL_BENCH_THREADS,
 //                                else all cores
 //   --nsl_dump=DIR --nsl_case=C  for a layer case C (fwd or fwd_bwd): write x, dy, every parameter,
 //                                y, dx and every parameter gradient as .npy files into DIR, then exit
-//                                (the correctness check of bench/compare_pytorch.py)
+//                                (the correctness check of bench/compare_pytorch.py); for an infer
+//                                case: x, every parameter and buffer of the undeployed network, its
+//                                logits and the deployed network's as .npy files, and the undeployed
+//                                network as the model file model.nslckpt
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +56,8 @@
 
 #include "nsl/core/random.hpp"
 #include "nsl/core/threads.hpp"
+#include "nsl/deploy/deploy.hpp"
+#include "nsl/io/model_file.hpp"
 #include "nsl/io/npy.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
@@ -65,6 +78,16 @@ constexpr double kCnnSmoothing = 0.01;
 
 const Variant kVariants[] = {Variant::plain,       Variant::static_dns,  Variant::static_uns,
                              Variant::dynamic_dns, Variant::dynamic_uns, Variant::dynamic_dns_sphere};
+// Inference covers every CNN-9 variant, the attention SphereNet included.
+const Variant kInferVariants[] = {Variant::plain,       Variant::static_dns,         Variant::static_uns,
+                                  Variant::dynamic_dns, Variant::dynamic_uns,        Variant::dynamic_dns_sphere,
+                                  Variant::sphere_attention};
+constexpr index kInferBatches[] = {1, 64};
+// BN running statistics of an infer case's network: the debiased average over this many
+// training-mode forwards of this many random images (few: the training state they leave in the
+// undeployed network counts in the case's peak memory).
+constexpr int kStatisticsForwards = 4;
+constexpr index kStatisticsBatch = 4;
 
 // ---- work counting ------------------------------------------------------------------------
 
@@ -106,6 +129,69 @@ Shape count_work(nsl::Layer<float>& layer, const Shape& in, bool input_grad, Wor
     count_work(pred->conv2(), hidden, true, work);
   }
   return out;
+}
+
+// ---- parameters as after training ---------------------------------------------------------
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// Moves parameters away from their initial values so that every path carries signal: M of the
+/// static variants off the identity (+ 0.3 N(0,1)), BN's gamma and beta off (1, 0) (1 + 0.2 N(0,1),
+/// 0.2 N(0,1)), an attention block's gamma off 0, where the block is the identity (0.5 + 0.1 N(0,1)).
+void perturb_parameters(const std::vector<nsl::Parameter<float>>& parameters, nsl::Rng& rng) {
+  for (const auto& p : parameters) {
+    if (p.name == "similarity" || ends_with(p.name, ".similarity")) {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] += float(0.3 * rng.normal());
+    } else if (ends_with(p.name, "attention.gamma")) {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(0.5 + 0.1 * rng.normal());
+    } else if (ends_with(p.name, ".gamma")) {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(1.0 + 0.2 * rng.normal());
+    } else if (ends_with(p.name, ".beta")) {
+      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(0.2 * rng.normal());
+    }
+  }
+}
+
+/// For a dynamic layer whose predictor has no BN to normalise G (dynamic UNS, whose initial conv2
+/// makes G tiny): scales the predictor's conv2 so that G has an RMS of 0.25 on input x. Runs
+/// `layer`'s forward (training mode updates the predictor's statistics, if any); other layers
+/// are left alone.
+void scale_unnormalised_predictor(nsl::Layer<float>& layer, const Tensor<float>& x) {
+  auto* dyn = dynamic_cast<nsl::DynamicNSConv2d<float>*>(&layer);
+  if (!dyn || dyn->predictor().bn2()) return;
+  Tensor<float> y(layer.output_shape(x.shape()));
+  layer.forward_into(x.view(), y.view());
+  const Tensor<float>& g = dyn->predicted_similarity();
+  const double rms = std::sqrt(double(g.vec().squaredNorm()) / double(g.size()));
+  if (rms > 0) dyn->predictor().conv2().weight().vec() *= float(0.25 / rms);
+}
+
+/// Random grey images as nsl-train feeds them: raw pixel values in [0, 255].
+Tensor<float> random_images(index batch, nsl::Rng& rng) {
+  return nsl::random_uniform<float>(Shape{batch, kCnnChannels, kCnnSize, kCnnSize}, rng, 0.0, 255.0);
+}
+
+/// CNN-9 for `v` in the state a trained network would reach deploy() in, always the same for the
+/// same generator state: parameters perturbed (perturb_parameters), each dynamic UNS predictor
+/// scaled on the activations that reach it, and BN running statistics (the predictors' too) the
+/// debiased average of kStatisticsForwards training-mode forwards of random images. Evaluation mode.
+nsl::Sequential<float> inference_network(Variant v, nsl::Rng& rng) {
+  nsl::Cnn9Options options;
+  options.input_size = kCnnSize;
+  nsl::Sequential<float> net = nsl::cnn9<float>(v, kCnnChannels, kCnnClasses, rng, options);
+  perturb_parameters(net.parameters(), rng);
+  net.set_training(true);
+  // The first statistics forward goes layer by layer, scaling each predictor on its real input.
+  Tensor<float> current = random_images(kStatisticsBatch, rng);
+  for (std::size_t i = 0; i < net.size(); ++i) {
+    scale_unnormalised_predictor(net.layer(i), current);
+    current = net.layer(i).forward(current.view());
+  }
+  for (int pass = 1; pass < kStatisticsForwards; ++pass) net.forward(random_images(kStatisticsBatch, rng).view());
+  net.set_training(false);
+  return net;
 }
 
 // ---- fixtures -----------------------------------------------------------------------------
@@ -225,6 +311,47 @@ void bm_cnn9(benchmark::State& state, Variant v, const std::string& name) {
                                                   benchmark::Counter::kIsRate);
 }
 
+/// An infer case: the deployed network of `inference_network`, its caller-owned workspace and a
+/// batch of random images.
+struct InferFixture {
+  nsl::Sequential<float> deployed;
+  nsl::InferenceWorkspace workspace;
+  Tensor<float> x, y;
+  Work work;
+
+  InferFixture(Variant v, index batch) {
+    nsl::Rng rng(kSeed);
+    nsl::Sequential<float> net = inference_network(v, rng);
+    x = random_images(batch, rng);
+    count_work(net, x.shape(), false, work);  // the undeployed network's convolutions
+    deployed = nsl::deploy(net);              // the network itself is not needed any more
+    y = Tensor<float>(deployed.output_shape(x.shape()));
+  }
+  void run() { deployed.infer(x.view(), y.view(), workspace); }
+};
+
+void bm_infer(benchmark::State& state, Variant v, index batch, const std::string& name) {
+  auto& f = fixture_for<InferFixture>(name, [&] {
+    auto made = std::make_unique<InferFixture>(v, batch);
+    made->run();  // untimed warm-up: the workspace grows to this shape, later runs allocate nothing
+    return made;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    f.run();
+    benchmark::DoNotOptimize(f.y.data());
+    benchmark::ClobberMemory();
+  }
+  const std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start;
+  if (!f.y.vec().allFinite()) state.SkipWithError("infer: the logits are not finite");
+  set_rate_counters(state, 2 * f.work.forward_macs);
+  const double iterations = double(state.iterations());
+  state.counters["images/s"] = benchmark::Counter(double(batch) * iterations, benchmark::Counter::kIsRate);
+  // One image's latency: the loop's real time per iteration, in ms (a plain number, so that the
+  // console does not print it as a rate).
+  if (batch == 1) state.counters["latency_ms"] = benchmark::Counter(elapsed.count() / iterations);
+}
+
 struct GemmFixture {
   Eigen::MatrixXf a, b, c;
   bool with_nsl;
@@ -260,6 +387,9 @@ std::string cnn9_name(Variant v) {
   return nsl::cat("cnn9/", nsl::to_string(v), "/train_step/B", kCnnBatch, "_", kCnnChannels, "x", kCnnSize, "x",
                   kCnnSize);
 }
+std::string infer_name(Variant v, index batch) {
+  return nsl::cat("infer/", nsl::to_string(v), "/B", batch, "_", kCnnChannels, "x", kCnnSize, "x", kCnnSize);
+}
 
 void register_all() {
   for (Variant v : kVariants)
@@ -275,6 +405,13 @@ void register_all() {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
+  for (Variant v : kInferVariants)
+    for (index batch : kInferBatches) {
+      const std::string name = infer_name(v, batch);
+      benchmark::RegisterBenchmark(name.c_str(), [v, batch, name](benchmark::State& s) {
+        bm_infer(s, v, batch, name);
+      })->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
   for (bool nsl_gemm : {false, true})
     for (index n : {index(1024), index(2048)}) {
       const std::string name = nsl::cat("gemm/", nsl_gemm ? "nsl" : "eigen", "/sgemm/N", n);
@@ -286,52 +423,21 @@ void register_all() {
 
 // ---- the dump for the correctness check ----------------------------------------------------
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 std::string file_stem(std::string name) {
   for (char& c : name)
     if (c == '.') c = '_';
   return name;
 }
 
-/// Moves the parameters away from their initial values so that every path of the layer carries
-/// signal: M of the static variants off the identity, BN's gamma and beta off (1, 0), and the
-/// dynamic UNS predictor (no BN, tiny initial conv2) scaled so that G has an RMS of 0.25.
+/// Moves the parameters of a layer case's layer away from their initial values (see
+/// `perturb_parameters`), the dynamic UNS predictor scaled on x.
 void perturb_for_check(nsl::Layer<float>& layer, const Tensor<float>& x, nsl::Rng& rng) {
-  for (auto& p : layer.parameters()) {
-    if (p.name == "similarity") {
-      for (index i = 0; i < p.value.size(); ++i) p.value[i] += float(0.3 * rng.normal());
-    } else if (ends_with(p.name, ".gamma")) {
-      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(1.0 + 0.2 * rng.normal());
-    } else if (ends_with(p.name, ".beta")) {
-      for (index i = 0; i < p.value.size(); ++i) p.value[i] = float(0.2 * rng.normal());
-    }
-  }
-  if (auto* dyn = dynamic_cast<nsl::DynamicNSConv2d<float>*>(&layer); dyn && !dyn->predictor().bn2()) {
-    Tensor<float> y(layer.output_shape(x.shape()));
-    layer.forward_into(x.view(), y.view());
-    const Tensor<float>& g = dyn->predicted_similarity();
-    const double rms = std::sqrt(double(g.vec().squaredNorm()) / double(g.size()));
-    if (rms > 0) dyn->predictor().conv2().weight().vec() *= float(0.25 / rms);
-  }
+  perturb_parameters(layer.parameters(), rng);
+  scale_unnormalised_predictor(layer, x);
 }
 
-int dump_case(const std::string& dir, const std::string& case_name) {
-  Variant variant{};
-  bool found = false;
-  for (Variant v : kVariants)
-    for (bool backward : {true, false})
-      if (case_name == layer_name(v, backward)) {
-        variant = v;
-        found = true;
-      }
-  if (!found) {
-    std::fprintf(stderr, "nsl_bench: --nsl_case: '%s' is not a layer case (expected e.g. %s)\n", case_name.c_str(),
-                 layer_name(Variant::plain, true).c_str());
-    return 2;
-  }
-  std::filesystem::create_directories(dir);
+/// A layer case: x, dy, every parameter, y, dx and every parameter gradient (training mode).
+void dump_layer_case(const std::string& dir, const std::string& case_name, Variant variant) {
   nsl::Rng rng(kSeed);
   auto layer = make_layer(variant, rng);
   layer->set_training(true);
@@ -353,8 +459,64 @@ int dump_case(const std::string& dir, const std::string& case_name) {
     manifest << p.name << ' ' << file_stem(p.name) << ' ' << p.value.shape() << '\n';
   }
   std::ofstream(dir + "/case.txt") << case_name << '\n' << nsl::to_string(variant) << '\n' << layer->describe() << '\n';
-  std::printf("nsl_bench: wrote %s to %s\n", case_name.c_str(), dir.c_str());
-  return 0;
+}
+
+/// An infer case: the network of the benchmark (undeployed) as the model file model.nslckpt and
+/// as .npy files (every parameter and buffer, listed in parameters.txt and buffers.txt), x, the
+/// undeployed network's logits (y_undeployed) and the deployed network's (y), both by infer.
+void dump_infer_case(const std::string& dir, const std::string& case_name, Variant variant, index batch) {
+  nsl::Rng rng(kSeed);
+  nsl::ModelSpec spec;
+  spec.network = nsl::Network::cnn9;
+  spec.variant = variant;
+  spec.in_channels = kCnnChannels;
+  spec.input_size = kCnnSize;
+  spec.classes = kCnnClasses;
+  spec.dataset = "fashion-mnist";
+  nsl::Model<float> model{spec, inference_network(variant, rng), nullptr};
+  const Tensor<float> x = random_images(batch, rng);  // as InferFixture draws it
+  nsl::save_model(dir + "/model.nslckpt", model);
+
+  nsl::save_npy(dir + "/x.npy", x);
+  std::ofstream parameters(dir + "/parameters.txt");
+  for (auto& p : model.network.parameters()) {
+    nsl::save_npy(dir + "/" + file_stem(p.name) + ".npy", p.value);
+    parameters << p.name << ' ' << file_stem(p.name) << ' ' << p.value.shape() << '\n';
+  }
+  std::ofstream buffers(dir + "/buffers.txt");
+  for (auto& b : model.network.buffers()) {
+    nsl::save_npy(dir + "/" + file_stem(b.name) + ".npy", b.value);
+    buffers << b.name << ' ' << file_stem(b.name) << ' ' << b.value.shape() << '\n';
+  }
+  nsl::InferenceWorkspace workspace;
+  nsl::save_npy(dir + "/y_undeployed.npy", model.network.infer(x.view(), workspace));
+  const nsl::Sequential<float> deployed = nsl::deploy(model.network);
+  nsl::InferenceWorkspace deployed_workspace;
+  nsl::save_npy(dir + "/y.npy", deployed.infer(x.view(), deployed_workspace));
+  std::ofstream(dir + "/case.txt") << case_name << '\n' << nsl::to_string(variant) << '\n'
+                                   << deployed.describe() << '\n';
+}
+
+int dump_case(const std::string& dir, const std::string& case_name) {
+  for (Variant v : kVariants)
+    for (bool backward : {true, false})
+      if (case_name == layer_name(v, backward)) {
+        std::filesystem::create_directories(dir);
+        dump_layer_case(dir, case_name, v);
+        std::printf("nsl_bench: wrote %s to %s\n", case_name.c_str(), dir.c_str());
+        return 0;
+      }
+  for (Variant v : kInferVariants)
+    for (index batch : kInferBatches)
+      if (case_name == infer_name(v, batch)) {
+        std::filesystem::create_directories(dir);
+        dump_infer_case(dir, case_name, v, batch);
+        std::printf("nsl_bench: wrote %s to %s\n", case_name.c_str(), dir.c_str());
+        return 0;
+      }
+  std::fprintf(stderr, "nsl_bench: --nsl_case: '%s' is neither a layer nor an infer case (expected e.g. %s or %s)\n",
+               case_name.c_str(), layer_name(Variant::plain, true).c_str(), infer_name(Variant::plain, 1).c_str());
+  return 2;
 }
 
 // ---- command line ----------------------------------------------------------------------------
