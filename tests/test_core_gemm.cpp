@@ -91,7 +91,7 @@ NSL_OMP(parallel for num_threads(4) schedule(static))
 TEST_CASE("gemm with a packed left operand equals the reference, on one thread and split over threads") {
   nsl::Rng rng(24);
   const int saved = nsl::num_threads();
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2, 3}) {
     nsl::set_num_threads(threads);
     nsl::GemmScratch<double> scratch;
     nsl::PackedLhs<double> packed;

@@ -83,6 +83,86 @@ TEST_CASE("the fast convolution equals the reference on sizes that span several 
   }
 }
 
+namespace direct_path {
+// One image through conv2d_direct_forward against the reference loops, on
+// 1, 2 and 3 threads: the threads split whole tiles, so the three results are
+// the same bits.
+template <class T>
+void check_direct(nsl::index c, nsl::index o, nsl::index h, nsl::index w, nsl::index k, nsl::index pad, bool bias,
+                  nsl::Rng& rng, double tolerance) {
+  CAPTURE(c); CAPTURE(o); CAPTURE(h); CAPTURE(w); CAPTURE(k); CAPTURE(pad); CAPTURE(bias);
+  const nsl::ConvGeometry g{k, 1, pad};
+  const auto x = nsl::test::randn<T>(Shape{1, c, h, w}, rng);
+  const auto weight = nsl::test::randn<T>(Shape{o, c, k, k}, rng);
+  const auto b = bias ? nsl::test::randn<T>(Shape{o}, rng) : Tensor<T>();
+  const Shape out = nsl::conv2d_output_shape("test", x.shape(), weight.shape(), b.shape(), g);
+  Tensor<T> reference(out, T(-5));
+  nsl::conv2d_forward_reference<T>(x.view(), weight.view(), b.view(), g, reference.view());
+  const int saved = nsl::num_threads();
+  Tensor<T> first;
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    nsl::set_num_threads(threads);
+    nsl::DirectConvScratch<T> scratch;
+    Tensor<T> fast(out, T(5));
+    nsl::conv2d_direct_forward<T>(x.data(), c, h, w, weight.data(), o, bias ? b.data() : nullptr, g, fast.data(),
+                                  scratch);
+    CHECK(nsl::test::max_relative_difference(fast, reference) < tolerance);
+    if (threads == 1) first = fast;
+    else CHECK(fast.vec() == first.vec());
+  }
+  nsl::set_num_threads(saved);
+}
+}  // namespace direct_path
+
+TEST_CASE("one image: the direct convolution equals the reference, whatever the channels, sizes and threads") {
+  if (!nsl::conv2d_direct_supported({3, 1, 1})) {
+    MESSAGE("built without xsimd: conv2d_forward keeps the GEMM path for one image");
+    return;
+  }
+  nsl::Rng rng(31);
+  struct Case {
+    nsl::index c, o, h, w, k, pad;
+  };
+  // CNN-9's layers at batch 1, then channel counts around the register
+  // widths (one, two and four registers of lanes, partial blocks), images
+  // of one pixel, one row, odd and non-square sizes, kernels 1 and 5, no
+  // padding and more padding than the kernel's half.
+  const Case cases[] = {{32, 32, 28, 28, 3, 1}, {32, 64, 14, 14, 3, 1}, {64, 128, 7, 7, 3, 1}, {128, 128, 7, 7, 3, 1},
+                        {8, 1, 6, 5, 3, 1},     {8, 7, 9, 4, 3, 1},     {8, 16, 3, 17, 3, 1}, {8, 17, 5, 5, 3, 2},
+                        {8, 40, 7, 7, 3, 1},    {8, 70, 4, 4, 3, 1},    {8, 130, 2, 3, 3, 1}, {3, 33, 1, 1, 3, 1},
+                        {5, 24, 1, 30, 3, 1},   {4, 20, 8, 8, 5, 2},    {6, 12, 6, 6, 1, 0},  {6, 48, 9, 9, 3, 0}};
+  for (const Case& t : cases)
+    for (bool bias : {true, false}) {
+      direct_path::check_direct<double>(t.c, t.o, t.h, t.w, t.k, t.pad, bias, rng, 1e-12);
+      direct_path::check_direct<float>(t.c, t.o, t.h, t.w, t.k, t.pad, bias, rng, 1e-5);
+    }
+}
+
+TEST_CASE("one image through conv2d_forward (direct, GEMM and matrix-vector paths) equals the reference") {
+  // 32 x 3 x 3 patch rows: the direct path; 1 x 3 x 3 (a first layer): the
+  // GEMM; stride 2: the GEMM; a 4 x 4 kernel over a 4 x 4 image: one
+  // matrix-vector product per image (batch 1 and 3).
+  nsl::Rng rng(32);
+  nsl::Conv2dWorkspace<double> ws;
+  struct Case {
+    nsl::index n, c, o, h, k, stride, pad;
+  };
+  for (const Case& t : {Case{1, 32, 40, 12, 3, 1, 1}, Case{1, 1, 32, 28, 3, 1, 1}, Case{1, 16, 24, 9, 3, 2, 1},
+                        Case{1, 128, 10, 4, 4, 1, 0}, Case{3, 128, 10, 4, 4, 1, 0}, Case{1, 128, 10, 4, 4, 2, 0}}) {
+    CAPTURE(t.n); CAPTURE(t.c); CAPTURE(t.o); CAPTURE(t.h); CAPTURE(t.k); CAPTURE(t.stride);
+    const nsl::ConvGeometry g{t.k, t.stride, t.pad};
+    const auto x = nsl::test::randn<double>(Shape{t.n, t.c, t.h, t.h}, rng);
+    const auto w = nsl::test::randn<double>(Shape{t.o, t.c, t.k, t.k}, rng);
+    const auto b = nsl::test::randn<double>(Shape{t.o}, rng);
+    const Shape out = nsl::conv2d_output_shape("test", x.shape(), w.shape(), b.shape(), g);
+    Tensor<double> fast(out, 5.0), reference(out, -5.0);
+    nsl::conv2d_forward<double>(x.view(), w.view(), b.view(), g, fast.view(), ws);
+    nsl::conv2d_forward_reference<double>(x.view(), w.view(), b.view(), g, reference.view());
+    CHECK(nsl::test::max_relative_difference(fast, reference) < 1e-12);
+  }
+}
+
 TEST_CASE("the output-side form (stride 1, size kept, fewer outputs than inputs) equals the reference") {
   nsl::Rng rng(12);
   nsl::Conv2dWorkspace<double> ws;

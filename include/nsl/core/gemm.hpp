@@ -416,18 +416,30 @@ namespace detail {
 // Runs packed_gemm for C = beta C + op(A) op(B) with op(A)'s blocks from
 // lhs_for(rows_begin, scratch_lhs) (a LhsBlock for the rows from
 // rows_begin) and op(B)'s from rhs_pack (absolute coordinates): on the
-// calling thread, or in slabs of C over threads outside a parallel region
-// (columns when N >= M or when A is packed already, rows otherwise).
+// calling thread, or in slabs of C over threads outside a parallel region:
+// columns when N >= M, or when A is packed already and the columns are
+// enough to give each thread two panels; rows otherwise (each slab then
+// packs its own copy of op(B)'s panels, which a short N makes cheap: a 7 x 7
+// image's 49 pixels are two panels, one thread's work if split by columns).
 template <class T, class LhsFor, class RhsPack>
 void drive_gemm(index M, index N, index K, LhsFor&& lhs_for, bool lhs_prepacked, RhsPack&& rhs_pack, T beta, T* c,
                 GemmScratch<T>& scratch) {
   using Shape = GemmShape<T>;
   const bool accumulate = beta != T(0);
-  const bool split_columns = lhs_prepacked || N >= M;
-  const index unit = split_columns ? Shape::nr : Shape::mr;
-  const index units = ((split_columns ? N : M) + unit - 1) / unit;
-  const int threads =
-      in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, units / 2)));
+  const index column_panels = (N + Shape::nr - 1) / Shape::nr;
+  const bool split_columns =
+      N >= M || (lhs_prepacked && (in_parallel_region() || column_panels >= 2 * index(num_threads())));
+  // Each thread gets at least two panels (fewer threads for a small C), and
+  // the slabs are cut as evenly as the layout allows: columns in steps of one
+  // register (a slab may end in a half panel, which the one-register kernel
+  // takes), rows in steps of 4 (of MR when A is packed already: a packed
+  // block starts at a panel).
+  const index extent = split_columns ? N : M, panel = split_columns ? Shape::nr : Shape::mr;
+  const index unit = split_columns ? Shape::lanes : lhs_prepacked ? Shape::mr : index(4);
+  const index units = (extent + unit - 1) / unit;
+  const int threads = in_parallel_region()
+                          ? 1
+                          : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, extent / (2 * panel))));
   const index slab = (units + threads - 1) / threads * unit;
   const index lhs_size = lhs_prepacked ? 0 : packed_lhs_size<T>(split_columns ? M : slab, K);
   const index rhs_size = packed_rhs_size<T>(split_columns ? slab : N, K);
@@ -437,7 +449,6 @@ void drive_gemm(index M, index N, index K, LhsFor&& lhs_for, bool lhs_prepacked,
     scratch.rhs(rhs_size, t);
   }
   const auto run_slab = [&](int t) {
-    const index extent = split_columns ? N : M;
     const index begin = std::min(extent, t * slab), end = std::min(extent, (t + 1) * slab);
     if (begin >= end) return;
     T* lhs = scratch.lhs(lhs_size, t);
@@ -534,8 +545,8 @@ void gemm_with_rhs(const PackedLhs<T>& a, index N, RhsPacker&& pack, T beta, T* 
   detail::check_gemm_arguments(M, N, K, double(beta));
   if (detail::trivial_gemm(M, N, K, beta, c)) return;
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
-  const auto prepacked = [&a](index, T*) {
-    return [&a](index i0, index k0, index, index depth) { return a.block(i0, k0, depth); };
+  const auto prepacked = [&a](index rows_begin, T*) {
+    return [&a, rows_begin](index i0, index k0, index, index depth) { return a.block(rows_begin + i0, k0, depth); };
   };
   detail::drive_gemm<T>(M, N, K, prepacked, true, pack, beta, c, scratch);
 #else

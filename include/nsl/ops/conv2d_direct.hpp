@@ -1,0 +1,235 @@
+// nsl/ops/conv2d_direct.hpp — one image's stride-1 convolution without the
+// patch matrix: the latency path of conv2d_forward (batch 1).
+//
+// For one image x (C x H x W), weights w (O x C x k x k) and padding p, with
+// x̃ the zero-padded image (C x (H + 2p) x (W + 2p)):
+//
+//     y[o, oh, ow] = sum_{c, di, dj} x̃[c, oh + di, ow + dj] w[o, c, di, dj]
+//
+// The GEMM path (im2col) first copies x into a (C k k) x (Ho Wo) matrix, k k
+// times the image, and packs the weights for each call; at batch 1 those
+// copies cost a fifth of a 3 x 3 layer. Here the output is cut into tiles of
+// P pixels of one output row by V L output channels (L lanes per SIMD
+// register), held in P V registers, and each depth (c, di, dj) adds
+//
+//     acc[p][v] += x̃[c, oh + di, ow0 + p + dj] * w[v L .. v L + L - 1, c, di, dj]
+//
+// one broadcast of the image per pixel and V loads of weights: the image is
+// read in place (each tile's rows are a few cache lines), and only the
+// weights of the channel blocks a thread computes are laid out for it,
+// depth by depth, V L channels side by side. Channels are the vector side,
+// so 32, 64 or 128 of them fill the registers whatever the image size (a
+// 7 x 7 image leaves a GEMM over its 49 pixels a quarter empty). The sum
+// over the depths runs in the same order as the reference loops, c, di, dj.
+//
+// `conv2d_forward_reference` (nsl/ops/conv2d.hpp) is the formula; tests
+// compare the two. CPU with xsimd only (conv2d_forward falls back to the
+// GEMM path otherwise).
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+#include <xsimd/xsimd.hpp>
+#endif
+
+#include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
+#include "nsl/ops/im2col.hpp"
+
+namespace nsl {
+
+/// Scratch of conv2d_direct_forward: the padded image and, per thread, its
+/// channel blocks' weights. Only grows.
+template <class T>
+struct DirectConvScratch {
+  Vector<T> padded;                 ///< x̃, C x (H + 2p) x (W + 2p) (unused without padding)
+  std::vector<index> offsets;       ///< depth (c, di, dj) -> c (H + 2p)(W + 2p) + di (W + 2p) + dj
+  std::vector<Vector<T>> weights;   ///< per thread: its blocks, each K x (V L)
+};
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+namespace detail {
+
+template <class T>
+struct DirectShape {
+  using Register = xsimd::batch<T>;
+  static constexpr index lanes = static_cast<index>(Register::size);
+#if defined(__AVX512F__)
+  static constexpr index accumulators = 28;  // of 32 registers: P V sums, V weights, one broadcast
+#else
+  static constexpr index accumulators = 12;  // of 16
+#endif
+};
+
+// One tile: `Pixels` consecutive output pixels of one row (their image rows
+// start at `x`: pixel p at depth d reads x[offsets[d] + p]) by `Registers`
+// L channels, whose packed weights start at `w` (K x V L). Writes the first
+// `channels` channels to y (channel stride ys, pixel p at y + p) as the sum
+// plus bias (none when null). (The offsets come from a table rather than
+// from loops over c, di, dj: with those loops in view, GCC carries pixels
+// from one dj to the next through the stack.)
+template <class T, index Pixels, index Registers>
+void direct_tile(const T* x, const index* offsets, index K, const T* w, const T* bias, T* y, index ys,
+                 index channels) {
+  using Shape = DirectShape<T>;
+  using R = typename Shape::Register;
+  constexpr index L = Shape::lanes, V = Registers, P = Pixels;
+  R acc[P][V];
+#pragma GCC unroll 16
+  for (index p = 0; p < P; ++p)
+#pragma GCC unroll 4
+    for (index v = 0; v < V; ++v) acc[p][v] = R(T(0));
+  for (index d = 0; d < K; ++d) {
+    const T* row = x + offsets[d];
+    R weight[V];
+#pragma GCC unroll 4
+    for (index v = 0; v < V; ++v) weight[v] = R::load_unaligned(w + v * L);
+#pragma GCC unroll 16
+    for (index p = 0; p < P; ++p) {
+      const R pixel(row[p]);
+#pragma GCC unroll 4
+      for (index v = 0; v < V; ++v) acc[p][v] = xsimd::fma(pixel, weight[v], acc[p][v]);
+    }
+    w += V * L;
+  }
+  alignas(64) T sums[V * L];
+  for (index p = 0; p < P; ++p) {
+#pragma GCC unroll 4
+    for (index v = 0; v < V; ++v) acc[p][v].store_aligned(sums + v * L);
+    for (index o = 0; o < channels; ++o) y[o * ys + p] = bias ? sums[o] + bias[o] : sums[o];
+  }
+}
+
+// direct_tile for a run-time pixel count 1 <= pixels <= Pixels.
+template <class T, index Registers, index Pixels>
+void direct_tile_pixels(index pixels, const T* x, const index* offsets, index K, const T* w, const T* bias, T* y,
+                        index ys, index channels) {
+  if constexpr (Pixels > 1) {
+    if (pixels < Pixels) {
+      direct_tile_pixels<T, Registers, Pixels - 1>(pixels, x, offsets, K, w, bias, y, ys, channels);
+      return;
+    }
+  }
+  direct_tile<T, Pixels, Registers>(x, offsets, K, w, bias, y, ys, channels);
+}
+
+// Lays out channel block b (channels b V L ...) of w (O x K): element
+// (depth, j) at packed[depth V L + j], zero past O.
+template <class T>
+void pack_direct_block(const T* w, index O, index K, index block, index width, T* packed) {
+  const index first = block * width, count = std::min(width, O - first);
+  for (index depth = 0; depth < K; ++depth) {  // rows of packed written in turn, `count` rows of w read
+    T* to = packed + depth * width;
+    for (index j = 0; j < count; ++j) to[j] = w[(first + j) * K + depth];
+    std::fill(to + count, to + width, T(0));
+  }
+}
+
+// The tile width V for O channels and Wo output columns: four registers when
+// a whole row fits the accumulators with them (small images) and the
+// channels fill more than two, else two when they fill more than one, else one.
+template <class T>
+index direct_registers(index O, index Wo) {
+  using Shape = DirectShape<T>;
+  if (Shape::accumulators / 4 >= Wo && O > 2 * Shape::lanes) return 4;
+  return O > Shape::lanes ? 2 : 1;
+}
+
+template <class T, index Registers>
+void direct_row(const T* x, const index* offsets, index K, index Wo, const T* w, const T* bias, T* y, index ys,
+                index channels) {
+  constexpr index max_pixels = DirectShape<T>::accumulators / Registers;
+  const index segments = (Wo + max_pixels - 1) / max_pixels;
+  for (index s = 0, ow = 0; s < segments; ++s) {  // segments as equal as can be: 28 = 14 + 14
+    const index end = Wo * (s + 1) / segments, pixels = end - ow;
+    direct_tile_pixels<T, Registers, max_pixels>(pixels, x + ow, offsets, K, w, bias, y + ow, ys, channels);
+    ow = end;
+  }
+}
+}  // namespace detail
+#endif  // NSL_HAVE_XSIMD
+
+/// Whether conv2d_direct_forward handles this layer (stride 1, built with xsimd).
+inline bool conv2d_direct_supported(const ConvGeometry& g) {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  return g.stride == 1;
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+/// y (O x Ho x Wo) = conv(x, w) + bias for one image x (C x H x W), stride 1
+/// (conv2d_direct_supported); bias empty = none. Outside a parallel region,
+/// the channel blocks and output rows are split over num_threads() threads.
+/// Shapes are the caller's to check (conv2d_forward does).
+template <class T>
+void conv2d_direct_forward(const T* x, index C, index H, index W, const T* w, index O, const T* bias,
+                           const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch) {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  using Shape = detail::DirectShape<T>;
+  const index k = g.kernel, p = g.padding, K = C * k * k;
+  const index Hp = H + 2 * p, Wp = W + 2 * p, Ho = Hp - k + 1, Wo = Wp - k + 1;
+  const T* image = x;
+  if (p > 0) {  // x̃: the image inside a zero frame
+    if (scratch.padded.size() < C * Hp * Wp) scratch.padded.resize(C * Hp * Wp);
+    T* padded = scratch.padded.data();
+    std::fill(padded, padded + C * Hp * Wp, T(0));
+    for (index c = 0; c < C; ++c)
+      for (index h = 0; h < H; ++h)
+        std::copy(x + (c * H + h) * W, x + (c * H + h + 1) * W, padded + (c * Hp + h + p) * Wp + p);
+    image = padded;
+  }
+  scratch.offsets.resize(static_cast<std::size_t>(K));
+  for (index c = 0, d = 0; c < C; ++c)
+    for (index di = 0; di < k; ++di)
+      for (index dj = 0; dj < k; ++dj) scratch.offsets[static_cast<std::size_t>(d++)] = (c * Hp + di) * Wp + dj;
+  const index* offsets = scratch.offsets.data();
+  const index V = detail::direct_registers<T>(O, Wo), width = V * Shape::lanes;
+  const index blocks = (O + width - 1) / width, items = blocks * Ho;  // item: one block's output row
+  const int threads = in_parallel_region()
+                          ? 1
+                          : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, items / 2)));
+  if (static_cast<int>(scratch.weights.size()) < threads) scratch.weights.resize(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t) {  // room for the blocks thread t meets, before any thread starts
+    const index first = items * t / threads, last = items * (t + 1) / threads;
+    const index needed = last > first ? ((last - 1) / Ho - first / Ho + 1) * K * width : 0;
+    Vector<T>& buffer = scratch.weights[static_cast<std::size_t>(t)];
+    if (buffer.size() < needed) buffer.resize(needed);
+  }
+  const auto run = [&](int t) {
+    const index first = items * t / threads, last = items * (t + 1) / threads;
+    if (first >= last) return;
+    T* packed = scratch.weights[static_cast<std::size_t>(t)].data();
+    const index first_block = first / Ho;
+    for (index b = first_block; b <= (last - 1) / Ho; ++b)
+      detail::pack_direct_block(w, O, K, b, width, packed + (b - first_block) * K * width);
+    for (index item = first; item < last; ++item) {
+      const index b = item / Ho, oh = item % Ho, channels = std::min(width, O - b * width);
+      const T* block_weights = packed + (b - first_block) * K * width;
+      const T* block_bias = bias ? bias + b * width : nullptr;
+      const T* x_row = image + oh * Wp;
+      T* y_row = y + (b * width) * Ho * Wo + oh * Wo;
+      if (V == 4)
+        detail::direct_row<T, 4>(x_row, offsets, K, Wo, block_weights, block_bias, y_row, Ho * Wo, channels);
+      else if (V == 2)
+        detail::direct_row<T, 2>(x_row, offsets, K, Wo, block_weights, block_bias, y_row, Ho * Wo, channels);
+      else
+        detail::direct_row<T, 1>(x_row, offsets, K, Wo, block_weights, block_bias, y_row, Ho * Wo, channels);
+    }
+  };
+  if (threads <= 1) {
+    run(0);
+    return;
+  }
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (int t = 0; t < threads; ++t) run(t);
+#else
+  (void)x, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch;
+  fail(ErrorKind::state, "conv2d_direct_forward: needs xsimd (conv2d_direct_supported)");
+#endif
+}
+
+}  // namespace nsl
