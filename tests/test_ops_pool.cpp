@@ -78,6 +78,35 @@ TEST_CASE("a NaN in a window wins, so divergence is not hidden by pooling") {
   CHECK(y[1] == 6.0);
 }
 
+TEST_CASE("inference pooling equals the reference on the 2x2 stride-2 shapes of CNN-9, NaN included") {
+  // 28 -> 14, 7 -> 4 (the last window row and column clipped to one cell),
+  // 8 -> 4; a NaN at an even and at an odd cell of a window, and one in the
+  // clipped edge.
+  nsl::Rng rng(29);
+  for (nsl::index size : {28, 14, 7, 8, 1}) {
+    CAPTURE(size);
+    auto x = nsl::test::randn<float>(Shape{2, 3, size, size}, rng);
+    for (nsl::index i = 0; i < x.size(); ++i) x[i] = std::max(x[i], 0.0f);  // ReLU outputs: ties at zero
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    x[0] = nan;
+    x[x.size() / 2 + 1] = nan;
+    x[x.size() - 1] = nan;
+    const Shape out = nsl::max_pool2d_output_shape("test", x.shape(), 2, 2);
+    Tensor<float> y(out, 5.0f), y_ref(out, -5.0f);
+    std::vector<nsl::index> argmax_ref;
+    nsl::max_pool2d_infer<float>(x.view(), 2, 2, y.view());
+    nsl::max_pool2d_forward_reference<float>(x.view(), 2, 2, y_ref.view(), argmax_ref);
+    for (nsl::index j = 0; j < y.size(); ++j) {
+      CAPTURE(j);
+      if (std::isnan(y_ref[j])) CHECK(std::isnan(y[j]));
+      else CHECK(y[j] == y_ref[j]);
+    }
+  }
+  Tensor<float> x(Shape{1, 1, 4, 4}), y(Shape{1, 1, 3, 2});
+  CHECK_THROWS_WITH_AS(nsl::max_pool2d_infer<float>(x.view(), 2, 2, y.view()),
+                       "max_pool2d_infer: output: expected [1, 1, 2, 2], got [1, 1, 3, 2]", nsl::ShapeError);
+}
+
 TEST_CASE("backward sends each output gradient to its winner - overlapping windows add up - dx is assigned") {
   // 3x3 stride 1 on 3x3 (padding 1 each side): the four windows that hold the
   // corner (2, 2) all pick 9; the others pick 5, 6, 6, 8, 8.
@@ -115,6 +144,9 @@ TEST_CASE("the fast max pooling equals the reference loops on random shapes, wit
     nsl::max_pool2d_forward_reference<float>(x.view(), window, stride, y_ref.view(), argmax_ref);
     CHECK(y.vec() == y_ref.vec());
     CHECK(argmax == argmax_ref);
+    Tensor<float> y_infer(out, 9.0f);
+    nsl::max_pool2d_infer<float>(x.view(), window, stride, y_infer.view());
+    CHECK(y_infer.vec() == y_ref.vec());
 
     const auto dy = nsl::test::randn<float>(out, rng);
     Tensor<float> dx(x.shape(), 7.0f), dx_ref(x.shape(), -7.0f);

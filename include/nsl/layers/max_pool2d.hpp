@@ -44,15 +44,14 @@ class MaxPool2d : public Layer<T, D> {
   void infer(TensorView<const T, D> x, TensorView<T, D> y, pool_indices_t<D>& argmax) const {
     max_pool2d_forward<T>(x, window_, stride_, y, argmax);
   }
-  /// Const inference (Layer::infer): the same, with the winners (which
-  /// inference does not need but the op writes) kept in `ws`. CPU only
-  /// (elsewhere the base's error).
+  /// Const inference (Layer::infer): the maxima alone (max_pool2d_infer), no
+  /// scratch. CPU only (elsewhere the base's error).
   void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
     if constexpr (!is_cpu_v<D>) {
       Layer<T, D>::infer(x, y, ws);
     } else {
       check_shape("MaxPool2d", "output", y.shape(), output_shape(x.shape()));
-      infer(x, y, ws.scratch<InferenceScratch>().argmax);
+      max_pool2d_infer<T>(x, window_, stride_, y);
     }
   }
   using Layer<T, D>::infer;
@@ -63,11 +62,6 @@ class MaxPool2d : public Layer<T, D> {
   const pool_indices_t<D>& argmax() const { return argmax_; }
 
  private:
-  /// infer's scratch (in the caller's InferenceWorkspace; only grows).
-  struct InferenceScratch {
-    pool_indices_t<D> argmax;  ///< the winners of the current input, unused
-  };
-
   index window_, stride_;
   pool_indices_t<D> argmax_;  ///< the last forward's winners, for backward
 };

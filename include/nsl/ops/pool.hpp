@@ -24,11 +24,13 @@
 // `max_pool2d_forward_reference` / `max_pool2d_backward_reference` are the
 // formulas as loops (the reference backward finds the winners again from x);
 // `max_pool2d_forward` / `max_pool2d_backward` clip each window once and run
-// OpenMP over the N*C planes. Tests compare the two.
+// OpenMP over the N*C planes; `max_pool2d_infer` is the forward without the
+// winners, for inference. Tests compare them with the reference.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "nsl/core/tensor.hpp"
@@ -168,6 +170,68 @@ void max_pool2d_forward(TensorView<const T> x, index window, index stride, Tenso
   // allocation with one thread, at batch 1 or from the caller's own parallel
   // region.
   if (planes > 1 && num_threads() > 1 && !in_parallel_region()) {
+NSL_OMP(parallel for schedule(static))
+    for (index plane = 0; plane < planes; ++plane) pool_plane(plane);
+  } else {
+    for (index plane = 0; plane < planes; ++plane) pool_plane(plane);
+  }
+}
+
+/// Inference: y assigned as by max_pool2d_forward (a NaN in a window gives
+/// NaN), without the winners. The running maximum is a select rather than a
+/// branch (ReLU outputs tie at zero often, and a mispredicted branch per
+/// cell cost more than the comparisons), and 2 x 2 stride-2 windows away
+/// from the clipped edge take a loop the compiler vectorises. One thread
+/// below 64 Ki window cells: a parallel region costs more than that work.
+template <class T>
+void max_pool2d_infer(TensorView<const T> x, index window, index stride, TensorView<T> y) {
+  const Shape out = max_pool2d_output_shape("max_pool2d_infer", x.shape(), window, stride);
+  check_shape("max_pool2d_infer", "output", y.shape(), out);
+  const index H = x.dim(2), W = x.dim(3), out_h = out[2], out_w = out[3];
+  const index planes = x.dim(0) * x.dim(1), in_plane = H * W, out_plane = out_h * out_w;
+  const index pad_top = same_pool_padding_before(H, window, stride);
+  const index pad_left = same_pool_padding_before(W, window, stride);
+  // The maximum by plain comparisons (which drop NaN) and, beside it, whether
+  // any cell was NaN: both branch-free, so the loops vectorise.
+  const bool pairs = window == 2 && stride == 2 && pad_top == 0 && pad_left == 0;
+  const index full_w = pairs ? W / 2 : 0;  // windows with both columns inside
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  auto pool_plane = [&](index plane) {
+    const T* x_plane = x.data() + plane * in_plane;
+    T* y_plane = y.data() + plane * out_plane;
+    for (index oh = 0; oh < out_h; ++oh) {
+      const index h_first = std::max<index>(oh * stride - pad_top, 0);
+      const index h_end = std::min<index>(oh * stride - pad_top + window, H);
+      T* y_row = y_plane + oh * out_w;
+      index ow = 0;
+      if (pairs && h_end - h_first == 2) {
+        const T* top = x_plane + h_first * W;
+        const T* bottom = top + W;
+        for (; ow < full_w; ++ow) {
+          const T a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
+          const T ab = a > b ? a : b, cd = c > d ? c : d;
+          const bool unordered = (a != a) | (b != b) | (c != c) | (d != d);
+          y_row[ow] = unordered ? nan : ab > cd ? ab : cd;
+        }
+      }
+      for (; ow < out_w; ++ow) {
+        const index w_first = std::max<index>(ow * stride - pad_left, 0);
+        const index w_end = std::min<index>(ow * stride - pad_left + window, W);
+        T best = x_plane[h_first * W + w_first];
+        bool unordered = false;
+        for (index h = h_first; h < h_end; ++h)
+          for (index w = w_first; w < w_end; ++w) {
+            const T candidate = x_plane[h * W + w];
+            best = candidate > best ? candidate : best;
+            unordered |= candidate != candidate;
+          }
+        y_row[ow] = unordered ? nan : best;
+      }
+    }
+  };
+  const bool parallel = planes > 1 && num_threads() > 1 && !in_parallel_region() &&
+                        planes * out_plane * window * window >= (index(1) << 16);
+  if (parallel) {
 NSL_OMP(parallel for schedule(static))
     for (index plane = 0; plane < planes; ++plane) pool_plane(plane);
   } else {
