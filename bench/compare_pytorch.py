@@ -725,21 +725,34 @@ def agreement_check(args, variants):
             print(f"(dumps kept in {workdir})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"## Agreement check: PyTorch vs nsl, layer B{LAYER_B} C{LAYER_C} H{LAYER_H}, float32\n")
-    print(f"max |torch - nsl| / max |nsl| per tensor (y, dx, every parameter gradient); tolerance {args.tolerance:g}\n")
-    print("| variant | impl | format | y | dx | worst parameter gradient | max rel. error | result |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    def cells(r):
         grads = {k: e for k, e in r["errors"].items() if k.startswith("d_")}
         gw = max(grads, key=grads.get)
-        print(f"| {r['variant']} | {r['impl']} | {r['format']} | {r['errors']['y']:.2e} | {r['errors']['dx']:.2e} | "
-              f"{gw[2:]} {grads[gw]:.2e} | {r['max_rel']:.2e} | {'ok' if r['ok'] else 'FAIL (' + r['worst'] + ')'} |")
+        return [r["variant"], r["impl"], r["format"], f"{r['errors']['y']:.2e}", f"{r['errors']['dx']:.2e}",
+                f"{gw[2:]} {grads[gw]:.2e}", f"{r['max_rel']:.2e}", "ok" if r["ok"] else f"FAIL ({r['worst']})"]
+
+    print_check(f"Agreement check: PyTorch vs nsl, layer B{LAYER_B} C{LAYER_C} H{LAYER_H}, float32",
+                f"max |torch - nsl| / max |nsl| per tensor (y, dx, every parameter gradient); tolerance "
+                f"{args.tolerance:g}",
+                ["variant", "impl", "format", "y", "dx", "worst parameter gradient", "max rel. error", "result"],
+                "llllllll", rows, cells,
+                lambda r: f"{r['variant']} ({r['impl']}, {r['format']}): {r['worst']} {r['max_rel']:.3e}")
+    return rows
+
+
+def print_check(title, note, columns, align, rows, cells, describe_failure):
+    """Prints an agreement check as a markdown table (align: one 'l' or 'r' per column) and exits
+    with the failed rows described when any row is not ok."""
+    print(f"## {title}\n")
+    print(f"{note}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
+    for r in rows:
+        print("| " + " | ".join(cells(r)) + " |")
     print()
     failed = [r for r in rows if not r["ok"]]
     if failed:
-        die("agreement check FAILED for " + ", ".join(f"{r['variant']} ({r['impl']}, {r['format']}): {r['worst']} "
-                                                     f"{r['max_rel']:.3e}" for r in failed))
-    return rows
+        die(f"{title.split(':')[0].lower()} FAILED for " + ", ".join(describe_failure(r) for r in failed))
 
 
 # ---- the infer cases: nsl's dump, the PyTorch check, ONNX Runtime ------------------------------
@@ -898,22 +911,17 @@ def infer_check(args, cases, workdir, ort):
     rows = []
     for case in cases:
         rows += check_infer_case(args, case, workdir, ort)
-    print("## Agreement check: the deployed CNN-9, float32\n")
-    print(f"max |logits - nsl's| / max |nsl's| on nsl's inputs, parameters and BN statistics; tolerance "
-          f"{args.infer_tolerance:g}. \"deploy\": nsl's deployed network against the undeployed one (informative)."
-          f"{' ' + ort.describe() + '.' if ort.skipped else ''}\n")
-    print("| case | deploy | side | formulation | max rel. error | result |")
-    print("|---|---:|---|---|---:|---|")
-    for r in rows:
+    def cells(r):
         error = "—" if r["error"] is None else f"{r['error']:.2e}"
         result = ("skipped: " + r["note"]) if r["error"] is None else ("ok" if r["ok"] else "FAIL")
-        print(f"| {r['case']} | {r['deployed_vs_undeployed']:.1e} | {r['side']} | {r['formulation']} | {error} | "
-              f"{result} |")
-    print()
-    failed = [r for r in rows if not r["ok"]]
-    if failed:
-        die("infer check FAILED for " + ", ".join(f"{r['case']} ({r['side']}, {r['formulation']}): "
-                                                  f"{r['error']:.3e}" for r in failed))
+        return [r["case"], f"{r['deployed_vs_undeployed']:.1e}", r["side"], r["formulation"], error, result]
+
+    print_check("Agreement check: the deployed CNN-9, float32",
+                f"max |logits - nsl's| / max |nsl's| on nsl's inputs, parameters and BN statistics; tolerance "
+                f"{args.infer_tolerance:g}. \"deploy\": nsl's deployed network against the undeployed one "
+                f"(informative).{' ' + ort.describe() + '.' if ort.skipped else ''}",
+                ["case", "deploy", "side", "formulation", "max rel. error", "result"], "lrllrl", rows, cells,
+                lambda r: f"{r['case']} ({r['side']}, {r['formulation']}): {r['error']:.3e}")
     return rows
 
 

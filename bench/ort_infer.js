@@ -18,8 +18,9 @@
 // node_modules/onnxruntime-node (else Node's own module resolution).
 "use strict";
 
-const fs = require("fs");
 const path = require("path");
+// .npy files (float32, C order, little-endian): the ONNX test's reader and writer.
+const npy = require(path.join(__dirname, "..", "tests", "onnx", "npy.js"));
 
 function usage(message) {
   process.stderr.write(`ort_infer.js: ${message}\n`);
@@ -52,44 +53,6 @@ function parseArguments(argv) {
   if (!options.model) usage("--model is required");
   if (options.batch < 1 || options.threads < 1 || options.runs < 1) usage("--batch, --threads and --runs must be >= 1");
   return options;
-}
-
-// ---- .npy files (float32, C order, little-endian) ------------------------------------------------
-
-function readNpy(file) {
-  const bytes = fs.readFileSync(file);
-  if (bytes.length < 10 || bytes.toString("latin1", 0, 6) !== "\x93NUMPY")
-    throw new Error(`${file}: not a .npy file`);
-  const major = bytes[6];
-  const headerLength = major === 1 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = bytes.toString("latin1", start, start + headerLength);
-  const descr = /'descr':\s*'([^']*)'/.exec(header);
-  const fortran = /'fortran_order':\s*(True|False)/.exec(header);
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header);
-  if (!descr || descr[1] !== "<f4" || !fortran || fortran[1] !== "False" || !shape)
-    throw new Error(`${file}: expected a little-endian float32 array in C order, header ${header.trim()}`);
-  const dims = shape[1].split(",").map((s) => s.trim()).filter((s) => s.length).map(Number);
-  const count = dims.reduce((a, b) => a * b, 1);
-  const offset = start + headerLength;
-  if (bytes.length - offset < 4 * count) throw new Error(`${file}: truncated (${count} values expected)`);
-  const data = new Float32Array(count);
-  for (let i = 0; i < count; i++) data[i] = bytes.readFloatLE(offset + 4 * i);
-  return {data, dims};
-}
-
-function writeNpy(file, data, dims) {
-  const shape = dims.length === 1 ? `(${dims[0]},)` : `(${dims.join(", ")})`;
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shape}, }`;
-  header += " ".repeat(63 - ((10 + header.length) % 64)) + "\n";  // data starts 64-byte aligned
-  const prefix = Buffer.alloc(10);
-  prefix.write("\x93NUMPY", 0, "latin1");
-  prefix[6] = 1;
-  prefix[7] = 0;
-  prefix.writeUInt16LE(header.length, 8);
-  const body = Buffer.alloc(4 * data.length);
-  for (let i = 0; i < data.length; i++) body.writeFloatLE(data[i], 4 * i);
-  fs.writeFileSync(file, Buffer.concat([prefix, Buffer.from(header, "latin1"), body]));
 }
 
 // ---- the run ----------------------------------------------------------------------------------
@@ -126,7 +89,7 @@ async function main() {
   });
   const inputName = session.inputNames[0];
   const outputName = session.outputNames[0];
-  const images = options.input ? readNpy(options.input)
+  const images = options.input ? npy.read(options.input)
                                : {data: randomImages(options.batch * 28 * 28), dims: [options.batch, 1, 28, 28]};
   const feeds = {[inputName]: new ort.Tensor("float32", images.data, images.dims)};
 
@@ -140,7 +103,7 @@ async function main() {
     times.push(performance.now() - t0);
   }
   const output = results[outputName];
-  if (options.output) writeNpy(options.output, output.data, output.dims);
+  if (options.output) npy.write(options.output, output.dims, output.data);
   console.log(JSON.stringify({
     median_ms: median(times), min_ms: Math.min(...times), runs: times.length, warmup: options.warmup,
     threads: options.threads, batch: images.dims[0], input_name: inputName, output_name: outputName,

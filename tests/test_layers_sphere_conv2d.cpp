@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 
 #include "nsl/check/gradcheck.hpp"
 #include "nsl/layers/sphere_conv2d.hpp"
@@ -10,18 +11,31 @@ using nsl::AngularForm;
 using nsl::Shape;
 using nsl::Tensor;
 
+namespace sphere_conv_cases {
+/// A row of the gradcheck tables: the response and which norms it uses.
+struct Form {
+  AngularForm form;
+  bool input_norm, filter_norm;
+  nsl::SphereConvOptions options(nsl::index stride, bool bias = false) const {
+    return {stride, 1, input_norm, filter_norm, form, bias};
+  }
+  std::string describe() const {
+    return std::string(nsl::to_string(form)) + (input_norm ? ", input norm" : "") + (filter_norm ? ", filter norm" : "");
+  }
+};
+}  // namespace sphere_conv_cases
+using sphere_conv_cases::Form;
+
 TEST_CASE("SphereConv2d passes gradcheck for the cosine, linear and sigmoid forms, and the normalised conv") {
   nsl::Rng rng(410);
-  struct Case {
-    AngularForm form;
-    bool input_norm, filter_norm;
-  };
-  for (const Case c : {Case{AngularForm::cosine, true, true}, Case{AngularForm::linear, true, true},
-                       Case{AngularForm::sigmoid, true, true}, Case{AngularForm::identity, true, false},
-                       Case{AngularForm::cosine, false, true}})
+  for (const Form c : {Form{AngularForm::cosine, true, true}, Form{AngularForm::linear, true, true},
+                       Form{AngularForm::sigmoid, true, true}, Form{AngularForm::identity, true, false},
+                       Form{AngularForm::cosine, false, true}})
     for (nsl::index stride : {1, 2}) {
-      CAPTURE(nsl::to_string(c.form)); CAPTURE(c.input_norm); CAPTURE(c.filter_norm); CAPTURE(stride);
-      nsl::SphereConv2d<double> layer(3, 4, 3, {stride, 1, c.input_norm, c.filter_norm, c.form}, rng);
+      const std::string form = c.describe();
+      CAPTURE(form);
+      CAPTURE(stride);
+      nsl::SphereConv2d<double> layer(3, 4, 3, c.options(stride), rng);
       const auto x = nsl::test::randn<double>(Shape{2, 3, 6, 5}, rng);
       // Stay away from θ = 0 and π, where linear and sigmoid have no derivative.
       const Tensor<double> y = layer.forward(x);
@@ -34,15 +48,12 @@ TEST_CASE("SphereConv2d passes gradcheck for the cosine, linear and sigmoid form
 
 TEST_CASE("a SphereConv2d with a bias adds it after the response and passes gradcheck") {
   nsl::Rng rng(412);
-  struct Case {
-    AngularForm form;
-    bool input_norm, filter_norm;
-  };
-  for (const Case c : {Case{AngularForm::cosine, true, true}, Case{AngularForm::sigmoid, true, true},
-                       Case{AngularForm::identity, true, false}, Case{AngularForm::identity, false, false}}) {
-    CAPTURE(nsl::to_string(c.form)); CAPTURE(c.input_norm); CAPTURE(c.filter_norm);
-    nsl::SphereConv2d<double> with(3, 4, 3, {1, 1, c.input_norm, c.filter_norm, c.form, true}, rng);
-    nsl::SphereConv2d<double> without(3, 4, 3, {1, 1, c.input_norm, c.filter_norm, c.form});
+  for (const Form c : {Form{AngularForm::cosine, true, true}, Form{AngularForm::sigmoid, true, true},
+                       Form{AngularForm::identity, true, false}, Form{AngularForm::identity, false, false}}) {
+    const std::string form = c.describe();
+    CAPTURE(form);
+    nsl::SphereConv2d<double> with(3, 4, 3, c.options(1, true), rng);
+    nsl::SphereConv2d<double> without(3, 4, 3, c.options(1));
     without.weight() = with.weight();
     REQUIRE(with.parameters().size() == 2);
     CHECK(with.parameters()[1].name == "bias");
