@@ -110,6 +110,22 @@ void check_direct(nsl::index c, nsl::index o, nsl::index h, nsl::index w, nsl::i
     CHECK(nsl::test::max_relative_difference(fast, reference) < tolerance);
     if (threads == 1) first = fast;
     else CHECK(fast.vec() == first.vec());
+    // A batch of three: the same image between two others, each image as on
+    // its own (the same bits, whatever the thread count).
+    const auto others = nsl::test::randn<T>(Shape{2, c, h, w}, rng);
+    Tensor<T> batch(Shape{3, c, h, w});
+    batch.view().sample(0).vec() = others.view().sample(0).vec();
+    batch.view().sample(1).vec() = x.view().sample(0).vec();
+    batch.view().sample(2).vec() = others.view().sample(1).vec();
+    Tensor<T> batch_out(Shape{3, out[1], out[2], out[3]}, T(5));
+    nsl::conv2d_direct_forward_batch<T>(batch.data(), 3, c, h, w, weight.data(), o, bias ? b.data() : nullptr, g,
+                                        batch_out.data(), scratch);
+    CHECK(batch_out.view().sample(1).vec() == first.vec());
+    Tensor<T> other_reference(out), other(out);
+    other.vec() = batch_out.view().sample(2).vec();
+    const Tensor<T> third(batch.view().sample(2).reshaped(Shape{1, c, h, w}));
+    nsl::conv2d_forward_reference<T>(third.view(), weight.view(), b.view(), g, other_reference.view());
+    CHECK(nsl::test::max_relative_difference(other, other_reference) < tolerance);
   }
   nsl::set_num_threads(saved);
 }

@@ -295,11 +295,18 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
     });
     return;
   }
-  if (N == 1 && conv2d_direct_supported(g) && rows >= 64) {
-    // One image, stride 1: without the patch matrix (nsl/ops/conv2d_direct.hpp;
-    // a shallow one, like a first layer's 1 x 3 x 3, stays with the GEMM).
-    conv2d_direct_forward<T>(x.data(), C, H, W, w.data(), O, bias.size() ? bias.data() : nullptr, g, y.data(),
-                             ws.direct);
+  if (conv2d_direct_supported(g) && rows >= 64) {
+    // Stride 1: without the patch matrix (nsl/ops/conv2d_direct.hpp; a
+    // shallow one, like a first layer's 1 x 3 x 3, stays with the GEMM). One
+    // image at a time, each split over the threads, while the batch is
+    // smaller than the thread count; else an image per thread.
+    const T* b = bias.size() ? bias.data() : nullptr;
+    if (in_parallel_region() || N >= num_threads())
+      conv2d_direct_forward_batch<T>(x.data(), N, C, H, W, w.data(), O, b, g, y.data(), ws.direct);
+    else
+      for (index n = 0; n < N; ++n)
+        conv2d_direct_forward<T>(x.data() + n * C * H * W, C, H, W, w.data(), O, b, g, y.data() + n * O * pixels,
+                                 ws.direct);
     return;
   }
   if (N == 1) {

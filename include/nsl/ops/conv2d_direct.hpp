@@ -44,9 +44,9 @@ namespace nsl {
 /// channel blocks' weights. Only grows.
 template <class T>
 struct DirectConvScratch {
-  Vector<T> padded;                 ///< x̃, C x (H + 2p) x (W + 2p) (unused without padding)
+  std::vector<Vector<T>> padded;    ///< per thread: x̃, C x (H + 2p) x (W + 2p) (unused without padding)
   std::vector<index> offsets;       ///< depth (c, di, dj) -> c (H + 2p)(W + 2p) + di (W + 2p) + dj
-  std::vector<Vector<T>> weights;   ///< per thread: its blocks, each K x (V L)
+  std::vector<Vector<T>> weights;   ///< per thread: its blocks, each K x (V L) (a batch: all, in the first)
 };
 
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
@@ -161,64 +161,96 @@ inline bool conv2d_direct_supported(const ConvGeometry& g) {
 #endif
 }
 
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+namespace detail {
+// The sizes of one direct convolution: the padded image, the output, the
+// tile width V L and the work items (one channel block's output row each).
+struct DirectPlan {
+  index C, H, W, O, k, p, K, Hp, Wp, Ho, Wo, V, width, blocks, items;
+};
+
+template <class T>
+DirectPlan direct_plan(index C, index H, index W, index O, const ConvGeometry& g) {
+  DirectPlan d{};
+  d.C = C, d.H = H, d.W = W, d.O = O, d.k = g.kernel, d.p = g.padding, d.K = C * d.k * d.k;
+  d.Hp = H + 2 * d.p, d.Wp = W + 2 * d.p, d.Ho = d.Hp - d.k + 1, d.Wo = d.Wp - d.k + 1;
+  d.V = direct_registers<T>(O, d.Wo), d.width = d.V * DirectShape<T>::lanes;
+  d.blocks = (O + d.width - 1) / d.width, d.items = d.blocks * d.Ho;
+  return d;
+}
+
+// Depth (c, di, dj) -> its pixel's offset from the tile's first in x̃.
+inline void direct_offsets(const DirectPlan& d, std::vector<index>& offsets) {
+  offsets.resize(static_cast<std::size_t>(d.K));
+  for (index c = 0, depth = 0; c < d.C; ++c)
+    for (index di = 0; di < d.k; ++di)
+      for (index dj = 0; dj < d.k; ++dj) offsets[static_cast<std::size_t>(depth++)] = (c * d.Hp + di) * d.Wp + dj;
+}
+
+// x̃ of image x in `buffer` (grown to size), or x itself without padding.
+template <class T>
+const T* direct_padded_image(const DirectPlan& d, const T* x, Vector<T>& buffer) {
+  if (d.p == 0) return x;
+  const index size = d.C * d.Hp * d.Wp;
+  if (buffer.size() < size) buffer.resize(size);
+  T* padded = buffer.data();
+  std::fill(padded, padded + size, T(0));
+  for (index c = 0; c < d.C; ++c)
+    for (index h = 0; h < d.H; ++h)
+      std::copy(x + (c * d.H + h) * d.W, x + (c * d.H + h + 1) * d.W, padded + (c * d.Hp + h + d.p) * d.Wp + d.p);
+  return padded;
+}
+
+// Items [first, last) of one image: `packed` holds the blocks from
+// first / Ho on, K x width each.
+template <class T>
+void direct_items(const DirectPlan& d, const T* image, const index* offsets, const T* packed, const T* bias,
+                  index first, index last, T* y) {
+  const index first_block = first / d.Ho;
+  for (index item = first; item < last; ++item) {
+    const index b = item / d.Ho, oh = item % d.Ho, channels = std::min(d.width, d.O - b * d.width);
+    const T* block_weights = packed + (b - first_block) * d.K * d.width;
+    const T* block_bias = bias ? bias + b * d.width : nullptr;
+    const T* x_row = image + oh * d.Wp;
+    T* y_row = y + (b * d.width) * d.Ho * d.Wo + oh * d.Wo;
+    const index ys = d.Ho * d.Wo;
+    if (d.V == 4) direct_row<T, 4>(x_row, offsets, d.K, d.Wo, block_weights, block_bias, y_row, ys, channels);
+    else if (d.V == 2) direct_row<T, 2>(x_row, offsets, d.K, d.Wo, block_weights, block_bias, y_row, ys, channels);
+    else direct_row<T, 1>(x_row, offsets, d.K, d.Wo, block_weights, block_bias, y_row, ys, channels);
+  }
+}
+}  // namespace detail
+#endif  // NSL_HAVE_XSIMD
+
 /// y (O x Ho x Wo) = conv(x, w) + bias for one image x (C x H x W), stride 1
-/// (conv2d_direct_supported); bias empty = none. Outside a parallel region,
+/// (conv2d_direct_supported); bias null = none. Outside a parallel region,
 /// the channel blocks and output rows are split over num_threads() threads.
 /// Shapes are the caller's to check (conv2d_forward does).
 template <class T>
 void conv2d_direct_forward(const T* x, index C, index H, index W, const T* w, index O, const T* bias,
                            const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch) {
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
-  using Shape = detail::DirectShape<T>;
-  const index k = g.kernel, p = g.padding, K = C * k * k;
-  const index Hp = H + 2 * p, Wp = W + 2 * p, Ho = Hp - k + 1, Wo = Wp - k + 1;
-  const T* image = x;
-  if (p > 0) {  // x̃: the image inside a zero frame
-    if (scratch.padded.size() < C * Hp * Wp) scratch.padded.resize(C * Hp * Wp);
-    T* padded = scratch.padded.data();
-    std::fill(padded, padded + C * Hp * Wp, T(0));
-    for (index c = 0; c < C; ++c)
-      for (index h = 0; h < H; ++h)
-        std::copy(x + (c * H + h) * W, x + (c * H + h + 1) * W, padded + (c * Hp + h + p) * Wp + p);
-    image = padded;
-  }
-  scratch.offsets.resize(static_cast<std::size_t>(K));
-  for (index c = 0, d = 0; c < C; ++c)
-    for (index di = 0; di < k; ++di)
-      for (index dj = 0; dj < k; ++dj) scratch.offsets[static_cast<std::size_t>(d++)] = (c * Hp + di) * Wp + dj;
-  const index* offsets = scratch.offsets.data();
-  const index V = detail::direct_registers<T>(O, Wo), width = V * Shape::lanes;
-  const index blocks = (O + width - 1) / width, items = blocks * Ho;  // item: one block's output row
+  const detail::DirectPlan d = detail::direct_plan<T>(C, H, W, O, g);
+  if (scratch.padded.empty()) scratch.padded.resize(1);
+  const T* image = detail::direct_padded_image(d, x, scratch.padded[0]);
+  detail::direct_offsets(d, scratch.offsets);
   const int threads = in_parallel_region()
                           ? 1
-                          : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, items / 2)));
+                          : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, d.items / 2)));
   if (static_cast<int>(scratch.weights.size()) < threads) scratch.weights.resize(static_cast<std::size_t>(threads));
   for (int t = 0; t < threads; ++t) {  // room for the blocks thread t meets, before any thread starts
-    const index first = items * t / threads, last = items * (t + 1) / threads;
-    const index needed = last > first ? ((last - 1) / Ho - first / Ho + 1) * K * width : 0;
+    const index first = d.items * t / threads, last = d.items * (t + 1) / threads;
+    const index needed = last > first ? ((last - 1) / d.Ho - first / d.Ho + 1) * d.K * d.width : 0;
     Vector<T>& buffer = scratch.weights[static_cast<std::size_t>(t)];
     if (buffer.size() < needed) buffer.resize(needed);
   }
   const auto run = [&](int t) {
-    const index first = items * t / threads, last = items * (t + 1) / threads;
+    const index first = d.items * t / threads, last = d.items * (t + 1) / threads;
     if (first >= last) return;
     T* packed = scratch.weights[static_cast<std::size_t>(t)].data();
-    const index first_block = first / Ho;
-    for (index b = first_block; b <= (last - 1) / Ho; ++b)
-      detail::pack_direct_block(w, O, K, b, width, packed + (b - first_block) * K * width);
-    for (index item = first; item < last; ++item) {
-      const index b = item / Ho, oh = item % Ho, channels = std::min(width, O - b * width);
-      const T* block_weights = packed + (b - first_block) * K * width;
-      const T* block_bias = bias ? bias + b * width : nullptr;
-      const T* x_row = image + oh * Wp;
-      T* y_row = y + (b * width) * Ho * Wo + oh * Wo;
-      if (V == 4)
-        detail::direct_row<T, 4>(x_row, offsets, K, Wo, block_weights, block_bias, y_row, Ho * Wo, channels);
-      else if (V == 2)
-        detail::direct_row<T, 2>(x_row, offsets, K, Wo, block_weights, block_bias, y_row, Ho * Wo, channels);
-      else
-        detail::direct_row<T, 1>(x_row, offsets, K, Wo, block_weights, block_bias, y_row, Ho * Wo, channels);
-    }
+    for (index b = first / d.Ho; b <= (last - 1) / d.Ho; ++b)
+      detail::pack_direct_block(w, O, d.K, b, d.width, packed + (b - first / d.Ho) * d.K * d.width);
+    detail::direct_items(d, image, scratch.offsets.data(), packed, bias, first, last, y);
   };
   if (threads <= 1) {
     run(0);
@@ -229,6 +261,45 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
 #else
   (void)x, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch;
   fail(ErrorKind::state, "conv2d_direct_forward: needs xsimd (conv2d_direct_supported)");
+#endif
+}
+
+/// The same for a batch of N images (x: N x C x H x W, y: N x O x Ho x Wo):
+/// the weights laid out once, then one image per thread at a time (OpenMP
+/// over the batch outside a parallel region), each image computed as
+/// conv2d_direct_forward computes it on one thread, so the result does not
+/// depend on the thread count or the batch.
+template <class T>
+void conv2d_direct_forward_batch(const T* x, index N, index C, index H, index W, const T* w, index O, const T* bias,
+                                 const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch) {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  const detail::DirectPlan d = detail::direct_plan<T>(C, H, W, O, g);
+  detail::direct_offsets(d, scratch.offsets);
+  if (scratch.weights.empty()) scratch.weights.resize(1);
+  Vector<T>& packed = scratch.weights[0];
+  if (packed.size() < d.blocks * d.K * d.width) packed.resize(d.blocks * d.K * d.width);
+  for (index b = 0; b < d.blocks; ++b) detail::pack_direct_block(w, O, d.K, b, d.width, packed.data() + b * d.K * d.width);
+  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), N));
+  if (static_cast<int>(scratch.padded.size()) < threads) scratch.padded.resize(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads && d.p > 0; ++t) {  // grow the padded images before any thread starts
+    Vector<T>& buffer = scratch.padded[static_cast<std::size_t>(t)];
+    if (buffer.size() < d.C * d.Hp * d.Wp) buffer.resize(d.C * d.Hp * d.Wp);
+  }
+  const auto image = [&](index n, int t) {
+    const T* padded = detail::direct_padded_image(d, x + n * C * H * W, scratch.padded[static_cast<std::size_t>(t)]);
+    detail::direct_items(d, padded, scratch.offsets.data(), packed.data(), bias, 0, d.items, y + n * O * d.Ho * d.Wo);
+  };
+  if (threads <= 1) {
+    for (index n = 0; n < N; ++n) image(n, 0);
+    return;
+  }
+#ifdef _OPENMP
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (index n = 0; n < N; ++n) image(n, omp_get_thread_num());
+#endif
+#else
+  (void)x, (void)N, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch;
+  fail(ErrorKind::state, "conv2d_direct_forward_batch: needs xsimd (conv2d_direct_supported)");
 #endif
 }
 
