@@ -26,7 +26,7 @@ namespace {
 int train_on_device(const nsl_train::Settings& s) {
   if (nsl::parse_device(s.device) == nsl::DeviceKind::cpu) return nsl_train::train<nsl::Cpu>(s);
 #if NSL_TRAIN_WITH_CUDA
-  nsl::require(s.precise_bn == 0, nsl::ErrorKind::argument,
+  nsl::require(s.precise_bn <= 0, nsl::ErrorKind::argument,
                "--precise-bn is not implemented for --device cuda yet (train with --precise-bn 0, or on the CPU)");
   return train_on_cuda(s);
 #else
@@ -53,20 +53,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--epochs", s.epochs, "epochs to train")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--batch", s.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--lr", s.lr, "base learning rate")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--schedule", s.schedule, "step (x0.1 at 20/42.5, 30/42.5, 37.5/42.5 of the run) or cosine")
-      ->check(CLI::IsMember({"step", "cosine"}))
+  app.add_option("--recipe", s.recipe,
+                 "what --lr, --schedule, --warmup, --precise-bn and --augment default to: auto (good at any run "
+                 "length: lr 0.1, cosine, a warm-up of half the run up to 200 iterations, BN statistics "
+                 "re-estimated on up to 100 batches; under 400 iterations lr 0.05 and no augmentation) or "
+                 "reference (the paper's: lr 0.1, step, 200, moving averages; made for long runs)")
+      ->check(CLI::IsMember({"auto", "reference"}))
       ->capture_default_str();
+  app.add_option("--lr", s.lr, "base learning rate (default: the recipe's)")->check(CLI::NonNegativeNumber);
+  app.add_option("--schedule", s.schedule,
+                 "step (x0.1 at 20/42.5, 30/42.5, 37.5/42.5 of the run) or cosine (default: the recipe's)")
+      ->check(CLI::IsMember({"step", "cosine"}));
   app.add_option("--warmup", s.warmup,
                  "iterations of linear learning-rate warm-up (avoids the loss jump of lr 0.1 at the start; "
-                 "see nsl/train/schedule.hpp)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+                 "see nsl/train/schedule.hpp; default: the recipe's)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--precise-bn", s.precise_bn,
                  "before each evaluation, re-estimate BatchNorm's running statistics on this many training "
-                 "batches with the weights fixed (0: the moving average of the recipe; see nsl/train/precise_bn.hpp)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+                 "batches with the weights fixed (0: the moving averages; see nsl/train/precise_bn.hpp; default: "
+                 "the recipe's)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();
@@ -75,7 +81,9 @@ int main(int argc, char** argv) {
   app.add_option("--limit-train", s.limit_train, "use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--limit-test", s.limit_test, "use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
-  app.add_option("--augment", s.augment, "none, crop or crop-flip (default: crop for fashion-mnist, crop-flip for CIFAR)")
+  app.add_option("--augment", s.augment,
+                 "none, crop or crop-flip (default: crop for fashion-mnist, crop-flip for CIFAR; none in a short "
+                 "run of --recipe auto)")
       ->check(CLI::IsMember({"none", "crop", "crop-flip"}));
   app.add_option("--log-every", s.log_every, "training steps between two rows of OUT/steps.jsonl")
       ->check(CLI::PositiveNumber)

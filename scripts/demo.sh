@@ -15,8 +15,8 @@ set -euo pipefail
 # paths relative to the repository root (extra script arguments are appended).
 MAIN_TARGET="nsl-tools"  # the programs of apps/
 OUT="runs/demo"
-MAIN_JOB=(build/release/nsl-train --variant dynamic_dns --epochs 1 --schedule cosine --precise-bn 100
-          --out "$OUT")
+MAIN_JOB=(build/release/nsl-train --variant dynamic_dns --epochs 1 --schedule cosine --warmup 200
+          --precise-bn 100 --out "$OUT")
 # -----------------------------------------------------------------------------
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

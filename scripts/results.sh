@@ -9,7 +9,8 @@
 # "lr-0.05") and its console output to train.log there; a run
 # whose metrics already hold all its epochs is skipped, a partial one is
 # resumed from its checkpoint. Expects build/release/nsl-train (scripts/demo.sh
-# builds it). Settings other than the three fields are nsl-train's defaults.
+# builds it). Settings other than the three fields are those of nsl-train's
+# --recipe reference (the table's recipe; EXTRA may override any of them).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,7 +51,7 @@ for spec in "$@"; do
     evaluate_precise_bn "$out"
     continue
   fi
-  args=(--variant "$variant" --epochs "$epochs" --seed "$seed" --out "$out")
+  args=(--variant "$variant" --epochs "$epochs" --seed "$seed" --recipe reference --out "$out")
   # shellcheck disable=SC2206  # EXTRA is a list of options
   [[ -n ${extra:-} ]] && args+=($extra)
   if ((done_epochs > 0)) && [[ -f $out/model.nslckpt ]]; then
