@@ -286,8 +286,7 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
     // The window covers the image (a classifier's last layer): X_n is x_n
     // itself, and each image's product a matrix-vector one (Eigen's, which
     // allocates nothing), y_n = W x_n + b.
-    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> weights(w.data(), O,
-                                                                                                     rows);
+    const auto weights = w.matrix(O, rows);
     detail::for_each_image(N, threads, [&](index n, std::size_t) {
       auto y_n = y.sample(n).vec();
       y_n.noalias() = weights * x.sample(n).vec();

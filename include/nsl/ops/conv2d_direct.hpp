@@ -194,10 +194,17 @@ const T* direct_padded_image(const DirectPlan& d, const T* x, Vector<T>& buffer)
   const index size = d.C * d.Hp * d.Wp;
   if (buffer.size() < size) buffer.resize(size);
   T* padded = buffer.data();
-  std::fill(padded, padded + size, T(0));
-  for (index c = 0; c < d.C; ++c)
-    for (index h = 0; h < d.H; ++h)
-      std::copy(x + (c * d.H + h) * d.W, x + (c * d.H + h + 1) * d.W, padded + (c * d.Hp + h + d.p) * d.Wp + d.p);
+  for (index c = 0; c < d.C; ++c) {  // each cell written once: the frame's zeros, the image's rows
+    T* plane = padded + c * d.Hp * d.Wp;
+    std::fill(plane, plane + d.p * d.Wp, T(0));
+    for (index h = 0; h < d.H; ++h) {
+      T* row = plane + (h + d.p) * d.Wp;
+      std::fill(row, row + d.p, T(0));
+      std::copy(x + (c * d.H + h) * d.W, x + (c * d.H + h + 1) * d.W, row + d.p);
+      std::fill(row + d.p + d.W, row + d.Wp, T(0));
+    }
+    std::fill(plane + (d.H + d.p) * d.Wp, plane + d.Hp * d.Wp, T(0));
+  }
   return padded;
 }
 
