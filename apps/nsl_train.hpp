@@ -106,11 +106,11 @@ inline void set_augmentation(Data& d, const Settings& s) {
   d.flip = augment == "crop-flip";
 }
 
+// The images only: the augmentation depends on the recipe, which needs the
+// training set's size (set_augmentation, after resolve_recipe).
 inline Data load_data(const Settings& s) {
-  Data d{nsl::cli::load_split(s.dataset, s.data, true, s.limit_train),
-         nsl::cli::load_split(s.dataset, s.data, false, s.limit_test)};
-  set_augmentation(d, s);
-  return d;
+  return {nsl::cli::load_split(s.dataset, s.data, true, s.limit_train),
+          nsl::cli::load_split(s.dataset, s.data, false, s.limit_test)};
 }
 
 // A host batch as the network's input: the tensor itself on the CPU, an
@@ -240,12 +240,12 @@ int train(Settings s) {
   const nsl::index batches = (n_train + s.batch - 1) / s.batch;
   resolve_recipe(s, batches * s.epochs, batches, nsl::is_cpu_v<D>);
   set_augmentation(data, s);
+  const nsl::index warmup = std::min<nsl::index>(s.warmup, batches * s.epochs - 1);  // a run shorter than its warm-up
   std::printf("nsl-train: recipe %s: lr %g, %s schedule, %ld warm-up iterations, BN statistics %s, augmentation %s\n",
-              s.recipe.c_str(), s.lr, s.schedule.c_str(), long(std::min<nsl::index>(s.warmup, batches * s.epochs - 1)),
+              s.recipe.c_str(), s.lr, s.schedule.c_str(), long(warmup),
               s.precise_bn > 0 ? nsl::cat("re-estimated on ", s.precise_bn, " batches").c_str() : "moving averages",
               s.augment.empty() ? "the dataset's" : s.augment.c_str());
-  const auto schedule =
-      nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, std::min<nsl::index>(s.warmup, batches * s.epochs - 1));
+  const auto schedule = nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, warmup);
   fs::create_directories(s.out);
   write_run_description(fs::path(s.out) / "run.json", s);
   nsl::cli::TrainingLog log(s.out, !s.resume.empty(), first_epoch - 1, iteration);
