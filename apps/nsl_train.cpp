@@ -73,6 +73,10 @@ int main(int argc, char** argv) {
                  "batches with the weights fixed (0: the moving averages; see nsl/train/precise_bn.hpp; default: "
                  "the recipe's)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--test-both-bn", s.test_both_bn,
+               "with --precise-bn: first test with the moving-average statistics too (test_acc_moving_bn in "
+               "metrics.jsonl), and keep them for training and the model file (the run's weights and moving "
+               "averages are then those of a run without --precise-bn)");
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -47,6 +47,7 @@ struct Settings {
   nsl::index warmup = -1;       // iterations of linear learning-rate warm-up; -1: the recipe's
   nsl::index precise_bn = -1;   // training batches to re-estimate BN statistics before each evaluation (0: off;
                                 // -1: the recipe's)
+  bool test_both_bn = false;    // with precise_bn: also test with the moving averages, which training keeps
   double momentum = 0.9;
   double weight_decay = 5e-4;
   double smoothing = 0.01;
@@ -131,7 +132,8 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
                               {"dataset", s.dataset},     {"epochs", s.epochs},     {"batch", s.batch},
                               {"lr", s.lr},               {"recipe", s.recipe},
                               {"schedule", s.schedule}, {"warmup", s.warmup},
-                              {"precise_bn", s.precise_bn}, {"momentum", s.momentum},
+                              {"precise_bn", s.precise_bn}, {"test_both_bn", s.test_both_bn},
+                              {"momentum", s.momentum},
                               {"weight_decay", s.weight_decay}, {"label_smoothing", s.smoothing},
                               {"seed", s.seed},           {"threads", nsl::num_threads()},
                               {"augment", s.augment.empty() ? "default" : s.augment},
@@ -239,6 +241,8 @@ int train(Settings s) {
   const nsl::index n_train = data.train.images.dim(0);
   const nsl::index batches = (n_train + s.batch - 1) / s.batch;
   resolve_recipe(s, batches * s.epochs, batches, nsl::is_cpu_v<D>);
+  nsl::require(!s.test_both_bn || s.precise_bn > 0, nsl::ErrorKind::argument,
+               "--test-both-bn compares with re-estimated statistics: it needs --precise-bn N > 0 (on the CPU)");
   set_augmentation(data, s);
   const nsl::index warmup = std::min<nsl::index>(s.warmup, batches * s.epochs - 1);  // a run shorter than its warm-up
   std::printf("nsl-train: recipe %s: lr %g, %s schedule, %ld warm-up iterations, BN statistics %s, augmentation %s\n",
@@ -290,15 +294,33 @@ int train(Settings s) {
     const double train_seconds = progress.seconds();
 
     // Evaluate, record, save.
-    if constexpr (nsl::is_cpu_v<D>)
+    auto run_test = [&](const char* phase) {
+      const nsl::cli::PhaseProgress testing(phase);
+      return nsl::evaluate(model.network, data.test, {500, s.smoothing},
+                           [&](nsl::index done, nsl::index total) { testing.show(done, total); });
+    };
+    nlohmann::json epoch_row;
+    std::vector<nsl::Tensor<float>> moving;  // --test-both-bn: the moving averages, put back after the test
+    if constexpr (nsl::is_cpu_v<D>) {
+      if (s.precise_bn > 0 && s.test_both_bn) {
+        const nsl::Evaluation m = run_test("testing with the moving averages");
+        epoch_row["test_loss_moving_bn"] = m.loss;
+        epoch_row["test_acc_moving_bn"] = m.accuracy();
+        for (const auto& b : model.network.buffers()) moving.emplace_back(nsl::TensorView<const float>(b.value));
+      }
       if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch);
-    const nsl::cli::PhaseProgress testing("testing");
-    const nsl::Evaluation test = nsl::evaluate(model.network, data.test, {500, s.smoothing},
-                                               [&](nsl::index done, nsl::index total) { testing.show(done, total); });
-    log.add_epoch({{"epoch", epoch}, {"step", iteration}, {"train_loss", loss_sum / double(seen)},
-                   {"train_acc", double(correct) / double(seen)}, {"test_loss", test.loss},
-                   {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
-                   {"images_per_second", double(seen) / train_seconds}, {"lr", lr}});
+    }
+    const nsl::Evaluation test = run_test("testing");
+    if constexpr (nsl::is_cpu_v<D>)
+      if (!moving.empty()) {  // training goes on from its own averages: the same weights as without the test
+        auto buffers = model.network.buffers();
+        for (std::size_t i = 0; i < buffers.size(); ++i) buffers[i].value.vec() = moving[i].vec();
+      }
+    epoch_row.update({{"epoch", epoch}, {"step", iteration}, {"train_loss", loss_sum / double(seen)},
+                      {"train_acc", double(correct) / double(seen)}, {"test_loss", test.loss},
+                      {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
+                      {"images_per_second", double(seen) / train_seconds}, {"lr", lr}});
+    log.add_epoch(epoch_row);
     std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s\n", epoch, s.epochs,
                 loss_sum / double(seen), 100.0 * double(correct) / double(seen), test.loss, 100.0 * test.accuracy(),
                 nsl::cli::format_seconds(progress.seconds()).c_str());

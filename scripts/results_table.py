@@ -45,6 +45,8 @@ def main(argv):
         moving_acc = f"{100 * last['test_acc']:.2f}"
         if settings.get("precise_bn", 0) > 0:  # nsl-train re-estimated the statistics itself
             moving_acc, precise_acc = "-", moving_acc
+            if "test_acc_moving_bn" in last:  # --test-both-bn: and tested with the moving averages first
+                moving_acc = f"{100 * last['test_acc_moving_bn']:.2f}"
         key = (VARIANTS.index(settings["variant"]) if settings["variant"] in VARIANTS else 99,
                settings["epochs"], settings["seed"])
         rows.append((key, [

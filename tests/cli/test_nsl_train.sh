@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Command-line tests of nsl-train: usage errors are one clear line and a
 # non-zero exit; a resumed run ends with the same checkpoint, bit for bit, as
-# an uninterrupted one.
+# an uninterrupted one; --test-both-bn changes nothing but what is tested.
 # usage: test_nsl_train.sh NSL_TRAIN FASHION_MNIST_DIR WORK_DIR
 set -u
 train="$1"
@@ -49,6 +49,28 @@ check "resumed checkpoint equals the uninterrupted one, byte for byte" \
   cmp "$work/straight/model.nslckpt" "$work/resumed/model.nslckpt"
 check "metrics.jsonl has one line per epoch" test "$(wc -l < "$work/resumed/metrics.jsonl")" -eq 2
 check "curves.png written" test -s "$work/resumed/curves.png"
+
+# --test-both-bn: both BatchNorm evaluations after every epoch, and a run that
+# trains exactly as one without --precise-bn (same losses, same model file).
+"$train" "${common[@]}" --epochs 2 --precise-bn 2 --test-both-bn --out "$work/both" > "$work/both.log" 2>&1
+check "--test-both-bn run succeeds" test $? -eq 0
+"$train" "${common[@]}" --epochs 2 --precise-bn 0 --out "$work/moving" > "$work/moving.log" 2>&1
+check "run with the moving averages succeeds" test $? -eq 0
+check "--test-both-bn: the same training losses as without --precise-bn" \
+  cmp "$work/both/steps.jsonl" "$work/moving/steps.jsonl"
+check "--test-both-bn: the same model file, byte for byte" cmp "$work/both/model.nslckpt" "$work/moving/model.nslckpt"
+check "--test-both-bn: its moving-average test is the other run's test" python3 - "$work/both/metrics.jsonl" \
+  "$work/moving/metrics.jsonl" <<'EOF'
+import json, sys
+both, moving = ([json.loads(line) for line in open(p)] for p in sys.argv[1:3])
+ok = len(both) == len(moving) == 2
+for b, m in zip(both, moving):
+    ok &= b["test_acc_moving_bn"] == m["test_acc"] and b["test_loss_moving_bn"] == m["test_loss"]
+    ok &= "test_acc" in b and b["test_loss"] != m["test_loss"]  # the re-estimated statistics differ
+sys.exit(0 if ok else 1)
+EOF
+expect_one_line_error "--test-both-bn without --precise-bn" "needs --precise-bn" "${common[@]}" --epochs 1 \
+  --precise-bn 0 --test-both-bn --out "$work/x"
 
 # A corrupted checkpoint is refused with a clear message.
 cp "$work/epoch1.nslckpt" "$work/corrupt.nslckpt"
