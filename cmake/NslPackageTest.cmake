@@ -130,7 +130,7 @@ message(STATUS "libnsl-dev: ${_count} headers, the CMake package files, no progr
 
 set(_programs "")
 if(WITH_TOOLS)
-  set(_programs nsl-train nsl-eval)
+  set(_programs nsl-train nsl-eval nsl-curves)
   if(WITH_FEWSHOT)
     list(APPEND _programs nsl-fewshot)
   endif()

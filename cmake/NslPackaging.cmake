@@ -8,7 +8,7 @@
 #               /usr/include/nsl and the CMake package files of
 #               find_package(nsl) under /usr/share/cmake/nsl;
 #   nsl-tools   (component tools, the build's architecture): nsl-train,
-#               nsl-eval and nsl-fewshot in /usr/bin, with Depends computed
+#               nsl-eval, nsl-curves and nsl-fewshot in /usr/bin, with Depends computed
 #               by dpkg-shlibdeps (dpkg-dev).
 # tests/CMakeLists.txt's package_deb test (cmake/NslPackageTest.cmake) builds,
 # inspects and unpacks both and builds tests/consumer against them.
@@ -93,7 +93,8 @@ set(CPACK_DEBIAN_TOOLS_DESCRIPTION
   "Neural Similarity Learning programs: train, evaluate, few-shot
 nsl-train trains CNN-9 with plain, static or dynamic neural similarity
 convolutions on Fashion-MNIST or CIFAR and writes metrics, curves and a model
-file; nsl-eval evaluates a model file on the test split; nsl-fewshot does
+file; nsl-eval evaluates a model file on the test split; nsl-curves draws
+several runs in one picture; nsl-fewshot does
 few-shot learning on glyphs rendered from the installed fonts.
 License: MIT.")
 if(TARGET nsl-train)

@@ -7,6 +7,7 @@
 #include <cairo.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -19,6 +20,16 @@ struct Rgb {
 };
 inline constexpr Rgb kText{0.13, 0.13, 0.13}, kAxis{0.40, 0.40, 0.40}, kGrid{0.90, 0.90, 0.90},
     kMissing{0.78, 0.78, 0.78}, kTrain{0.12, 0.47, 0.71}, kTest{0.89, 0.36, 0.00};
+// Colours for groups of lines that most colour-blind readers tell apart (after
+// Okabe and Ito's palette; its yellow darkened for a white background).
+inline constexpr std::array<Rgb, 8> kCategories{{{0.00, 0.45, 0.70},
+                                                 {0.84, 0.37, 0.00},
+                                                 {0.00, 0.62, 0.45},
+                                                 {0.80, 0.47, 0.65},
+                                                 {0.34, 0.71, 0.91},
+                                                 {0.90, 0.62, 0.00},
+                                                 {0.40, 0.40, 0.40},
+                                                 {0.60, 0.50, 0.10}}};
 inline constexpr double kTickPx = 13, kLabelPx = 14, kTitlePx = 16;  // text sizes in pixels
 
 inline void set_colour(cairo_t* cr, Rgb c) { cairo_set_source_rgb(cr, c.r, c.g, c.b); }

@@ -1,9 +1,11 @@
-// plots.hpp — the training program's two pictures, drawn with Cairo
-// (anti-aliased lines, real text) and written as PNG by Cairo itself:
+// plots.hpp — the programs' pictures, drawn with Cairo (anti-aliased lines,
+// real text) and written as PNG by Cairo itself:
 //
 //   write_training_curves  loss and accuracy (%) against the training step:
 //                          train lines every N steps, test markers per epoch
 //   write_kernel_shapes    one side x side map of |m| / max |m| per similarity layer
+//   write_group_curves     one line per group of runs (their mean) in a band
+//                          (their lowest to highest value), against the epoch
 //
 // Program code, not library code: both return false and say why (an
 // unwritable path, a canvas Cairo cannot make); nothing throws or aborts.
@@ -26,7 +28,8 @@ namespace nsl::plots {
 struct Series {
   std::string label;
   std::vector<double> x, y;
-  bool points = false;  // markers, not a line
+  bool points = false;        // markers, not a line
+  std::vector<double> lo = {}, hi = {};  // if given: a translucent band from lo[i] to hi[i] under the line
 };
 
 // Training curves against the step: train metrics recorded every N steps
@@ -50,6 +53,8 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
       if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) {
         x_min = std::min(x_min, s.x[i]), x_max = std::max(x_max, s.x[i]);
         y_min = std::min(y_min, s.y[i]), y_max = std::max(y_max, s.y[i]);
+        if (i < s.lo.size() && std::isfinite(s.lo[i])) y_min = std::min(y_min, s.lo[i]);
+        if (i < s.hi.size() && std::isfinite(s.hi[i])) y_max = std::max(y_max, s.hi[i]);
       }
   const bool any = y_min <= y_max;
   Axis xa = nice_axis(x_min, any ? x_max : 10.0, 6);
@@ -103,6 +108,18 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
   }
 
   cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+  for (std::size_t k = 0; k < series.size(); ++k) {  // the bands first, under every line
+    const Series& s = series[k];
+    std::vector<std::size_t> at;  // points with a finite x and band
+    for (std::size_t i = 0; i < std::min({s.x.size(), s.lo.size(), s.hi.size()}); ++i)
+      if (std::isfinite(s.x[i]) && std::isfinite(s.lo[i]) && std::isfinite(s.hi[i])) at.push_back(i);
+    if (at.size() < 2) continue;
+    for (std::size_t i : at) cairo_line_to(cr, X(s.x[i]), Y(s.hi[i]));
+    for (auto i = at.rbegin(); i != at.rend(); ++i) cairo_line_to(cr, X(s.x[*i]), Y(s.lo[*i]));
+    cairo_close_path(cr);
+    cairo_set_source_rgba(cr, colours[k].r, colours[k].g, colours[k].b, 0.18);
+    cairo_fill(cr);
+  }
   for (std::size_t k = 0; k < series.size(); ++k) {
     const Series& s = series[k];
     std::vector<std::pair<double, double>> at;  // the finite points, in canvas coordinates
@@ -137,6 +154,46 @@ inline bool write_training_curves(const std::string& path, const TrainingCurves&
   return write_png(path, 1120, 460, "write_training_curves", error, [&](cairo_t* cr) {
     panel(cr, 16, 14, 536, 432, "Loss", "training step", loss, {kTrain, kTest}, false);
     panel(cr, 568, 14, 536, 432, "Accuracy (%)", "training step", accuracy, {kTrain, kTest}, true);
+  });
+}
+
+// Runs in groups (the variants of a results table, each over seeds): one line
+// per group through the mean of its runs' values at each x (an epoch), in a
+// band from the lowest to the highest of them; x where no run of the group
+// has a value is left out.
+struct GroupCurve {
+  std::string label;
+  std::vector<std::vector<double>> runs;  // runs[r][e]: the r-th run's value at x = e + 1
+};
+// The lines and bands of write_group_curves: per group, at each x = e + 1
+// where some run has a finite value, the mean, lowest and highest of them.
+inline std::vector<Series> group_series(const std::vector<GroupCurve>& groups) {
+  std::vector<Series> series;
+  for (const GroupCurve& g : groups) {
+    Series s{g.label, {}, {}, false, {}, {}};
+    std::size_t length = 0;
+    for (const auto& run : g.runs) length = std::max(length, run.size());
+    for (std::size_t e = 0; e < length; ++e) {
+      double sum = 0, lo = INFINITY, hi = -INFINITY;
+      int n = 0;
+      for (const auto& run : g.runs)
+        if (e < run.size() && std::isfinite(run[e])) sum += run[e], lo = std::min(lo, run[e]), hi = std::max(hi, run[e]), ++n;
+      if (n == 0) continue;
+      s.x.push_back(double(e + 1)), s.y.push_back(sum / n), s.lo.push_back(lo), s.hi.push_back(hi);
+    }
+    series.push_back(std::move(s));
+  }
+  return series;
+}
+
+inline bool write_group_curves(const std::string& path, const std::string& title, const std::string& x_label,
+                               const std::vector<GroupCurve>& groups, bool percent, std::string* error) {
+  using namespace draw;
+  const std::vector<Series> series = group_series(groups);
+  std::vector<Rgb> colours;
+  for (std::size_t k = 0; k < series.size(); ++k) colours.push_back(kCategories[k % kCategories.size()]);
+  return write_png(path, 960, 560, "write_group_curves", error, [&](cairo_t* cr) {
+    panel(cr, 16, 14, 928, 532, title, x_label, series, colours, percent);
   });
 }
 

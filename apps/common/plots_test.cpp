@@ -187,6 +187,32 @@ int main(int argc, char** argv) {
   shapes("kernel_shapes_long_titles.png", {"features.block3.dynamic_similarity_conv", "head.global_similarity"},
          {synthetic_slots(9)[2], synthetic_slots(9)[8]}, 9, -1, 56 + 306 + 72);
 
+  // Runs grouped by variant: the mean, lowest and highest at each epoch, a
+  // shorter run, a NaN (left out), a group of one run, an empty group.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<plots::GroupCurve> groups = {
+      {"plain (3 runs)", {{80, 88, 90}, {82, 86, 91}, {84, nan}}},
+      {"dynamic_dns (1 run)", {{79, 89, 92}}},
+      {"none", {}}};
+  const std::vector<plots::Series> lines = plots::group_series(groups);
+  check(lines.size() == 3, "group_series: one series per group");
+  if (lines.size() == 3) {
+    const plots::Series& p = lines[0];
+    check(p.x == std::vector<double>{1, 2, 3}, "group_series: epochs 1..3 of the longest run");
+    check(p.y == std::vector<double>{82, 87, 90.5}, "group_series: the mean of the finite values at each epoch");
+    check(p.lo == std::vector<double>{80, 86, 90} && p.hi == std::vector<double>{84, 88, 91},
+          "group_series: the band from the lowest to the highest run");
+    check(lines[1].y == lines[1].lo && lines[1].y == lines[1].hi, "group_series: one run is its own band");
+    check(lines[2].x.empty(), "group_series: a group without runs has no points");
+  }
+  {
+    const std::string path = dir + "/group_curves.png";
+    error.clear();
+    const unsigned first = 0x0073B3, second = 0xD65E00, first_band = 0xD1E6F1;  // kCategories[0..1]; 18% over white
+    verify(plots::write_group_curves(path, "test accuracy (%)", "epoch", groups, true, &error), error, path, 960, 560,
+           {{first, 500}, {second, 500}, {first_band, 3000}});
+  }
+
   // Failures are reported, not thrown.
   error.clear();
   check(!plots::write_training_curves(dir + "/no/such/dir/curves.png", synthetic_run(1, 50, 1), &error) &&
