@@ -7,7 +7,8 @@
 #   3. benchmarks the layer/* and cnn9/* cases against PyTorch CUDA
 #      (bench/compare_pytorch_cuda.py);
 #   4. trains dynamic_dns on a slice of Fashion-MNIST with --device cuda and
-#      with --device cpu, and compares the two runs' losses and accuracies.
+#      with --device cpu, and compares the first two steps' losses (float32
+#      runs part after a few steps on any two machines, docs/training.md).
 # Results go into OUT_DIR: build.log, cuda_tests.txt, bench.txt, bench.json,
 # train_cuda/, train_cpu/, train_compare.txt and summary.txt.
 #
@@ -155,17 +156,20 @@ if want train; then
   if ((cuda_status == 0 && cpu_status == 0)); then
     "$PYTHON" - "$OUT/train_cuda/metrics.jsonl" "$OUT/train_cpu/metrics.jsonl" >"$OUT/train_compare.txt" 2>&1 <<'EOF'
 import json, sys
+# A run is chaotic: two float32 runs part within a few steps whatever the device (the CPU's
+# AVX2 and AVX-512 builds too, docs/training.md), so only the first steps are compared.
 gpu, cpu = (json.loads(open(p).readline()) for p in sys.argv[1:3])
-ok = True
-for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
-    diff = abs(gpu[key] - cpu[key])
-    # float32 on both sides, 16 steps: the runs drift apart only by rounding
-    good = diff <= 0.02 * max(1.0, abs(cpu[key]))
-    ok &= good
-    print(f"{key:10s} cuda {gpu[key]:.5f}  cpu {cpu[key]:.5f}  |diff| {diff:.2e}  {'ok' if good else 'DIFFERENT'}")
 steps = [[json.loads(line)["train_loss"] for line in open(p.replace("metrics", "steps"))] for p in sys.argv[1:3]]
-print("loss of steps 1-5, cuda:", " ".join(f"{v:.6f}" for v in steps[0][:5]))
-print("loss of steps 1-5, cpu: ", " ".join(f"{v:.6f}" for v in steps[1][:5]))
+ok = True
+for k, bound in ((0, 1e-5), (1, 1e-3)):
+    diff = abs(steps[0][k] - steps[1][k]) / abs(steps[1][k])
+    ok &= diff <= bound
+    print(f"loss of step {k + 1}: cuda {steps[0][k]:.7f}  cpu {steps[1][k]:.7f}  relative {diff:.1e} "
+          f"(bound {bound:.0e}) {'ok' if diff <= bound else 'DIFFERENT'}")
+print("loss of steps 1-8, cuda:", " ".join(f"{v:.5f}" for v in steps[0][:8]))
+print("loss of steps 1-8, cpu: ", " ".join(f"{v:.5f}" for v in steps[1][:8]))
+for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
+    print(f"{key:10s} cuda {gpu[key]:.5f}  cpu {cpu[key]:.5f}  (not compared: the runs have parted by then)")
 print(f"images/s   cuda {gpu['images_per_second']:.0f}  cpu {cpu['images_per_second']:.0f}")
 sys.exit(0 if ok else 1)
 EOF
