@@ -3,7 +3,7 @@
 "How chaotic a run is").
 
 usage: python3 scripts/chaos.py [--variants plain dynamic_dns ...] [--seeds 1 2 3] [--steps 10]
-                                [--data DIR] [--threads 1]
+                                [--data DIR] [--threads 1] [--predictor-gamma G]
 
 The network is bench/compare_pytorch.py's CNN-9 (nsl's layers, widths and initialisation in
 PyTorch), built once from a seed and copied to float32 and float64. On the same batch of 64
@@ -80,6 +80,11 @@ def step_once(net, images, labels):
 def analyse(variant, seed, args, images, labels):
     torch.manual_seed(seed)
     net64 = cp.Cnn9(variant, cp.IMPLS[variant][-1], torch.Generator().manual_seed(seed)).double()
+    if args.predictor_gamma is not None:  # the start of the predictor's last BatchNorm's scale
+        with torch.no_grad():
+            for name, param in net64.named_parameters():
+                if name.endswith("predictor_bn2_gamma"):
+                    param.fill_(args.predictor_gamma)
     net32 = cp.Cnn9(variant, cp.IMPLS[variant][-1], torch.Generator().manual_seed(seed)).float()
     net32.load_state_dict({k: v.float() for k, v in net64.state_dict().items()})
     net64.train(), net32.train()
@@ -135,6 +140,8 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--predictor-gamma", type=float, default=None,
+                        help="start the dynamic predictors' last BatchNorm scale here (default 1; 0 starts them plain)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.batches = 10
