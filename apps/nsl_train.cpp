@@ -77,6 +77,11 @@ int main(int argc, char** argv) {
                "with --precise-bn: first test with the moving-average statistics too (test_acc_moving_bn in "
                "metrics.jsonl), and keep them for training and the model file (the run's weights and moving "
                "averages are then those of a run without --precise-bn)");
+  app.add_option("--predictor-gamma", s.predictor_gamma,
+                 "start the similarity predictors' last BatchNorm scale here (dynamic_dns, dynamic_dns_sphere; "
+                 "0: every dynamic layer starts as the plain convolution, see docs/training.md; with --resume the "
+                 "model file's scales go on)")
+      ->capture_default_str();
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -48,6 +48,7 @@ struct Settings {
   nsl::index precise_bn = -1;   // training batches to re-estimate BN statistics before each evaluation (0: off;
                                 // -1: the recipe's)
   bool test_both_bn = false;    // with precise_bn: also test with the moving averages, which training keeps
+  double predictor_gamma = 1.0;  // start of the dynamic predictors' last BN scale (0: the layers start plain)
   double momentum = 0.9;
   double weight_decay = 5e-4;
   double smoothing = 0.01;
@@ -133,6 +134,7 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
                               {"lr", s.lr},               {"recipe", s.recipe},
                               {"schedule", s.schedule}, {"warmup", s.warmup},
                               {"precise_bn", s.precise_bn}, {"test_both_bn", s.test_both_bn},
+                              {"predictor_gamma", s.predictor_gamma},
                               {"momentum", s.momentum},
                               {"weight_decay", s.weight_decay}, {"label_smoothing", s.smoothing},
                               {"seed", s.seed},           {"threads", nsl::num_threads()},
@@ -211,6 +213,11 @@ int train(Settings s) {
   spec.input_size = image[2];
   spec.classes = data.train.classes;
   spec.dataset = s.dataset;
+  nsl::require(s.predictor_gamma == 1.0 || spec.variant == nsl::Variant::dynamic_dns ||
+                   spec.variant == nsl::Variant::dynamic_dns_sphere,
+               nsl::ErrorKind::argument, "--predictor-gamma: ", s.variant,
+               " has no predictor with a last BatchNorm (dynamic_dns and dynamic_dns_sphere have)");
+  spec.cnn9.predictor_last_bn_scale = s.predictor_gamma;  // a start: --resume takes the file's scales
   int first_epoch = 1;
   nsl::index iteration = 0;
   nsl::ModelFile resumed;
@@ -321,9 +328,11 @@ int train(Settings s) {
                       {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
                       {"images_per_second", double(seen) / train_seconds}, {"lr", lr}});
     log.add_epoch(epoch_row);
-    std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s\n", epoch, s.epochs,
+    const std::string moving_test =
+        moving.empty() ? "" : nsl::cat(" (moving averages: ", 100.0 * epoch_row["test_acc_moving_bn"].get<double>(), "%)");
+    std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%%%s | %s\n", epoch, s.epochs,
                 loss_sum / double(seen), 100.0 * double(correct) / double(seen), test.loss, 100.0 * test.accuracy(),
-                nsl::cli::format_seconds(progress.seconds()).c_str());
+                moving_test.c_str(), nsl::cli::format_seconds(progress.seconds()).c_str());
     nsl::TrainingState<float, D> state{epoch, iteration, &rng, &sgd,
                                        {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
     nsl::save_model((fs::path(s.out) / "model.nslckpt").string(), model, state);

@@ -66,6 +66,43 @@ TEST_CASE("with the predictor's last layer zeroed a dynamic layer equals Conv2d"
     }
 }
 
+TEST_CASE("with the predictor's last BN scale started at 0 a new dynamic layer is exactly Conv2d, and learns") {
+  nsl::Rng rng(434);
+  auto x = nsl::test::randn<double>(Shape{2, 3, 7, 7}, rng);
+  for (const DynamicVariant& v : variants) {
+    CAPTURE(v.name);
+    nsl::DynamicNSConvOptions options{1, true, v.predictor};
+    options.predictor.hidden = 3;
+    options.predictor.second_scale = 0.3;  // G would be far from zero with scale 1
+    options.predictor.last_bn_scale = 0.0;
+    nsl::DynamicNSConv2d<double> layer(3, 4, 3, v.structure, options, rng);
+    nsl::fill_normal<double>(layer.bias().view(), rng);
+    nsl::Conv2d<double> conv(3, 4, 3, {1, 1, true});
+    conv.weight() = layer.weight();
+    conv.bias() = layer.bias();
+    const Tensor<double> y = layer.forward(x);
+    if (!v.predictor.batch_norm) {  // UNS has no BN: the option changes nothing
+      CHECK(nsl::test::max_relative_difference(y, conv.forward(x)) > 1e-3);
+      continue;
+    }
+    CHECK(layer.predicted_similarity().vec().cwiseAbs().maxCoeff() == 0.0);  // G = 0 * x_hat + 0
+    CHECK(nsl::test::max_relative_difference(y, conv.forward(x)) < 1e-12);
+    // The start is not a fixed point: BN2's scale gets a gradient, and the
+    // whole layer passes gradcheck there.
+    const auto report = nsl::gradcheck(layer, x);
+    CAPTURE(report.str());
+    CHECK(report.worst_error < 1e-6);
+    nsl::zero_gradients(layer.parameters());
+    Tensor<double> dy = nsl::test::randn<double>(y.shape(), rng);
+    layer.forward(x);
+    layer.backward(dy.view());
+    bool scale_learns = false;
+    for (const auto& p : layer.parameters())
+      if (p.name == "predictor.bn2.gamma") scale_learns = p.grad.vec().cwiseAbs().maxCoeff() > 1e-6;
+    CHECK(scale_learns);
+  }
+}
+
 TEST_CASE("a new dynamic layer starts near the plain convolution (in evaluation mode, before BN statistics)") {
   nsl::Rng rng(433);
   auto x = nsl::test::randn<float>(Shape{2, 4, 8, 8}, rng);

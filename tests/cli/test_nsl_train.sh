@@ -21,6 +21,8 @@ expect_one_line_error() {  # NAME PATTERN ARGS...
 }
 expect_one_line_error "unknown variant" "unknown variant 'nope'" --variant nope --data "$data" --out "$work/x"
 expect_one_line_error "missing data directory" "/nonexistent" --data /nonexistent --out "$work/x"
+expect_one_line_error "--predictor-gamma on a variant without a predictor BN" "plain has no predictor" \
+  --variant plain --predictor-gamma 0 --data "$data" --limit-train 64 --out "$work/x"
 
 # --device cuda: without the CUDA backend, or without a GPU, one clear line;
 # with both, it trains (and must then succeed).

@@ -35,6 +35,11 @@ struct PredictorOptions {
   bool batch_norm = true;          ///< BN after each conv
   double first_scale = 0.1;        ///< init scale of conv1 (times He)
   double second_scale = 0.001;     ///< init scale of conv2 (times He)
+  /// Start of the scale (gamma) of the BN after conv2. 1: BatchNorm's usual
+  /// start; 0: G = 0, so a dynamic layer starts as the plain convolution
+  /// and learns to depart from it (its float32 runs part from float64 as
+  /// slowly as plain CNN-9's, docs/training.md). Without batch_norm: unused.
+  double last_bn_scale = 1.0;
   BatchNormOptions bn{};
 
   static PredictorOptions dns() { return {}; }
@@ -68,6 +73,7 @@ class SimilarityPredictor : public Layer<T, D> {
     if (options.batch_norm) {
       bn1_.emplace(options.hidden, options.bn);
       bn2_.emplace(rows_, options.bn);
+      if (options.last_bn_scale != 1.0) bn2_->gamma().fill(static_cast<T>(options.last_bn_scale));
     }
     // ReLU and conv2 keep views of hidden_, which this layer owns and leaves
     // alone until backward; conv1 reads the caller's input (set_borrowing).

@@ -68,6 +68,8 @@ struct SimilarityConvOptions {
   /// The authors' quirk: static DNS starts with m on slots 0, 4, 8 only
   /// (not our default, which starts at the plain convolution, m = 1).
   bool static_dns_identity_pattern = false;
+  /// Start of the predictors' last BN scale (PredictorOptions::last_bn_scale).
+  double predictor_last_bn_scale = 1.0;
 };
 
 struct Cnn9Options {
@@ -79,9 +81,14 @@ struct Cnn9Options {
   /// The authors' quirk: static DNS starts with m on slots 0, 4, 8 only
   /// (not our default, which starts at the plain convolution, m = 1).
   bool static_dns_identity_pattern = false;
+  /// Start of the predictors' last BN scale (PredictorOptions::last_bn_scale;
+  /// a start only: a model file keeps the trained values, not this option).
+  double predictor_last_bn_scale = 1.0;
 
   /// The options of CNN-9's similarity convolutions.
-  SimilarityConvOptions similarity_conv_options() const { return {bn, predictor_hidden, static_dns_identity_pattern}; }
+  SimilarityConvOptions similarity_conv_options() const {
+    return {bn, predictor_hidden, static_dns_identity_pattern, predictor_last_bn_scale};
+  }
 };
 
 /// One 3x3, stride 1, 'same', bias-free similarity convolution from `in` to
@@ -97,6 +104,7 @@ std::unique_ptr<Layer<T, D>> make_similarity_conv(Variant v, index in, index out
   auto dynamic = [&](Structure s, PredictorOptions p) {
     if (o.predictor_hidden > 0) p.hidden = o.predictor_hidden;
     p.bn = o.bn;
+    p.last_bn_scale = o.predictor_last_bn_scale;
     return std::make_unique<DynamicNSConv2d<T, D>>(in, out, 3, s, DynamicNSConvOptions{1, false, p}, rng);
   };
   switch (v) {
