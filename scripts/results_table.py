@@ -11,7 +11,10 @@ epoch (not the best epoch): with BatchNorm's moving-average statistics (the
 recipe) and with statistics re-estimated for the final weights (precise BN);
 the time is the sum of the epochs' wall times (training and evaluation).
 A run trained with --precise-bn evaluated with re-estimated statistics
-already, so its moving-average column is "-".
+already, so its moving-average column is "-", unless it also ran
+--test-both-bn, which tests with both. The test loss is the one with the
+moving averages (nsl-train's, with its label smoothing), "-" where the run
+did not test with them.
 """
 import json
 import sys
@@ -42,11 +45,12 @@ def main(argv):
         last = epochs[-1]
         precise = Path(run_dir) / "eval_precise_bn.json"
         precise_acc = f"{100 * json.loads(precise.read_text())['accuracy']:.2f}" if precise.exists() else "-"
-        moving_acc = f"{100 * last['test_acc']:.2f}"
+        moving_acc, moving_loss = f"{100 * last['test_acc']:.2f}", f"{last['test_loss']:.4f}"
         if settings.get("precise_bn", 0) > 0:  # nsl-train re-estimated the statistics itself
-            moving_acc, precise_acc = "-", moving_acc
+            moving_acc, moving_loss, precise_acc = "-", "-", moving_acc
             if "test_acc_moving_bn" in last:  # --test-both-bn: and tested with the moving averages first
                 moving_acc = f"{100 * last['test_acc_moving_bn']:.2f}"
+                moving_loss = f"{last['test_loss_moving_bn']:.4f}"
         key = (VARIANTS.index(settings["variant"]) if settings["variant"] in VARIANTS else 99,
                settings["epochs"], settings["seed"])
         rows.append((key, [
@@ -57,13 +61,13 @@ def main(argv):
             moving_acc,
             precise_acc,
             f"{100 * last['train_acc']:.2f}",
-            f"{last['test_loss']:.4f}",
+            moving_loss,
             minutes(sum(e["seconds"] for e in epochs)),
             f"{sum(e['images_per_second'] for e in epochs) / len(epochs):.0f}",
             f"`{Path(run_dir).name}`",
         ]))
     print("| variant | seed | epochs | lr, schedule | test acc % (moving-average BN) | test acc % (precise BN) "
-          "| train acc % | test loss | minutes | img/s (train) | run |")
+          "| train acc % | test loss (moving-average BN) | minutes | img/s (train) | run |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for _, cells in sorted(rows):
         print("| " + " | ".join(cells) + " |")
