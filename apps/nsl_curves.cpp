@@ -69,8 +69,9 @@ std::vector<double> epoch_values(const fs::path& metrics, const std::string& key
     } catch (const nlohmann::json::exception& e) {
       nsl::fail(nsl::ErrorKind::format, nsl::cat(metrics.string(), ":", number, ": not JSON: ", e.what()));
     }
-    nsl::require(row.contains("epoch") && row["epoch"].is_number_integer() && row["epoch"].get<long>() >= 1,
-                 nsl::ErrorKind::format, metrics.string(), ":", number, ": no epoch number");
+    nsl::require(row.contains("epoch") && row["epoch"].is_number_integer() && row["epoch"].get<long>() >= 1 &&
+                     row["epoch"].get<long>() <= 1000000,
+                 nsl::ErrorKind::format, metrics.string(), ":", number, ": no epoch number from 1 to 1000000");
     const auto epoch = static_cast<std::size_t>(row["epoch"].get<long>());
     if (values.size() < epoch) values.resize(epoch, NAN);
     if (row.contains(key) && row[key].is_number()) {
