@@ -184,7 +184,9 @@ if want profile; then
   ncu="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
   for variant in plain dynamic_dns; do
     start=$SECONDS
-    built nsl_bench_cuda && timeout 60 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv \
+    # At most 2000 kernels (a dynamic_dns step has about 1960; ncu profiles some 100 a second).
+    built nsl_bench_cuda && timeout 90 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv \
+      --launch-count 2000 \
       "$BUILD/nsl_bench_cuda" --filter "^cnn9/$variant/" --warmup 1 --repetitions 1 --min-time 1e-9 \
       >"$OUT/ncu_$variant.csv" 2>&1
     record "profile of a $variant step" $? $((SECONDS - start))
