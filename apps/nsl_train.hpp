@@ -213,9 +213,8 @@ int train(Settings s) {
   spec.input_size = image[2];
   spec.classes = data.train.classes;
   spec.dataset = s.dataset;
-  nsl::require(s.predictor_gamma == 1.0 || spec.variant == nsl::Variant::dynamic_dns ||
-                   spec.variant == nsl::Variant::dynamic_dns_sphere,
-               nsl::ErrorKind::argument, "--predictor-gamma: ", s.variant,
+  nsl::require(s.predictor_gamma == 1.0 || nsl::has_predictor_batch_norm(spec.variant), nsl::ErrorKind::argument,
+               "--predictor-gamma: ", s.variant,
                " has no predictor with a last BatchNorm (dynamic_dns and dynamic_dns_sphere have)");
   spec.cnn9.predictor_last_bn_scale = s.predictor_gamma;  // a start: --resume takes the file's scales
   int first_epoch = 1;
@@ -308,11 +307,13 @@ int train(Settings s) {
     };
     nlohmann::json epoch_row;
     std::vector<nsl::Tensor<float>> moving;  // --test-both-bn: the moving averages, put back after the test
+    std::string moving_test;                 // and what the epoch line says of their test
     if constexpr (nsl::is_cpu_v<D>) {
       if (s.precise_bn > 0 && s.test_both_bn) {
         const nsl::Evaluation m = run_test("testing with the moving averages");
         epoch_row["test_loss_moving_bn"] = m.loss;
         epoch_row["test_acc_moving_bn"] = m.accuracy();
+        moving_test = nsl::cat(" (moving averages: ", 100.0 * m.accuracy(), "%)");
         for (const auto& b : model.network.buffers()) moving.emplace_back(nsl::TensorView<const float>(b.value));
       }
       if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch);
@@ -328,8 +329,6 @@ int train(Settings s) {
                       {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
                       {"images_per_second", double(seen) / train_seconds}, {"lr", lr}});
     log.add_epoch(epoch_row);
-    const std::string moving_test =
-        moving.empty() ? "" : nsl::cat(" (moving averages: ", 100.0 * epoch_row["test_acc_moving_bn"].get<double>(), "%)");
     std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%%%s | %s\n", epoch, s.epochs,
                 loss_sum / double(seen), 100.0 * double(correct) / double(seen), test.loss, 100.0 * test.accuracy(),
                 moving_test.c_str(), nsl::cli::format_seconds(progress.seconds()).c_str());

@@ -52,6 +52,29 @@ TEST_CASE("the reference CNN-9 has the layers and widths of NSL.md") {
   CHECK(nsl::parse_variant("dynamic_uns") == Variant::dynamic_uns);
 }
 
+TEST_CASE("predictor_last_bn_scale starts the predictors' last BatchNorm of exactly the variants that have one") {
+  nsl::Rng rng(602);
+  const Variant with_attention[] = {Variant::plain,       Variant::static_dns,         Variant::static_uns,
+                                    Variant::dynamic_dns, Variant::dynamic_uns,        Variant::dynamic_dns_sphere,
+                                    Variant::sphere_attention};
+  for (Variant v : with_attention) {
+    CAPTURE(nsl::to_string(v));
+    nsl::Cnn9Options small;
+    small.widths[0] = small.widths[1] = small.widths[2] = 4;
+    small.attention_widths[0] = small.attention_widths[1] = small.attention_widths[2] = 4;
+    small.predictor_hidden = 4;
+    small.predictor_last_bn_scale = 0.25;
+    auto net = nsl::cnn9<float>(v, 1, 10, rng, small);
+    int started = 0;  // parameters filled with the start value
+    for (const auto& p : net.parameters())
+      if ((p.value.vec().array() == 0.25f).all()) ++started;
+    CHECK((started > 0) == nsl::has_predictor_batch_norm(v));
+  }
+  CHECK(nsl::has_predictor_batch_norm(Variant::dynamic_dns));
+  CHECK(nsl::has_predictor_batch_norm(Variant::dynamic_dns_sphere));
+  CHECK_FALSE(nsl::has_predictor_batch_norm(Variant::dynamic_uns));
+}
+
 TEST_CASE("a small CNN-9 passes gradcheck end to end (plain and dynamic DNS)") {
   nsl::Rng rng(602);
   for (Variant v : {Variant::plain, Variant::dynamic_dns}) {

@@ -91,6 +91,17 @@ struct Cnn9Options {
   }
 };
 
+/// Whether the similarity layers of `v` have a predictor that ends in a
+/// BatchNorm: the layers whose start predictor_last_bn_scale sets.
+inline bool has_predictor_batch_norm(Variant v) {
+  switch (v) {
+    case Variant::dynamic_dns: return PredictorOptions::dns().batch_norm;
+    case Variant::dynamic_uns: return PredictorOptions::uns().batch_norm;
+    case Variant::dynamic_dns_sphere: return PredictorOptions::dns_sphere().batch_norm;
+    default: return false;
+  }
+}
+
 /// One 3x3, stride 1, 'same', bias-free similarity convolution from `in` to
 /// `out` channels on device D: the layer of `v` that CNN-9 and Conv-4 put
 /// where the variant under test goes. plain: Conv2d; static_dns / static_uns:
