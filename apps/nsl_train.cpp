@@ -54,10 +54,11 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", s.epochs, "epochs to train")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--batch", s.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--recipe", s.recipe,
-                 "what --lr, --schedule, --warmup, --precise-bn and --augment default to: auto (good at any run "
-                 "length: lr 0.1, cosine, a warm-up of half the run up to 200 iterations, BN statistics "
-                 "re-estimated on up to 100 batches; under 400 iterations lr 0.05 and no augmentation) or "
-                 "reference (the paper's: lr 0.1, step, 200, moving averages; made for long runs)")
+                 "what --lr, --schedule, --warmup, --precise-bn, --augment and --predictor-gamma default to: auto "
+                 "(good at any run length: lr 0.1, cosine, a warm-up of half the run up to 200 iterations, BN "
+                 "statistics re-estimated on up to 100 batches, dynamic layers started plain; under 400 iterations "
+                 "lr 0.05 and no augmentation) or reference (the paper's: lr 0.1, step, 200, moving averages, "
+                 "predictor scale 1; made for long runs)")
       ->check(CLI::IsMember({"auto", "reference"}))
       ->capture_default_str();
   app.add_option("--lr", s.lr, "base learning rate (default: the recipe's)")->check(CLI::NonNegativeNumber);
@@ -80,8 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--predictor-gamma", s.predictor_gamma,
                  "start the similarity predictors' last BatchNorm scale here (dynamic_dns, dynamic_dns_sphere; "
                  "0: every dynamic layer starts as the plain convolution, see docs/training.md; with --resume the "
-                 "model file's scales go on)")
-      ->capture_default_str();
+                 "model file's scales go on; default: the recipe's, auto 0, reference 1)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();

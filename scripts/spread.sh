@@ -12,7 +12,9 @@
 # runs/spread/BUILD-VARIANT-sSEED/ (a finished run is kept). Then it prints
 # each run's test accuracy, the spread over seeds and paths, and the step at
 # which two builds' runs of the same seed part (relative loss difference above
-# 1e-3).
+# 1e-3). SPREAD_ARGS adds nsl-train options to every run, and SPREAD_TAG
+# (e.g. -g1) goes after the variant in the folder names, so that runs with
+# other options do not take the default runs' folders.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,6 +22,9 @@ builds=("$@")
 ((${#builds[@]})) || builds=(build/release build/avx2)
 variants=(${SPREAD_VARIANTS:-plain dynamic_dns})
 seeds=(${SPREAD_SEEDS:-1 2 3})
+extra=(${SPREAD_ARGS:-})
+tag="${SPREAD_TAG:-}"
+[[ $tag =~ ^[A-Za-z0-9._-]*$ ]] || { echo "spread: SPREAD_TAG '$tag': letters, digits, '.', '_' and '-' only" >&2; exit 1; }
 for build in "${builds[@]}"; do
   [[ -x $build/nsl-train ]] || { echo "spread: $build/nsl-train missing (cmake --build $build --target nsl-train)" >&2; exit 1; }
 done
@@ -27,30 +32,30 @@ done
 for variant in "${variants[@]}"; do
   for seed in "${seeds[@]}"; do
     for build in "${builds[@]}"; do
-      out="runs/spread/$(basename "$build")-$variant-s$seed"
+      out="runs/spread/$(basename "$build")-$variant$tag-s$seed"
       if [[ -s $out/metrics.jsonl ]]; then continue; fi
       echo "spread: $out"
       "$build/nsl-train" --variant "$variant" --epochs 1 --limit-train 20000 --seed "$seed" --threads 2 \
-        --log-every 1 --out "$out" >"$out.log" 2>&1 || { echo "spread: $out failed, see $out.log" >&2; exit 1; }
+        --log-every 1 "${extra[@]}" --out "$out" >"$out.log" 2>&1 || { echo "spread: $out failed, see $out.log" >&2; exit 1; }
     done
   done
 done
 
-python3 - "${builds[@]}" -- "${variants[@]}" -- "${seeds[@]}" <<'EOF'
+SPREAD_TAG="$tag" python3 - "${builds[@]}" -- "${variants[@]}" -- "${seeds[@]}" <<'EOF'
 import json, statistics, sys, os
 args = sys.argv[1:]
 i = args.index("--"); builds = [os.path.basename(b) for b in args[:i]]; rest = args[i + 1:]
 j = rest.index("--"); variants, seeds = rest[:j], rest[j + 1:]
 
 def run(build, variant, seed):
-    folder = f"runs/spread/{build}-{variant}-s{seed}"
+    folder = f"runs/spread/{build}-{variant}{os.environ['SPREAD_TAG']}-s{seed}"
     metrics = json.loads(open(f"{folder}/metrics.jsonl").readline())
     losses = [json.loads(line)["train_loss"] for line in open(f"{folder}/steps.jsonl")]
     return metrics["test_acc"] * 100, losses
 
 for variant in variants:
     accuracies = []
-    print(f"{variant}:")
+    print(f"{variant}{os.environ['SPREAD_TAG']}:")
     for seed in seeds:
         runs = [run(b, variant, seed) for b in builds]
         accuracies += [acc for acc, _ in runs]

@@ -24,6 +24,20 @@ expect_one_line_error "missing data directory" "/nonexistent" --data /nonexisten
 expect_one_line_error "--predictor-gamma on a variant without a predictor BN" "plain has no predictor" \
   --variant plain --predictor-gamma 0 --data "$data" --limit-train 64 --out "$work/x"
 
+# The recipe's start of the predictors' last BatchNorm scale: auto starts the
+# dynamic layers plain (--predictor-gamma 0), reference at the paper's 1.
+tiny=(--variant dynamic_dns --data "$data" --limit-train 64 --limit-test 32 --batch 32 --threads 2 --seed 7)
+"$train" "${tiny[@]}" --out "$work/g_auto" > "$work/g_auto.log" 2>&1
+check "dynamic_dns, recipe auto: succeeds" test $? -eq 0
+"$train" "${tiny[@]}" --predictor-gamma 0 --out "$work/g0" > "$work/g0.log" 2>&1
+"$train" "${tiny[@]}" --predictor-gamma 1 --out "$work/g1" > "$work/g1.log" 2>&1
+check "recipe auto: the model of --predictor-gamma 0, byte for byte" cmp "$work/g_auto/model.nslckpt" "$work/g0/model.nslckpt"
+check "recipe auto: not the model of --predictor-gamma 1" bash -c "! cmp -s '$work/g_auto/model.nslckpt' '$work/g1/model.nslckpt'"
+check "recipe auto: says so" grep -q "predictors' last BN scale started at 0" "$work/g_auto.log"
+"$train" "${tiny[@]}" --recipe reference --out "$work/g_ref" > "$work/g_ref.log" 2>&1
+check "recipe reference: records a start of 1 in run.json" python3 -c \
+  "import json,sys; sys.exit(json.load(open('$work/g_ref/run.json'))['predictor_gamma'] != 1)"
+
 # --device cuda: without the CUDA backend, or without a GPU, one clear line;
 # with both, it trains (and must then succeed).
 "$train" --device cuda --variant plain --data "$data" --limit-train 64 --limit-test 32 --batch 32 \
