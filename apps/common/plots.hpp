@@ -42,7 +42,8 @@ struct TrainingCurves {
 namespace draw {
 
 // One panel inside the box (x, y, w, h): title at the top left, legend at the
-// top right, the plot with grid, ticks and x label below them. `percent`
+// top right (on a row of its own below the title where the two would
+// touch), the plot with grid, ticks and x label below them. `percent`
 // keeps the y axis inside [0, 100].
 inline void panel(cairo_t* cr, double x, double y, double w, double h, const std::string& title,
                   const std::string& x_label, const std::vector<Series>& series, const std::vector<Rgb>& colours,
@@ -65,8 +66,12 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
   double label_w = 0;  // the y tick labels decide the left margin
   for (double v = ya.lo; v <= ya.hi + ya.step * 1e-6; v += ya.step)
     label_w = std::max(label_w, text_width(cr, tick_label(v, ya.step), kTickPx));
-  const double px = std::round(x + label_w + 12), py = y + 34;
-  const double pw = std::round(x + w - px - 12), ph = std::round(y + h - py - 46);
+  const double px = std::round(x + label_w + 12), pw = std::round(x + w - px - 12);
+  double legend_w = 0;  // each entry: a 24-pixel swatch, 6 pixels, the label, 18 pixels to the next
+  for (const Series& s : series) legend_w += text_width(cr, s.label, kLabelPx) + 48;
+  const bool legend_row = px + pw - legend_w < px + text_width(cr, title, kTitlePx) + 16;
+  const double legend_y = legend_row ? y + 34 : y + 12;
+  const double py = legend_row ? y + 56 : y + 34, ph = std::round(y + h - py - 46);
   // The axes' ends lie `inset` pixels inside the frame, so markers there stay whole.
   const double inset = 8;
   auto X = [&](double v) { return px + inset + (v - xa.lo) / (xa.hi - xa.lo) * (pw - 2 * inset); };
@@ -96,10 +101,10 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
   double lx = px + pw;  // legend, right-aligned above the plot: a swatch, then the label
   for (std::size_t k = series.size(); k-- > 0;) {
     lx -= text_width(cr, series[k].label, kLabelPx);
-    text(cr, lx, y + 12, series[k].label, kLabelPx, 0);
+    text(cr, lx, legend_y, series[k].label, kLabelPx, 0);
     lx -= 30;
-    if (series[k].points) dot(cr, lx + 12, y + 12, 4.5, colours[k], false);
-    else line(cr, lx, y + 12, lx + 24, y + 12, colours[k], 2.5);
+    if (series[k].points) dot(cr, lx + 12, legend_y, 4.5, colours[k], false);
+    else line(cr, lx, legend_y, lx + 24, legend_y, colours[k], 2.5);
     lx -= 18;
   }
   if (!any) {
