@@ -84,10 +84,17 @@ struct Settings {
 //     epoch (469 iterations) gets what the demo runs: lr 0.1, cosine, 200.
 //   Both recipes start the dynamic predictors as resolve_predictor_start says.
 constexpr nsl::index kShortRun = 400;
-inline void resolve_recipe(Settings& s, nsl::index iterations, nsl::index batches_per_epoch, bool cpu) {
+
+// Whether --recipe names the reference recipe; one clear error for a name
+// that is neither recipe.
+inline bool is_reference_recipe(const Settings& s) {
   nsl::require(s.recipe == "auto" || s.recipe == "reference", nsl::ErrorKind::argument,
                "--recipe: expected auto or reference, got '", s.recipe, "'");
-  const bool reference = s.recipe == "reference", short_run = !reference && iterations < kShortRun;
+  return s.recipe == "reference";
+}
+
+inline void resolve_recipe(Settings& s, nsl::index iterations, nsl::index batches_per_epoch, bool cpu) {
+  const bool reference = is_reference_recipe(s), short_run = !reference && iterations < kShortRun;
   if (s.lr < 0) s.lr = short_run ? 0.05 : 0.1;
   if (s.schedule.empty()) s.schedule = reference ? "step" : "cosine";
   if (s.warmup < 0) s.warmup = reference ? 200 : std::min<nsl::index>(200, iterations / 2);
@@ -104,12 +111,10 @@ inline void resolve_recipe(Settings& s, nsl::index iterations, nsl::index batche
 // run is": the 157-step dynamic DNS run ends at 85.4-86.9% over three seeds
 // and two kernel paths, against 83.1-86.1% with the scale at 1).
 inline void resolve_predictor_start(Settings& s, nsl::Variant v) {
-  nsl::require(s.recipe == "auto" || s.recipe == "reference", nsl::ErrorKind::argument,
-               "--recipe: expected auto or reference, got '", s.recipe, "'");
-  const bool has = nsl::has_predictor_batch_norm(v);
+  const bool reference = is_reference_recipe(s), has = nsl::has_predictor_batch_norm(v);
   nsl::require(s.predictor_gamma < 0 || has, nsl::ErrorKind::argument, "--predictor-gamma: ", s.variant,
                " has no predictor with a last BatchNorm (dynamic_dns and dynamic_dns_sphere have)");
-  if (s.predictor_gamma < 0) s.predictor_gamma = has && s.recipe == "auto" ? 0.0 : 1.0;
+  if (s.predictor_gamma < 0) s.predictor_gamma = has && !reference ? 0.0 : 1.0;
 }
 
 // ---- data ------------------------------------------------------------------
