@@ -53,6 +53,48 @@ TEST_CASE("weight decay is skipped for parameters whose flag is off") {
   CHECK(kept.value[1] == 2.0);
 }
 
+TEST_CASE("scale_parameters gives a group of parameters, chosen by name, its own multiples of lr and λ") {
+  TwoNumbers plain(1.0, 2.0, 0.5, -0.5), head(1.0, 2.0, 0.5, -0.5), tail(1.0, 2.0, 0.5, -0.5);
+  nsl::Sgd<double> sgd({{"conv.weight", plain.value.view(), plain.grad.view(), true},
+                        {"predictor.conv1.weight", head.value.view(), head.grad.view(), true},
+                        {"predictor.bn1.gamma", tail.value.view(), tail.grad.view(), false}},
+                       {0.0, 0.1});
+  CHECK(sgd.scale_parameters("predictor.", {2.0, 1.0}) == 2);
+  CHECK(sgd.scale_parameters("predictor.conv", {2.0, 10.0}) == 1);  // replaces the multiples it had
+  CHECK(sgd.scale_parameters("no such name", {3.0, 3.0}) == 0);
+  CHECK(sgd.scale(0).lr == 1.0);
+  CHECK(sgd.scale(1).weight_decay == 10.0);
+  CHECK(sgd.scale(2).lr == 2.0);
+  CHECK(sgd.scale(2).weight_decay == 1.0);
+  sgd.step(0.5);
+  // w -= lr_scale lr (g + decay_scale λ w) with μ = 0.
+  CHECK(plain.value[0] == doctest::Approx(1.0 - 0.5 * (0.5 + 0.1 * 1.0)).epsilon(1e-15));
+  CHECK(plain.value[1] == doctest::Approx(2.0 - 0.5 * (-0.5 + 0.1 * 2.0)).epsilon(1e-15));
+  CHECK(head.value[0] == doctest::Approx(1.0 - 1.0 * (0.5 + 1.0 * 1.0)).epsilon(1e-15));
+  CHECK(head.value[1] == doctest::Approx(2.0 - 1.0 * (-0.5 + 1.0 * 2.0)).epsilon(1e-15));
+  CHECK(tail.value[0] == doctest::Approx(1.0 - 1.0 * 0.5).epsilon(1e-15));  // its decay flag is off: no λ
+  CHECK(tail.value[1] == doctest::Approx(2.0 + 1.0 * 0.5).epsilon(1e-15));
+
+  // Multiples of 1 are the plain update, bit for bit.
+  TwoNumbers a(0.3, -0.7, 0.11, 0.13), b(0.3, -0.7, 0.11, 0.13);
+  nsl::Sgd<double> one({a.parameter(true)}, {0.9, 5e-4}), scaled({b.parameter(true)}, {0.9, 5e-4});
+  CHECK(scaled.scale_parameters("w", {1.0, 1.0}) == 1);
+  for (int i = 0; i < 3; ++i) {
+    one.step(0.1);
+    scaled.step(0.1);
+  }
+  CHECK(a.value[0] == b.value[0]);
+  CHECK(a.value[1] == b.value[1]);
+
+  CHECK_THROWS_WITH_AS(sgd.scale_parameters("predictor.", {-1.0, 1.0}),
+                       "Sgd::scale_parameters: expected finite multiples >= 0, got lr x-1 and weight decay x1 for "
+                       "'predictor.'",
+                       nsl::ArgumentError);
+  CHECK_THROWS_AS(sgd.scale_parameters("predictor.", {1.0, std::numeric_limits<double>::infinity()}),
+                  nsl::ArgumentError);
+  CHECK(sgd.scale(1).weight_decay == 10.0);  // a rejected call changes nothing
+}
+
 TEST_CASE("velocities persist across steps, are allocated once, and reset to zero on request") {
   TwoNumbers p(0.0, 0.0, 1.0, -1.0);
   nsl::Sgd<double> sgd({p.parameter(false)}, {0.5, 0.0});

@@ -10,10 +10,16 @@
 // than to the loss. One velocity per parameter, zero at the start, allocated
 // at construction; `step` allocates nothing and leaves the gradients as they
 // are (call `zero_gradients` before the next backward, which accumulates).
+//
+// A group of parameters (chosen by name, like PyTorch's parameter groups) may
+// take its own multiples of the learning rate and of λ: `scale_parameters`,
+// e.g. the dynamic layers' predictors with 10 λ (NSL.md §5's recipe as the
+// authors meant it).
 #pragma once
 
 #include <cmath>
 #include <cstddef>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -24,6 +30,13 @@ namespace nsl {
 struct SgdOptions {
   double momentum = 0.9;        ///< μ in [0, 1); 0 is plain SGD
   double weight_decay = 5e-4;   ///< λ >= 0, for parameters flagged for decay
+};
+
+/// Multiples of the learning rate and of the weight decay λ for a group of
+/// parameters (Sgd::scale_parameters); 1 and 1 are the plain update.
+struct SgdScale {
+  double lr = 1.0;            ///< the group's learning rate is lr times the schedule's
+  double weight_decay = 1.0;  ///< and its λ weight_decay times SgdOptions::weight_decay
 };
 
 /// One parameter's update: velocity = μ velocity + grad (+ λ value when
@@ -50,24 +63,46 @@ class Sgd {
     require(options.weight_decay >= 0.0 && std::isfinite(options.weight_decay), ErrorKind::argument,
             "Sgd: weight decay: expected >= 0, got ", options.weight_decay);
     velocities_.reserve(parameters_.size());
+    scales_.assign(parameters_.size(), SgdScale{});
     for (const auto& p : parameters_) {
       check_shape("Sgd", (p.name + " gradient").c_str(), p.grad.shape(), p.value.shape());
       velocities_.emplace_back(p.value.shape());
     }
   }
 
-  /// One update of every parameter with learning rate lr >= 0.
+  /// Gives every parameter whose name contains `part` (e.g. "predictor.")
+  /// the multiples `scale` of the learning rate and of λ, in place of those it
+  /// had; returns how many parameters matched. Scales are not saved in
+  /// checkpoints: set them again after a resume.
+  std::size_t scale_parameters(const std::string& part, SgdScale scale) {
+    require(scale.lr >= 0.0 && std::isfinite(scale.lr) && scale.weight_decay >= 0.0 &&
+                std::isfinite(scale.weight_decay),
+            ErrorKind::argument, "Sgd::scale_parameters: expected finite multiples >= 0, got lr x", scale.lr,
+            " and weight decay x", scale.weight_decay, " for '", part, "'");
+    std::size_t matched = 0;
+    for (std::size_t i = 0; i < parameters_.size(); ++i)
+      if (parameters_[i].name.find(part) != std::string::npos) {
+        scales_[i] = scale;
+        ++matched;
+      }
+    return matched;
+  }
+  /// The multiples of parameter i (in the order of `parameters()`).
+  const SgdScale& scale(std::size_t i) const { return scales_.at(i); }
+
+  /// One update of every parameter with learning rate lr >= 0 (times its
+  /// group's multiple).
   void step(double lr) {
     require(lr >= 0.0 && std::isfinite(lr), ErrorKind::argument,
             "Sgd::step: learning rate: expected >= 0, got ", lr);
     const T momentum = static_cast<T>(options_.momentum);
-    const T rate = static_cast<T>(lr);
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       const Parameter<T, D>& p = parameters_[i];
       Tensor<T, D>& velocity = velocities_[i];
       // A checkpoint may have replaced the velocity: it must still fit.
       check_shape("Sgd::step", "velocity", velocity.shape(), p.value.shape());
-      const T decay = p.weight_decay ? static_cast<T>(options_.weight_decay) : T(0);
+      const T decay = p.weight_decay ? static_cast<T>(options_.weight_decay * scales_[i].weight_decay) : T(0);
+      const T rate = static_cast<T>(lr * scales_[i].lr);
       sgd_momentum_step<T>(p.value, p.grad, velocity.view(), momentum, decay, rate);
     }
   }
@@ -90,6 +125,7 @@ class Sgd {
   std::vector<Parameter<T, D>> parameters_;
   SgdOptions options_;
   std::vector<Tensor<T, D>> velocities_;  ///< v, one per parameter
+  std::vector<SgdScale> scales_;          ///< the multiples of lr and λ, one per parameter
 };
 
 }  // namespace nsl
