@@ -163,3 +163,33 @@ TEST_CASE("mean_kernel_shape is all ones for a zero predictor and the mean row n
     CHECK((shape.array() - 1.0).abs().maxCoeff() > 1e-3);
   }
 }
+
+TEST_CASE("similarity_magnitude is 0 for G = 0 and the RMS of ||G(p)||_F / sqrt(K) otherwise") {
+  nsl::Rng rng(78);
+  const auto x = nsl::test::randn<double>(Shape{2, 3, 5, 5}, rng);
+  for (const DynamicVariant& v : variants) {
+    CAPTURE(v.name);
+    nsl::DynamicNSConv2d<double> layer(3, 4, 3, v.structure, {2, false, v.predictor}, rng);
+    CHECK_THROWS_WITH_AS(nsl::similarity_magnitude(layer), doctest::Contains("forward"), nsl::Error);
+    layer.predictor().conv2().weight().set_zero();
+    layer.predictor().conv2().bias().set_zero();
+    layer.forward(x);
+    CHECK(nsl::similarity_magnitude(layer) == 0.0);
+
+    nsl::fill_normal<double>(layer.predictor().conv2().weight().view(), rng, 0.0, 0.5);
+    layer.forward(x);
+    const nsl::Tensor<double>& g = layer.predicted_similarity();
+    const nsl::index R = g.dim(1), P = g.dim(2) * g.dim(3);
+    REQUIRE(P == 9);  // stride 2 on 5x5: 3x3 output pixels
+    // Written out per pixel: ||G(p)||_F^2 / 9, averaged, square root.
+    double mean_square = 0.0;
+    for (nsl::index n = 0; n < 2; ++n)
+      for (nsl::index p = 0; p < P; ++p) {
+        double frobenius = 0.0;
+        for (nsl::index r = 0; r < R; ++r) frobenius += g[(n * R + r) * P + p] * g[(n * R + r) * P + p];
+        mean_square += frobenius / 9.0 / double(2 * P);
+      }
+    CHECK(nsl::similarity_magnitude(layer) == doctest::Approx(std::sqrt(mean_square)).epsilon(1e-12));
+    CHECK(nsl::similarity_magnitude(layer) > 1e-3);
+  }
+}

@@ -236,4 +236,24 @@ Vector<T> mean_kernel_shape(const DynamicNSConv2d<T>& layer) {
   return shape;
 }
 
+/// How far the layer was from a plain convolution in its last forward pass:
+/// the root mean square over the batch and the output pixels of
+/// ||G(p)||_F / ||I||_F = ||G(p)||_F / sqrt(K) (for a diagonal M, the RMS of
+/// the gains g_a(p) over slots and pixels). 0 while G = 0 (a layer whose
+/// predictor starts with a zero last BatchNorm scale); nsl-train records it
+/// per epoch. Fails before any forward pass.
+template <class T>
+double similarity_magnitude(const DynamicNSConv2d<T>& layer) {
+  const Tensor<T>& g = layer.predicted_similarity();
+  require(g.rank() == 4 && g.size() > 0, ErrorKind::state,
+          "similarity_magnitude: the layer has not run a forward pass yet");
+  const index K = layer.geometry().slots();
+  double squares = 0.0;
+  for (index i = 0; i < g.size(); ++i) squares += double(g[i]) * double(g[i]);
+  // g holds R = K (diagonal) or K^2 numbers per pixel: the sum over them is
+  // ||G(p)||_F^2; divided by the pixels N H W and by ||I||_F^2 = K.
+  const double pixels = double(g.dim(0) * g.dim(2) * g.dim(3));
+  return std::sqrt(squares / (pixels * double(K)));
+}
+
 }  // namespace nsl
