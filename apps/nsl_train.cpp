@@ -83,6 +83,15 @@ int main(int argc, char** argv) {
                  "0: every dynamic layer starts as the plain convolution, see docs/training.md; with --resume the "
                  "model file's scales go on; default: the recipe's, auto 0, reference 1)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--predictor-lr", s.predictor_lr,
+                 "the dynamic layers' similarity predictors learn at this multiple of the learning rate")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--predictor-decay", s.predictor_decay,
+                 "the predictors' convolutions take this multiple of --weight-decay (10: what the authors' code "
+                 "meant to apply, see docs/training.md)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -50,6 +50,8 @@ struct Settings {
   bool test_both_bn = false;    // with precise_bn: also test with the moving averages, which training keeps
   double predictor_gamma = -1;  // start of the dynamic predictors' last BN scale (0: the layers start plain;
                                 // -1: the recipe's, resolve_predictor_start)
+  double predictor_lr = 1;      // the dynamic predictors' learning rate, a multiple of --lr's
+  double predictor_decay = 1;   // their convolutions' weight decay, a multiple of --weight-decay's
   double momentum = 0.9;
   double weight_decay = 5e-4;
   double smoothing = 0.01;
@@ -117,6 +119,20 @@ inline void resolve_predictor_start(Settings& s, nsl::Variant v) {
   if (s.predictor_gamma < 0) s.predictor_gamma = has && !reference ? 0.0 : 1.0;
 }
 
+// --predictor-lr and --predictor-decay: the dynamic layers' predictors
+// ("...predictor.<name>") learn at a multiple of the learning rate, and their
+// convolutions ("...predictor.conv1.weight", "...conv2.weight") decay at a
+// multiple of λ: NSL.md §5, the authors' code meant 10 and applied 1. The
+// defaults, 1 and 1, are the plain update bit for bit.
+template <class D>
+void scale_predictors(nsl::Sgd<float, D>& sgd, const Settings& s) {
+  if (s.predictor_lr == 1.0 && s.predictor_decay == 1.0) return;
+  const std::size_t predictor = sgd.scale_parameters("predictor.", {s.predictor_lr, 1.0});
+  sgd.scale_parameters("predictor.conv", {s.predictor_lr, s.predictor_decay});
+  nsl::require(predictor > 0, nsl::ErrorKind::argument, "--predictor-lr, --predictor-decay: ", s.variant,
+               " has no similarity predictor (the dynamic variants have)");
+}
+
 // ---- data ------------------------------------------------------------------
 
 struct Data {
@@ -158,7 +174,8 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
                               {"lr", s.lr},               {"recipe", s.recipe},
                               {"schedule", s.schedule}, {"warmup", s.warmup},
                               {"precise_bn", s.precise_bn}, {"test_both_bn", s.test_both_bn},
-                              {"predictor_gamma", s.predictor_gamma},
+                              {"predictor_gamma", s.predictor_gamma}, {"predictor_lr", s.predictor_lr},
+                              {"predictor_decay", s.predictor_decay},
                               {"momentum", s.momentum},
                               {"weight_decay", s.weight_decay}, {"label_smoothing", s.smoothing},
                               {"seed", s.seed},           {"threads", nsl::num_threads()},
@@ -198,6 +215,34 @@ inline bool kernel_shape_picture(nsl::Model<float>& model, const Data& data, con
   if (!nsl::plots::write_kernel_shapes(path.string(), titles, slots, 3, &error))
     std::fprintf(stderr, "nsl-train: could not write %s: %s\n", path.string().c_str(), error.c_str());
   return true;
+}
+
+// The size of G of every dynamic layer on the first 100 test images in
+// evaluation mode, {layer: nsl::similarity_magnitude}: the RMS of
+// ||G(p)||_F / ||I||_F, how far the layer is from a plain convolution.
+// metrics.jsonl keeps it per epoch ("similarity_magnitude"); null for a
+// network without dynamic layers. Runs no backward and changes no state that
+// training reads: the run's weights are those of a run without it.
+inline nlohmann::json similarity_magnitudes(nsl::Model<float>& model, const Data& data) {
+  std::vector<nsl::index> dynamic;
+  for (std::size_t i = 0; i < model.network.size(); ++i)
+    if (dynamic_cast<nsl::DynamicNSConv2d<float>*>(&model.network.layer(i))) dynamic.push_back(nsl::index(i));
+  if (dynamic.empty()) return nullptr;
+  nsl::Tensor<float> images;
+  std::vector<int> labels;
+  std::vector<nsl::index> order;
+  for (nsl::index i = 0; i < std::min<nsl::index>(100, data.test.images.dim(0)); ++i) order.push_back(i);
+  nsl::gather_batch(data.test, order, 0, nsl::index(order.size()), images, labels);
+  const bool was_training = model.network.training();
+  model.network.set_training(false);
+  model.network.forward(images.view());  // the dynamic layers keep their G
+  model.network.set_training(was_training);
+  nlohmann::json sizes = nlohmann::json::object();
+  for (nsl::index i : dynamic) {
+    const auto& layer = dynamic_cast<const nsl::DynamicNSConv2d<float>&>(model.network.layer(std::size_t(i)));
+    sizes[model.network.name(std::size_t(i))] = nsl::similarity_magnitude(layer);
+  }
+  return sizes;
 }
 
 // ---- training --------------------------------------------------------------
@@ -257,6 +302,7 @@ int train(Settings s) {
   nsl::Model<float, D> model =
       s.resume.empty() ? nsl::build_model<float, D>(spec, rng) : nsl::load_model<float, D>(resumed);
   nsl::Sgd<float, D> sgd(model.parameters(), {s.momentum, s.weight_decay});
+  scale_predictors(sgd, s);
   if (!s.resume.empty()) {
     first_epoch = nsl::restore_training(resumed, model, sgd, rng, iteration) + 1;
     std::printf("nsl-train: resuming after epoch %d (iteration %ld) from %s\n", first_epoch - 1, long(iteration),
@@ -280,6 +326,9 @@ int train(Settings s) {
               !nsl::has_predictor_batch_norm(spec.variant) ? ""
               : s.resume.empty() ? nsl::cat(", predictors' last BN scale started at ", s.predictor_gamma).c_str()
                                  : ", predictors' last BN scale from the model file");
+  if (s.predictor_lr != 1.0 || s.predictor_decay != 1.0)
+    std::printf("nsl-train: the predictors learn at %g x the learning rate, their convolutions decay at %g x %g\n",
+                s.predictor_lr, s.predictor_decay, s.weight_decay);
   const auto schedule = nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, warmup);
   fs::create_directories(s.out);
   write_run_description(fs::path(s.out) / "run.json", s);
@@ -344,6 +393,15 @@ int train(Settings s) {
       if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch);
     }
     const nsl::Evaluation test = run_test("testing");
+    // The size of G, with the statistics of that test.
+    nlohmann::json magnitudes;
+    if constexpr (nsl::is_cpu_v<D>) {
+      magnitudes = similarity_magnitudes(model, data);
+    } else {
+      nsl::Model<float> host = nsl::host_copy(model);
+      magnitudes = similarity_magnitudes(host, data);
+    }
+    if (!magnitudes.is_null()) epoch_row["similarity_magnitude"] = magnitudes;
     if constexpr (nsl::is_cpu_v<D>)
       if (!moving.empty()) {  // training goes on from its own averages: the same weights as without the test
         auto buffers = model.network.buffers();

@@ -37,6 +37,25 @@ check "recipe auto: says so" grep -q "predictors' last BN scale started at 0" "$
 "$train" "${tiny[@]}" --recipe reference --out "$work/g_ref" > "$work/g_ref.log" 2>&1
 check "recipe reference: records a start of 1 in run.json" python3 -c \
   "import json,sys; sys.exit(json.load(open('$work/g_ref/run.json'))['predictor_gamma'] != 1)"
+check "metrics.jsonl: the size of G of each of dynamic_dns's 9 dynamic layers" python3 -c "
+import json, math, sys
+row = json.loads(open('$work/g_auto/metrics.jsonl').readline())
+g = row['similarity_magnitude']
+sys.exit(not (len(g) == 9 and all(math.isfinite(v) and v > 0 for v in g.values())))"
+
+# The predictors' multiples of the learning rate and of the weight decay: 1
+# and 1 are the plain update, bit for bit; 10 x the decay is another run.
+expect_one_line_error "--predictor-decay on a variant without a predictor" "plain has no similarity predictor" \
+  --variant plain --predictor-decay 10 --data "$data" --limit-train 64 --limit-test 32 --out "$work/x"
+"$train" "${tiny[@]}" --predictor-lr 1 --predictor-decay 1 --out "$work/p1" > "$work/p1.log" 2>&1
+check "--predictor-lr 1 --predictor-decay 1: the default run, byte for byte" \
+  cmp "$work/g_auto/model.nslckpt" "$work/p1/model.nslckpt"
+"$train" "${tiny[@]}" --predictor-decay 10 --out "$work/p10" > "$work/p10.log" 2>&1
+check "--predictor-decay 10: succeeds" test $? -eq 0
+check "--predictor-decay 10: another model" bash -c "! cmp -s '$work/g_auto/model.nslckpt' '$work/p10/model.nslckpt'"
+check "--predictor-decay 10: says so" grep -q "their convolutions decay at 10 x" "$work/p10.log"
+check "--predictor-decay 10: recorded in run.json" python3 -c \
+  "import json,sys; sys.exit(json.load(open('$work/p10/run.json'))['predictor_decay'] != 10)"
 
 # --device cuda: without the CUDA backend, or without a GPU, one clear line;
 # with both, it trains (and must then succeed).
