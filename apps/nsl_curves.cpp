@@ -7,17 +7,24 @@
 // Reads each run folder's run.json (variant, seed) and metrics.jsonl (one row
 // per epoch). --metric picks the row's key: test_acc (the default; with
 // --precise-bn, re-estimated BatchNorm statistics), test_acc_moving_bn (runs of
-// --test-both-bn), train_acc, test_loss or train_loss; accuracies are drawn in
-// %. A run without the key is left out with a note. Errors are one line
-// "nsl-curves: ..." on stderr and exit status 1.
+// --test-both-bn), train_acc, test_loss, train_loss or similarity_magnitude
+// (the size of G of the dynamic layers: the mean over the layers of the
+// row's object); accuracies are drawn in %. A run without the key is left
+// out with a note. --by folder groups the runs by their folder's name without
+// its seed ("-s<N>"), so that runs of one variant with other options (say
+// dynamic_dns-e5-s1-predictor-decay-10) get a line of their own. Errors are
+// one line "nsl-curves: ..." on stderr and exit status 1.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -34,7 +41,17 @@ struct Settings {
   std::string out;
   std::string metric = "test_acc";
   std::string title;  // "": from the metric
+  std::string by = "variant";  // or "folder": one line per folder name without its seed
 };
+
+// The line a run belongs to under --by folder: its folder's name without the
+// seed, e.g. runs/results/dynamic_dns-e5-s2-predictor-decay-10 ->
+// dynamic_dns-e5-predictor-decay-10.
+std::string folder_group(const std::string& dir) {
+  fs::path path(dir);
+  if (path.filename().empty()) path = path.parent_path();  // a trailing '/'
+  return std::regex_replace(path.filename().string(), std::regex("-s[0-9]+(-|$)"), "$1");
+}
 
 // The variants in the order of the results table; others after them, by name.
 int variant_rank(const std::string& v) {
@@ -61,21 +78,32 @@ std::vector<double> epoch_values(const fs::path& metrics, const std::string& key
   nsl::require(bool(in), nsl::ErrorKind::io, metrics.string(), ": cannot open");
   std::vector<double> values;
   std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
+  for (int number_of_line = 1; std::getline(in, line); ++number_of_line) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json row;
     try {
       row = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
-      nsl::fail(nsl::ErrorKind::format, nsl::cat(metrics.string(), ":", number, ": not JSON: ", e.what()));
+      nsl::fail(nsl::ErrorKind::format, nsl::cat(metrics.string(), ":", number_of_line, ": not JSON: ", e.what()));
     }
     nsl::require(row.contains("epoch") && row["epoch"].is_number_integer() && row["epoch"].get<long>() >= 1 &&
                      row["epoch"].get<long>() <= 1000000,
-                 nsl::ErrorKind::format, metrics.string(), ":", number, ": no epoch number from 1 to 1000000");
+                 nsl::ErrorKind::format, metrics.string(), ":", number_of_line, ": no epoch number from 1 to 1000000");
     const auto epoch = static_cast<std::size_t>(row["epoch"].get<long>());
     if (values.size() < epoch) values.resize(epoch, NAN);
-    if (row.contains(key) && row[key].is_number()) {
-      values[epoch - 1] = row[key].get<double>();
+    if (!row.contains(key)) continue;
+    const nlohmann::json& value = row[key];
+    if (value.is_number()) {
+      values[epoch - 1] = value.get<double>();
+      *has_key = true;
+    } else if (value.is_object() && !value.empty()) {  // one number per layer: their mean
+      double sum = 0.0;
+      for (const auto& [layer, number] : value.items()) {
+        nsl::require(number.is_number(), nsl::ErrorKind::format, metrics.string(), ":", number_of_line, ": ", key,
+                     ".", layer, " is not a number");
+        sum += number.get<double>();
+      }
+      values[epoch - 1] = sum / double(value.size());
       *has_key = true;
     }
   }
@@ -99,9 +127,10 @@ int run(const Settings& s) {
     }
     if (accuracy)
       for (double& v : values) v *= 100.0;
-    auto& group = groups[{variant_rank(variant), variant}];
+    const std::string name = s.by == "folder" ? folder_group(dir) : variant;
+    auto& group = groups[{variant_rank(variant), name}];
     group.runs.push_back(std::move(values));
-    seeds[variant].push_back(settings.contains("seed") ? settings["seed"].dump() : "?");
+    seeds[name].push_back(settings.contains("seed") ? settings["seed"].dump() : "?");
   }
   nsl::require(!groups.empty(), nsl::ErrorKind::argument, "no run has ", s.metric, " in its metrics.jsonl");
   std::vector<nsl::plots::GroupCurve> curves;
@@ -110,6 +139,17 @@ int run(const Settings& s) {
     group.label = nsl::cat(key.second, " (", n, n == 1 ? " run)" : " runs)");
     std::printf("nsl-curves: %s: seeds", key.second.c_str());
     for (const std::string& seed : seeds[key.second]) std::printf(" %s", seed.c_str());
+    // The last epoch all its runs reached: their mean and range.
+    std::size_t last = SIZE_MAX;
+    for (const auto& values : group.runs) last = std::min(last, values.size());
+    double sum = 0.0, low = INFINITY, high = -INFINITY;
+    for (const auto& values : group.runs) {
+      const double v = values[last - 1];
+      sum += v;
+      low = std::min(low, v);
+      high = std::max(high, v);
+    }
+    if (std::isfinite(sum)) std::printf("; epoch %zu: mean %.4g, from %.4g to %.4g", last, sum / double(n), low, high);
     std::printf("\n");
     curves.push_back(std::move(group));
   }
@@ -131,7 +171,13 @@ int main(int argc, char** argv) {
   app.add_option("runs", s.runs, "run folders of nsl-train (OUT of --out)")->required()->check(CLI::ExistingDirectory);
   app.add_option("--out", s.out, "the picture to write (PNG)")->required();
   app.add_option("--metric", s.metric,
-                 "key of metrics.jsonl: test_acc, test_acc_moving_bn, train_acc, test_loss or train_loss")
+                 "key of metrics.jsonl: test_acc, test_acc_moving_bn, train_acc, test_loss, train_loss or "
+                 "similarity_magnitude (the mean over the dynamic layers)")
+      ->capture_default_str();
+  app.add_option("--by", s.by,
+                 "one line per variant, or per run folder name without its seed (-s<N>): runs with other options "
+                 "apart")
+      ->check(CLI::IsMember({"variant", "folder"}))
       ->capture_default_str();
   app.add_option("--title", s.title, "the picture's title (default: from the metric)");
   CLI11_PARSE(app, argc, argv);

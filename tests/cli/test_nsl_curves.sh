@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Command-line tests of nsl-curves on run folders made up here: a picture of
 # two variants over seeds is written, a run without the metric is left out
-# with a note, and bad input (no run.json, a line that is not JSON, no run
+# with a note, --by folder and the per-layer similarity_magnitude work, and bad input (no run.json, a line that is not JSON, no run
 # with the metric, an unwritable picture) is one line "nsl-curves: ..." and
 # exit status 1.
 # usage: test_nsl_curves.sh NSL_CURVES WORK_DIR
@@ -49,6 +49,28 @@ check "a run without the metric is left out, with a note" grep -q "old-s1: no te
 rc=0
 "$curves" "$work/plain-s1" --metric test_acc_moving_bn --out "$work/moving.png" > /dev/null 2>&1 || rc=$?
 check "--metric test_acc_moving_bn" test "$rc" -eq 0 -a -s "$work/moving.png"
+check "each line's last epoch: mean and range" grep -q "plain: seeds 1 2; epoch 3: mean 90.5, from 90 to 91" "$work/out.txt"
+
+# --by folder: runs of one variant with other options get a line of their own;
+# similarity_magnitude, one number per dynamic layer, is drawn as their mean.
+for seed in 1 2; do
+  d="$work/dynamic_dns-e1-s$seed-predictor-decay-10"
+  mkdir -p "$d"
+  printf '{"variant": "dynamic_dns", "seed": %s}\n' "$seed" > "$d/run.json"
+  printf '{"epoch": 1, "test_acc": 0.8, "similarity_magnitude": {"a": 0.%s, "b": 0.3}}\n' "$seed" > "$d/metrics.jsonl"
+done
+rc=0
+"$curves" "$work/dns-s1" "$work"/dynamic_dns-e1-s*-predictor-decay-10/ --by folder --out "$work/by.png" \
+  > "$work/out.txt" 2> "$work/err.txt" || rc=$?
+cat "$work/out.txt"
+check "--by folder: succeeds" test "$rc" -eq 0 -a -s "$work/by.png"
+check "--by folder: the folder's name without its seed" grep -q "dns: seeds 1;" "$work/out.txt"
+check "--by folder: runs with other options apart" grep -q "dynamic_dns-e1-predictor-decay-10: seeds 1 2;" "$work/out.txt"
+rc=0
+"$curves" "$work"/dynamic_dns-e1-s*-predictor-decay-10 --metric similarity_magnitude --out "$work/g.png" \
+  > "$work/out.txt" 2> /dev/null || rc=$?
+check "similarity_magnitude: the mean over the layers" grep -q "dynamic_dns: seeds 1 2; epoch 1: mean 0.225, from 0.2 to 0.25" \
+  "$work/out.txt"
 
 mkdir -p "$work/empty" "$work/broken"
 cp "$work/plain-s1/run.json" "$work/broken/"
@@ -59,6 +81,11 @@ mkdir -p "$work/huge"
 cp "$work/plain-s1/run.json" "$work/huge/"
 printf '{"epoch": 4000000000, "test_acc": 0.5}\n' > "$work/huge/metrics.jsonl"
 expect_error "an epoch number out of range" "huge/metrics.jsonl:1: no epoch number" "$work/huge" --out "$work/bad.png"
+mkdir -p "$work/layers"
+cp "$work/plain-s1/run.json" "$work/layers/"
+printf '{"epoch": 1, "similarity_magnitude": {"conv1": "big"}}\n' > "$work/layers/metrics.jsonl"
+expect_error "a layer's value that is not a number" "layers/metrics.jsonl:1: similarity_magnitude.conv1 is not a number" \
+  "$work/layers" --metric similarity_magnitude --out "$work/bad.png"
 expect_error "no run with the metric" "no run has test_acc" "$work/old-s1" --out "$work/bad.png"
 expect_error "an unwritable picture" "no/such/dir/bad.png" "$work/plain-s1" --out "$work/no/such/dir/bad.png"
 
