@@ -7,10 +7,13 @@
 // test images through it in evaluation mode (nsl::evaluate). Prints the accuracy, the mean softmax cross-entropy (no label
 // smoothing, unlike the test loss nsl-train reports with its
 // --label-smoothing), the accuracy of every class and the confusion matrix
-// (rows: true class, columns: predicted class; printed for up to 20 classes).
+// (rows: true class, columns: predicted class; printed for up to 20 classes),
+// and for a dynamic variant the size of each dynamic layer's G on the first
+// 100 test images (RMS of ||G(p)||_F / ||I||_F, as nsl-train's metrics.jsonl).
 // --json FILE writes all of it as one JSON object (accuracies as fractions):
 //   {"model", "variant", "dataset", "images", "accuracy", "loss", "precise_bn",
-//    "per_class": [{"class", "name", "images", "accuracy"}, ...], "confusion": [[...], ...]}
+//    "per_class": [{"class", "name", "images", "accuracy"}, ...], "confusion": [[...], ...],
+//    "similarity_magnitude": {layer: size} (dynamic variants only)}
 // --logits FILE.npy writes every test image's logits (images x classes).
 // --precise-bn N first re-estimates BatchNorm's statistics on N training
 // batches (nsl/train/precise_bn.hpp). --dataset defaults to the model's; --limit-test N evaluates only the
@@ -30,6 +33,7 @@
 #include "common/cli.hpp"
 #include "common/datasets.hpp"
 #include "common/eval_report.hpp"
+#include "common/similarity_magnitudes.hpp"
 #include "nsl/core/threads.hpp"
 #include "nsl/io/atomic_file.hpp"
 #include "nsl/io/model_file.hpp"
@@ -108,9 +112,12 @@ int run(const Settings& s) {
       nsl::evaluate(model.network, test, {s.batch, 0.0, !s.logits.empty()}, [&](nsl::index done, nsl::index) {
         if (done > 0) progress.update((done + s.batch - 1) / s.batch, done);
       });
-  nsl::cli::ReportHeader header{s.model, nsl::to_string(file.spec.variant), dataset, s.precise_bn, {}};
+  nsl::cli::ReportHeader header{s.model, nsl::to_string(file.spec.variant), dataset, s.precise_bn, {}, nullptr};
   for (nsl::index c = 0; c < test.classes; ++c) header.class_names.push_back(nsl::cli::class_name(dataset, c));
+  header.similarity_magnitude = nsl::cli::similarity_magnitudes(model, test);
   nsl::cli::print_report(header, result, !s.json.empty());
+  if (!header.similarity_magnitude.is_null()) std::printf("\n");
+  nsl::cli::print_similarity_magnitudes(header.similarity_magnitude);
   if (!s.json.empty()) {
     const std::string text = nsl::cli::report_json(header, result);
     nsl::write_file_atomically("--json", s.json, [&](std::ofstream& out) { out << text; });

@@ -19,6 +19,7 @@
 #include "common/cli.hpp"
 #include "common/datasets.hpp"
 #include "common/plots.hpp"
+#include "common/similarity_magnitudes.hpp"
 #include "common/training_log.hpp"
 #include "nsl/core/threads.hpp"
 #include "nsl/data/augment.hpp"
@@ -217,34 +218,6 @@ inline bool kernel_shape_picture(nsl::Model<float>& model, const Data& data, con
   return true;
 }
 
-// The size of G of every dynamic layer on the first 100 test images in
-// evaluation mode, {layer: nsl::similarity_magnitude}: the RMS of
-// ||G(p)||_F / ||I||_F, how far the layer is from a plain convolution.
-// metrics.jsonl keeps it per epoch ("similarity_magnitude"); null for a
-// network without dynamic layers. Runs no backward and changes no state that
-// training reads: the run's weights are those of a run without it.
-inline nlohmann::json similarity_magnitudes(nsl::Model<float>& model, const Data& data) {
-  std::vector<nsl::index> dynamic;
-  for (std::size_t i = 0; i < model.network.size(); ++i)
-    if (dynamic_cast<nsl::DynamicNSConv2d<float>*>(&model.network.layer(i))) dynamic.push_back(nsl::index(i));
-  if (dynamic.empty()) return nullptr;
-  nsl::Tensor<float> images;
-  std::vector<int> labels;
-  std::vector<nsl::index> order;
-  for (nsl::index i = 0; i < std::min<nsl::index>(100, data.test.images.dim(0)); ++i) order.push_back(i);
-  nsl::gather_batch(data.test, order, 0, nsl::index(order.size()), images, labels);
-  const bool was_training = model.network.training();
-  model.network.set_training(false);
-  model.network.forward(images.view());  // the dynamic layers keep their G
-  model.network.set_training(was_training);
-  nlohmann::json sizes = nlohmann::json::object();
-  for (nsl::index i : dynamic) {
-    const auto& layer = dynamic_cast<const nsl::DynamicNSConv2d<float>&>(model.network.layer(std::size_t(i)));
-    sizes[model.network.name(std::size_t(i))] = nsl::similarity_magnitude(layer);
-  }
-  return sizes;
-}
-
 // ---- training --------------------------------------------------------------
 
 // The loss of a batch on device D (a GPU keeps its scratch across steps).
@@ -396,10 +369,10 @@ int train(Settings s) {
     // The size of G, with the statistics of that test.
     nlohmann::json magnitudes;
     if constexpr (nsl::is_cpu_v<D>) {
-      magnitudes = similarity_magnitudes(model, data);
+      magnitudes = nsl::cli::similarity_magnitudes(model, data.test);
     } else {
       nsl::Model<float> host = nsl::host_copy(model);
-      magnitudes = similarity_magnitudes(host, data);
+      magnitudes = nsl::cli::similarity_magnitudes(host, data.test);
     }
     if (!magnitudes.is_null()) epoch_row["similarity_magnitude"] = magnitudes;
     if constexpr (nsl::is_cpu_v<D>)

@@ -19,7 +19,19 @@ struct ReportHeader {
   std::string model, variant, dataset;
   index precise_bn = 0;
   std::vector<std::string> class_names;
+  /// {layer: size of G} of the dynamic layers (similarity_magnitudes.hpp);
+  /// null for a network without them.
+  nlohmann::json similarity_magnitude;
 };
+
+/// The size of G of each dynamic layer, on one line after a heading; nothing
+/// for a network without them.
+inline void print_similarity_magnitudes(const nlohmann::json& sizes) {
+  if (!sizes.is_object() || sizes.empty()) return;
+  std::printf("size of G (RMS of ||G(p)||_F / ||I||_F on the first 100 test images; 0: a plain convolution):\n ");
+  for (const auto& [layer, size] : sizes.items()) std::printf(" %s %.4f", layer.c_str(), size.get<double>());
+  std::printf("\n");
+}
 
 inline int decimal_digits(index v) {
   int d = 1;
@@ -89,6 +101,8 @@ inline std::string report_json(const ReportHeader& h, const Evaluation& r) {
   std::string text = "{";
   for (const auto& [key, value] : fields)
     text += (text.size() > 1 ? ",\n  \"" : "\n  \"") + std::string(key) + "\": " + value;
+  if (!h.similarity_magnitude.is_null())
+    text += ",\n  \"similarity_magnitude\": " + h.similarity_magnitude.dump();
   return text + "\n}\n";
 }
 

@@ -87,6 +87,30 @@ check "JSON accuracy equals nsl-train's test_acc exactly" same_fraction
 check "per-class table printed" grep -q "Ankle boot" "$work/eval.out"
 check "confusion matrix printed" grep -q "^confusion matrix (rows: true class" "$work/eval.out"
 check "progress printed" grep -q "^evaluating \[#*\] 1/1 batches" "$work/eval.out"
+check "a plain model: no size of G" bash -c "! grep -q similarity_magnitude '$work/eval.json'"
+
+# A dynamic model: the size of G of its 9 dynamic layers, the values nsl-train
+# recorded for the same weights and statistics (the moving averages of
+# --recipe reference) on the same 100 test images.
+rc=0
+"$train" --variant dynamic_dns --recipe reference --data "$data" --epochs 1 --limit-train 64 --limit-test 100 \
+  --batch 32 --lr 0.01 --threads 2 --out "$work/dyn" > "$work/dyn.log" 2>&1 || rc=$?
+check "nsl-train of dynamic_dns succeeds" test "$rc" -eq 0
+rc=0
+"$eval" --model "$work/dyn/model.nslckpt" --data "$data" --limit-test 100 --threads 2 --json "$work/dyn.json" \
+  > "$work/dyn_eval.out" 2>&1 || rc=$?
+check "nsl-eval of dynamic_dns succeeds" test "$rc" -eq 0
+check "the size of G printed" grep -q "^size of G" "$work/dyn_eval.out"
+same_sizes() {
+  python3 - "$work/dyn.json" "$work/dyn/metrics.jsonl" <<'EOF'
+import json, sys
+a = json.load(open(sys.argv[1]))["similarity_magnitude"]
+b = json.loads(open(sys.argv[2]).readlines()[-1])["similarity_magnitude"]
+print("size of G: nsl-eval", a, "nsl-train", b)
+sys.exit(0 if len(a) == 9 and a == b and all(v > 0 for v in a.values()) else 1)
+EOF
+}
+check "the size of G equals nsl-train's, layer for layer" same_sizes
 
 # Bad input: one line "nsl-eval: ..." on stderr mentioning PATTERN, and exit status 1.
 expect_one_line_error() {  # NAME PATTERN ARGS...
