@@ -193,13 +193,7 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
 inline bool kernel_shape_picture(nsl::Model<float>& model, const Data& data, const fs::path& path) {
   std::vector<std::string> titles;
   std::vector<std::vector<float>> slots;
-  nsl::Tensor<float> images;
-  std::vector<int> labels;
-  std::vector<nsl::index> order;
-  for (nsl::index i = 0; i < std::min<nsl::index>(100, data.test.images.dim(0)); ++i) order.push_back(i);
-  nsl::gather_batch(data.test, order, 0, nsl::index(order.size()), images, labels);
-  model.network.set_training(false);
-  model.network.forward(images.view());  // the dynamic layers keep their M(p)
+  nsl::cli::forward_first_test_images(model, data.test);  // the dynamic layers keep their M(p)
   for (std::size_t i = 0; i < model.network.size(); ++i) {
     nsl::Vector<float> shape;
     if (auto* s = dynamic_cast<nsl::StaticNSConv2d<float>*>(&model.network.layer(i)))
