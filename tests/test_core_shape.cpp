@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <cstdint>
+
 #include "nsl/core/shape.hpp"
 
 TEST_CASE("a shape knows its rank, extents, size and prints them") {
@@ -19,6 +21,17 @@ TEST_CASE("bad shapes are shape errors") {
   CHECK_THROWS_AS(nsl::Shape({1, 2, 3, 4, 5}), nsl::ShapeError);
   CHECK_THROWS_WITH_AS(nsl::Shape({1LL << 40, 1LL << 40}), doctest::Contains("overflow"),
                        nsl::ShapeError);
+  // Empty extents count as 1: an empty tensor cannot carry an absurd extent.
+  CHECK_THROWS_WITH_AS(nsl::Shape({0, 1LL << 62}), doctest::Contains("[0, 4611686018427387904] overflow"),
+                       nsl::ShapeError);
+  CHECK_THROWS_AS(nsl::Shape({1LL << 31, 0, 1LL << 31}), nsl::ShapeError);
+  CHECK(nsl::Shape({0, 1LL << 20, 1LL << 20}).size() == 0);
+  CHECK(nsl::Shape({(1LL << 60) - 1}).size() == (1LL << 60) - 1);
+  CHECK_THROWS_AS(nsl::Shape({1LL << 60}), nsl::ShapeError);
+  const std::uint64_t raw[3] = {0, std::uint64_t(1) << 59, 1};
+  CHECK(nsl::extents_addressable(raw, 3));
+  const std::uint64_t absurd[2] = {0, std::uint64_t(1) << 63};
+  CHECK_FALSE(nsl::extents_addressable(absurd, 2));
   CHECK_THROWS_WITH_AS(nsl::check_shape("conv2d_forward", "weight", nsl::Shape{8, 4, 3, 3},
                                         nsl::Shape{8, 3, 3, 3}),
                        "conv2d_forward: weight: expected [8, 3, 3, 3], got [8, 4, 3, 3]",

@@ -484,6 +484,11 @@ TEST_CASE("malformed checkpoints raise FormatError saying what is wrong") {
         Bytes{}.header().u32(0).u32(1).str("w").u8(1).u64(1000000000000ull).f32(1.f).with_crc();
     CHECK(format_error_of(too_big).find("truncated in tensor 'w' (data): shape [1000000000000]") !=
           std::string::npos);
+    // Empty extents count as 1: an empty tensor cannot carry an absurd extent.
+    const std::string empty_absurd =
+        Bytes{}.header().u32(0).u32(1).str("w").u8(2).u64(0).u64(1ull << 62).with_crc();
+    CHECK(format_error_of(empty_absurd).find("tensor 'w': absurd extents [0, 4611686018427387904]") !=
+          std::string::npos);
     // A zero extent makes an empty tensor: no data follows.
     const Checkpoint empty =
         parse(Bytes{}.header().u32(0).u32(1).str("w").u8(3).u64(0).u64(5).u64(7).with_crc());
@@ -582,6 +587,20 @@ TEST_CASE(
   write_file(cut, good.substr(0, good.size() - 2));
   CHECK_THROWS_WITH_AS(nsl::load_checkpoint(cut),
                        doctest::Contains(("load_checkpoint: " + cut + ": truncated").c_str()),
+                       nsl::FormatError);
+
+  // The size limit, checked before the file is read; the magic before that.
+  const std::string whole = dir.file("whole.ckpt");
+  write_file(whole, good);
+  CHECK(nsl::load_checkpoint(whole, good.size()).tensors.size() == 2);
+  CHECK_THROWS_WITH_AS(nsl::load_checkpoint(whole, good.size() - 1),
+                       doctest::Contains(nsl::cat("load_checkpoint: ", whole, ": file size ", good.size(),
+                                                  " exceeds the limit of ", good.size() - 1, " bytes")
+                                             .c_str()),
+                       nsl::FormatError);
+  const std::string large = dir.file("large.ckpt");
+  write_file(large, std::string(1 << 20, '\0'));
+  CHECK_THROWS_WITH_AS(nsl::load_checkpoint(large, 100), doctest::Contains("not a checkpoint (bad magic)"),
                        nsl::FormatError);
 
   // A directory opens on some systems but cannot be read: an I/O error either way.

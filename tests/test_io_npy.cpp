@@ -450,6 +450,10 @@ TEST_CASE("malformed files raise FormatError saying what is wrong") {
                          nsl::FormatError);
     CHECK_THROWS_WITH_AS(parse(npy_bytes(dict_with("<f4", "(99999999999999999999999,)"), data)),
                          doctest::Contains("too large"), nsl::FormatError);
+    // An empty array with an absurd extent: empty extents count as 1.
+    CHECK_THROWS_WITH_AS(parse(npy_bytes(dict_with("<f4", "(0, 4611686018427387904)"), "")),
+                         doctest::Contains("shape (0, 4611686018427387904) overflows"), nsl::FormatError);
+    CHECK(parse(npy_bytes(dict_with("<f4", "(0, 1000)"), "")).shape() == Shape{0, 1000});
   }
   SUBCASE("negative extent") {
     CHECK_THROWS_WITH_AS(parse(npy_bytes(dict_with("<f4", "(2, -3)"), data)),
@@ -533,6 +537,25 @@ TEST_CASE("load_npy: a missing file is an IoError, a malformed one a FormatError
   CHECK_THROWS_WITH_AS(nsl::load_npy<float>(bad),
                        doctest::Contains(("load_npy: " + bad + ": unsupported dtype '<i4'").c_str()),
                        nsl::FormatError);
+
+  // The size limit: refused before the file is read, with the size named.
+  const std::string good = dir.file("good.npy");
+  const std::string good_bytes = npy_bytes(dict_with("<f4", "(100,)"), f4_data(100));
+  const std::size_t size = good_bytes.size();
+  write_file(good, good_bytes);
+  CHECK(nsl::load_npy<float>(good, size).size() == 100);
+  CHECK_THROWS_WITH_AS(nsl::load_npy<float>(good, size - 1),
+                       doctest::Contains(nsl::cat("load_npy: ", good, ": file size ", size,
+                                                  " exceeds the limit of ", size - 1, " bytes")
+                                             .c_str()),
+                       nsl::FormatError);
+  // The magic is checked first: a large file of another kind fails on it,
+  // however small the limit.
+  const std::string other = dir.file("other.npy");
+  write_file(other, std::string(1 << 20, 'x'));
+  CHECK_THROWS_WITH_AS(nsl::load_npy<float>(other, 100), doctest::Contains("not a .npy file (bad magic)"),
+                       nsl::FormatError);
+  CHECK_THROWS_WITH_AS(nsl::load_npy<float>(dir.path.string()), doctest::Contains("is a directory"), nsl::IoError);
 
   const std::string text = dir.file("text.npy");
   write_file(text, "a,b,c\n1,2,3\n");

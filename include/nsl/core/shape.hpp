@@ -19,6 +19,22 @@ namespace nsl {
 /// Signed size type used for every extent and offset (same as Eigen::Index).
 using index = std::ptrdiff_t;
 
+/// True if the `rank` extents at `extents` (none negative) fit an nsl tensor:
+/// their product, empty extents counted as 1, times 8 bytes (the widest
+/// element) fits in `index`. Shape refuses any other extents; readers check
+/// this first, to fail with their own format error.
+template <class Int>
+bool extents_addressable(const Int* extents, int rank) {
+  const std::uint64_t limit = std::uint64_t(std::numeric_limits<index>::max()) / 8;
+  std::uint64_t n = 1;
+  for (int i = 0; i < rank; ++i) {
+    const std::uint64_t e = extents[i] > 0 ? std::uint64_t(extents[i]) : 1;
+    if (e > limit / n) return false;
+    n *= e;
+  }
+  return true;
+}
+
 class Shape {
  public:
   static constexpr int max_rank = 4;
@@ -79,14 +95,11 @@ class Shape {
  private:
   void check_size() const {
     // Guard the element count against overflow so that a corrupt file or a
-    // typo cannot ask for an absurd allocation.
-    index n = 1;
-    for (int i = 0; i < rank_; ++i) {
-      index e = dims_[static_cast<std::size_t>(i)];
-      require(e == 0 || n <= std::numeric_limits<index>::max() / 8 / e, ErrorKind::shape,
-              "Shape: extents overflow the addressable size");
-      n *= e;
-    }
+    // typo cannot ask for an absurd allocation. Empty extents count as 1, so
+    // that (0, 2^62) is refused too: code that multiplies some of a shape's
+    // extents (rows times columns, say) never overflows, empty shape or not.
+    if (!extents_addressable(dims_.data(), rank_))
+      fail(ErrorKind::shape, cat("Shape: extents ", str(), " overflow the addressable size"));
   }
 
   std::array<index, max_rank> dims_{};

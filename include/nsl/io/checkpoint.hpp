@@ -34,7 +34,9 @@
 //
 // Loading: every malformed file fails with ErrorKind::format (FormatError)
 // and a message "load_checkpoint: <path>: <what is wrong>"; a file that
-// cannot be opened or read fails with ErrorKind::io. Magic and version are
+// cannot be opened or read fails with ErrorKind::io. load_checkpoint looks
+// at the magic before it reads the rest, and refuses a file of more than
+// `max_bytes` (1 GiB by default) before reading it. Magic and version are
 // checked first; then, for a file long enough to hold a checksum, the CRC-32.
 // On a checksum mismatch the structure is still walked (bounds checks only)
 // so that a cut-short file says where it ends ("truncated in tensor 'w'
@@ -72,6 +74,7 @@
 #include "nsl/core/shape.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/io/atomic_file.hpp"
+#include "nsl/io/read_file.hpp"
 #include "nsl/layers/layer.hpp"
 
 namespace nsl {
@@ -179,6 +182,14 @@ inline std::string extents_text(const std::uint64_t* extents, int rank) {
   return s + "]";
 }
 
+/// Fails (ErrorKind::format) unless the `count` bytes at `bytes` start with
+/// the checkpoint magic.
+inline void check_magic(const unsigned char* bytes, std::size_t count, const std::string& source) {
+  if (count < magic_size || std::memcmp(bytes, magic, magic_size) != 0)
+    fail(ErrorKind::format, cat("load_checkpoint: ", source, ": not a checkpoint (bad magic",
+                                count < magic_size ? ", file too short" : "", ")"));
+}
+
 /// Walks a checkpoint's bytes after magic and version, checking every size
 /// against its limit and the bytes remaining before using it. With `out`, it
 /// also decodes into `out`; without, it only checks the structure. Returns
@@ -279,18 +290,17 @@ struct Walker {
       if (!need(std::size_t(rank) * 8, in_tensor("extents"))) return false;
       std::uint64_t raw[Shape::max_rank] = {};
       index extents[Shape::max_rank] = {};
-      // Same guard as Shape: the element count times 8 must fit in `index`.
+      // Same guard as Shape: the element count, empty extents counted as 1,
+      // times 8 must fit in `index`.
       const std::uint64_t max_index = std::uint64_t(std::numeric_limits<index>::max());
       std::uint64_t elements = 1;
-      bool absurd = false;
-      for (int d = 0; d < rank; ++d) {
-        raw[d] = load_le_u64(bytes + pos + std::size_t(d) * 8);
-        const std::uint64_t e = raw[d];
-        if (e > max_index || (e != 0 && elements > max_index / 8 / e)) absurd = true;
-        if (!absurd) elements *= e;
-        extents[d] = index(std::min(e, max_index));
-      }
+      for (int d = 0; d < rank; ++d) raw[d] = load_le_u64(bytes + pos + std::size_t(d) * 8);
       pos += std::size_t(rank) * 8;
+      const bool absurd = !extents_addressable(raw, rank);
+      for (int d = 0; d < rank && !absurd; ++d) {
+        elements *= raw[d];
+        extents[d] = index(std::min(raw[d], max_index));
+      }
       if (absurd)
         return bad(cat("tensor ", checkpoint::printable_name(name), ": absurd extents ",
                        extents_text(raw, rank), " (the element count overflows)"));
@@ -394,8 +404,7 @@ inline Checkpoint parse_checkpoint(const unsigned char* bytes, std::size_t count
   auto bad = [&](const std::string& what) {
     fail(ErrorKind::format, cat("load_checkpoint: ", source, ": ", what));
   };
-  if (count < ck::magic_size || std::memcmp(bytes, ck::magic, ck::magic_size) != 0)
-    bad(cat("not a checkpoint (bad magic", count < ck::magic_size ? ", file too short" : "", ")"));
+  ck::check_magic(bytes, count, source);
   if (count < ck::magic_size + 4)
     bad(cat("truncated in the format version: needs 4 bytes, ", count - ck::magic_size, " remain"));
   const std::uint32_t version = load_le_u32(bytes + ck::magic_size);
@@ -425,22 +434,14 @@ inline Checkpoint parse_checkpoint(const unsigned char* bytes, std::size_t count
   return out;
 }
 
-/// Reads and parses the checkpoint at `path` (see parse_checkpoint). An
-/// unopenable or unreadable file fails with ErrorKind::io.
-inline Checkpoint load_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::io, cat("load_checkpoint: ", path, ": cannot open file for reading"));
-  std::vector<unsigned char> bytes;
-  std::error_code size_error;
-  const auto size = std::filesystem::file_size(path, size_error);
-  if (!size_error) bytes.reserve(static_cast<std::size_t>(size));
-  char chunk[1 << 16];
-  while (in) {
-    in.read(chunk, sizeof chunk);
-    const auto* first = reinterpret_cast<const unsigned char*>(chunk);
-    bytes.insert(bytes.end(), first, first + in.gcount());
-  }
-  if (in.bad()) fail(ErrorKind::io, cat("load_checkpoint: ", path, ": read error"));
+/// Reads and parses the checkpoint at `path` (see parse_checkpoint). The
+/// magic is checked before the rest of the file is read, and a file of more
+/// than `max_bytes` bytes is refused (ErrorKind::format) before it is read.
+/// An unopenable or unreadable file fails with ErrorKind::io.
+inline Checkpoint load_checkpoint(const std::string& path, std::size_t max_bytes = default_max_read_bytes) {
+  const std::vector<unsigned char> bytes = read_file_bytes(
+      "load_checkpoint", path, max_bytes, detail::checkpoint::magic_size,
+      [&](const unsigned char* p, std::size_t n) { detail::checkpoint::check_magic(p, n, path); });
   return parse_checkpoint(bytes.data(), bytes.size(), path);
 }
 

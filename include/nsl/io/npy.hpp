@@ -16,7 +16,9 @@
 // (nsl::FormatError) and a message "load_npy: <path>: <what is wrong>"; a
 // file that cannot be opened or read fails with ErrorKind::io. The data size
 // is checked against the file size before anything is allocated, so a header
-// claiming a huge shape cannot trigger a huge allocation.
+// claiming a huge shape cannot trigger a huge allocation; load_npy looks at
+// the magic before reading the rest and refuses a file of more than
+// `max_bytes` (1 GiB by default) before reading it.
 #pragma once
 
 #include <algorithm>
@@ -37,6 +39,7 @@
 #include "nsl/core/shape.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/io/atomic_file.hpp"
+#include "nsl/io/read_file.hpp"
 
 namespace nsl {
 
@@ -293,6 +296,14 @@ inline std::string make_header(const char* descr, const Shape& shape) {
   return out + dict;
 }
 
+/// Fails (ErrorKind::format) unless the `count` bytes at `bytes` start with
+/// the .npy magic.
+inline void check_magic(const unsigned char* bytes, std::size_t count, const std::string& source_name) {
+  if (count < magic_size || std::memcmp(bytes, magic, magic_size) != 0)
+    fail(ErrorKind::format, cat("load_npy: ", source_name, ": not a .npy file (bad magic",
+                                count < magic_size ? ", file too short" : "", ")"));
+}
+
 }  // namespace detail::npy
 
 /// Parses the `count` bytes of a .npy file at `bytes`; `source_name` (a path)
@@ -309,8 +320,7 @@ Tensor<T> parse_npy(const char* bytes, std::size_t count, const std::string& sou
 
   // Prefix: magic, version, header length (2 bytes in 1.0, 4 in 2.0 / 3.0).
   const auto* u = reinterpret_cast<const unsigned char*>(bytes);
-  if (count < npy::magic_size || std::memcmp(bytes, npy::magic, npy::magic_size) != 0)
-    bad(cat("not a .npy file (bad magic", count < npy::magic_size ? ", file too short" : "", ")"));
+  npy::check_magic(u, count, source_name);
   if (count < npy::magic_size + 2) bad("file ends inside the format version");
   const unsigned major = u[6], minor = u[7];
   if ((major != 1 && major != 2 && major != 3) || minor != 0)
@@ -337,13 +347,12 @@ Tensor<T> parse_npy(const char* bytes, std::size_t count, const std::string& sou
             "; nsl tensors have rank 1 to ", Shape::max_rank));
 
   // Size checks before any allocation: element count, then bytes in the file.
+  // Empty extents count as 1 (see extents_addressable): an empty array
+  // cannot carry an absurd extent into the program either.
+  if (!extents_addressable(h.extents, h.rank))
+    bad(cat("element count of shape ", npy::shape_text(h.extents, h.rank), " overflows"));
   index n = 1;
-  for (int i = 0; i < h.rank; ++i) {
-    const index e = h.extents[i];
-    if (e != 0 && n > std::numeric_limits<index>::max() / index(item) / e)
-      bad(cat("element count of shape ", npy::shape_text(h.extents, h.rank), " overflows"));
-    n *= e;
-  }
+  for (int i = 0; i < h.rank; ++i) n *= h.extents[i];
   const std::size_t data_size = std::size_t(n) * item;
   const std::size_t available = count - prefix - header_size;
   if (available < data_size)
@@ -363,23 +372,17 @@ Tensor<T> parse_npy(const char* bytes, std::size_t count, const std::string& sou
   return out;
 }
 
-/// Reads the .npy file at `path` (see parse_npy). An unopenable or unreadable
-/// file fails with ErrorKind::io, a malformed one with ErrorKind::format.
+/// Reads the .npy file at `path` (see parse_npy). The magic is checked
+/// before the rest of the file is read, and a file of more than `max_bytes`
+/// bytes is refused before it is read. An unopenable or unreadable file fails
+/// with ErrorKind::io, a malformed or too large one with ErrorKind::format.
 template <class T>
-Tensor<T> load_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::io, cat("load_npy: ", path, ": cannot open file for reading"));
-  std::vector<char> bytes;
-  std::error_code size_error;
-  const auto size = std::filesystem::file_size(path, size_error);
-  if (!size_error) bytes.reserve(static_cast<std::size_t>(size));
-  char chunk[1 << 16];
-  while (in) {
-    in.read(chunk, sizeof chunk);
-    bytes.insert(bytes.end(), chunk, chunk + in.gcount());
-  }
-  if (in.bad()) fail(ErrorKind::io, cat("load_npy: ", path, ": read error"));
-  return parse_npy<T>(bytes.data(), bytes.size(), path);
+Tensor<T> load_npy(const std::string& path, std::size_t max_bytes = default_max_read_bytes) {
+  const std::vector<unsigned char> bytes =
+      read_file_bytes("load_npy", path, max_bytes, detail::npy::magic_size, [&](const unsigned char* p, std::size_t n) {
+        detail::npy::check_magic(p, n, path);
+      });
+  return parse_npy<T>(reinterpret_cast<const char*>(bytes.data()), bytes.size(), path);
 }
 
 /// Writes `t` to `path` as a version 1.0 .npy file ('<f4' or '<f8', C order).
