@@ -89,6 +89,125 @@ TEST_CASE("The glyph cache file round-trips and a damaged one fails with its nam
   CHECK_THROWS_AS(nsl::load_glyphs((dir / "missing.nslglyph").string()), nsl::IoError);
 }
 
+namespace {
+// The bytes of a glyph cache file built field by field, closed by its CRC.
+struct GlyphBytes {
+  std::string b = std::string("NSLGLYPH", 8);
+  GlyphBytes& u8(std::uint8_t v) { return nsl::put_u8(b, v), *this; }
+  GlyphBytes& u16(std::uint16_t v) { return nsl::put_le_u16(b, v), *this; }
+  GlyphBytes& u32(std::uint32_t v) { return nsl::put_le_u32(b, v), *this; }
+  GlyphBytes& u64(std::uint64_t v) { return nsl::put_le_u64(b, v), *this; }
+  GlyphBytes& text(const std::string& s) { return nsl::put_string_le_u16(b, s), *this; }
+  // version 1, seed 0, size, renders, then the three counts
+  GlyphBytes& header(std::uint32_t size, std::uint32_t renders, std::uint32_t scripts, std::uint32_t classes,
+                     std::uint32_t fonts) {
+    return u32(1).u64(0).u32(size).u32(renders).u32(scripts).u32(classes).u32(fonts);
+  }
+  std::vector<unsigned char> with_crc() const {
+    std::string out = b;
+    nsl::put_le_u32(out, nsl::crc32_of(reinterpret_cast<const unsigned char*>(out.data()), out.size()));
+    return std::vector<unsigned char>(out.begin(), out.end());
+  }
+};
+
+// A valid set of one script, one font, one class of two 2x2 renders.
+std::vector<unsigned char> valid_glyph_bytes() {
+  return GlyphBytes{}
+      .header(2, 2, 1, 1, 1)
+      .u8(1).text("Latin")
+      .text("font.ttf")
+      .u32(0).u32('A')
+      .u16(0).u16(0)
+      .u32(0x01020304).u32(0x05060708)
+      .with_crc();
+}
+
+// The message of the FormatError parse_glyphs raises for `bytes` (exactly
+// that many bytes, so the sanitizers see any read past the end).
+std::string glyph_format_error(const std::vector<unsigned char>& bytes) {
+  try {
+    nsl::parse_glyphs(bytes.data(), bytes.size(), "mem.nslglyph");
+  } catch (const nsl::Error& e) {
+    CHECK(e.kind() == nsl::ErrorKind::format);
+    return e.what();
+  }
+  FAIL("parse_glyphs accepted the bytes");
+  return "";
+}
+}  // namespace
+
+TEST_CASE("parse_glyphs checks every count against the bytes left before allocating, as a format error") {
+  const auto valid = valid_glyph_bytes();
+  const nsl::GlyphSet set = nsl::parse_glyphs(valid.data(), valid.size(), "mem.nslglyph");
+  CHECK(set.size == 2);
+  CHECK(set.renders == 2);
+  CHECK(set.scripts[0].split == nsl::GlyphSplit::evaluation);
+  CHECK(set.classes[0].code_point == 'A');
+  CHECK(set.pixels == std::vector<std::uint8_t>{4, 3, 2, 1, 8, 7, 6, 5});
+
+  // Counts from the file that the bytes left cannot hold: each fails before
+  // anything is sized by it (the classes x renders case once asked for
+  // gigabytes from a 55-byte file).
+  CHECK(glyph_format_error(GlyphBytes{}.header(28, 1, 0, 0xFFFFFFFFu, 0).with_crc()) ==
+        "load_glyphs: mem.nslglyph: truncated (4294967295 classes need at least 8 bytes each, 0 bytes remain)");
+  CHECK(glyph_format_error(GlyphBytes{}.header(28, 0x7FFFFFFFu, 1, 1, 1).u8(0).text("L").text("f").u32(0).u32(65)
+                               .u64(0).with_crc())
+            .find("truncated (2147483647 renders of every class need at least 2 bytes each") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(28, 0xFFFFFFFFu, 0, 0xFFFFFFFFu, 0).with_crc())
+            .find("4294967295 classes") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(4096, 1, 1, 1, 1).u8(0).text("L").text("f").u32(0).u32(65).u16(0)
+                               .with_crc())
+            .find("truncated (1 images need at least 16777216 bytes each") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(28, 1, 0xFFFFFFFFu, 0, 0).with_crc()).find("scripts need") !=
+        std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(28, 1, 0, 0, 0xFFFFFFFFu).with_crc()).find("fonts need") !=
+        std::string::npos);
+  // Malformed content is a format error too, named.
+  CHECK(glyph_format_error(GlyphBytes{}.header(0, 1, 0, 0, 0).with_crc()).find("bad size 0") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(2, 1, 1, 0, 0).u8(2).text("L").with_crc())
+            .find("script 0 has split 2") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(2, 1, 1, 1, 0).u8(0).text("L").u32(1).u32(65).with_crc())
+            .find("class 0 names script 1 of 1") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.header(2, 1, 1, 1, 1).u8(0).text("L").text("f").u32(0).u32(65).u16(1)
+                               .u32(0).with_crc())
+            .find("render 0 names font 1 of 1") != std::string::npos);
+  CHECK(glyph_format_error(GlyphBytes{}.u32(2).with_crc()).find("version 2") != std::string::npos);
+  auto extra = GlyphBytes{}.header(2, 2, 1, 1, 1).u8(1).text("Latin").text("font.ttf").u32(0).u32('A')
+                   .u16(0).u16(0).u32(0).u32(0).u8(9).with_crc();
+  CHECK(glyph_format_error(extra).find("1 unexpected bytes after the pixels") != std::string::npos);
+  auto flipped = valid;
+  flipped[20] ^= 1;
+  CHECK(glyph_format_error(flipped).find("checksum mismatch") != std::string::npos);
+  CHECK(glyph_format_error({}).find("not a glyph set") != std::string::npos);
+  // Every cut of the valid file is a format error, never a read past the end.
+  for (std::size_t n = 0; n < valid.size(); ++n) {
+    CAPTURE(n);
+    glyph_format_error(std::vector<unsigned char>(valid.begin(), valid.begin() + std::ptrdiff_t(n)));
+  }
+}
+
+TEST_CASE("load_glyphs: the magic before the rest of the file, the size limit before reading it") {
+  const fs::path dir = scratch("limits");
+  const std::string large = (dir / "large.nslglyph").string();
+  std::ofstream(large, std::ios::binary) << std::string(1 << 20, 'x');
+  CHECK_THROWS_WITH_AS(nsl::load_glyphs(large, 100), doctest::Contains("not a glyph set"), nsl::FormatError);
+  const auto valid = valid_glyph_bytes();
+  const std::string small = (dir / "small.nslglyph").string();
+  std::ofstream(small, std::ios::binary).write(reinterpret_cast<const char*>(valid.data()),
+                                               std::streamsize(valid.size()));
+  CHECK(nsl::load_glyphs(small, valid.size()).renders == 2);
+  CHECK_THROWS_WITH_AS(nsl::load_glyphs(small, valid.size() - 1),
+                       doctest::Contains(nsl::cat("load_glyphs: ", small, ": file size ", valid.size(),
+                                                  " exceeds the limit of ", valid.size() - 1, " bytes")
+                                             .c_str()),
+                       nsl::FormatError);
+  // Saved and loaded back, byte for byte.
+  nsl::save_glyphs(small, nsl::load_glyphs(small));
+  CHECK(nsl::glyph_fingerprint(nsl::load_glyphs(small)) ==
+        nsl::glyph_fingerprint(nsl::parse_glyphs(valid.data(), valid.size(), "mem")));
+  CHECK_THROWS_AS(nsl::load_glyphs(dir.string()), nsl::IoError);
+}
+
 TEST_CASE("load_or_build_glyphs builds once, then reads the cache, and rebuilds a corrupt cache") {
   const fs::path dir = scratch("cache");
   bool built = false;

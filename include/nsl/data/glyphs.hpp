@@ -30,16 +30,17 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
 #include "nsl/core/bytes.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/io/atomic_file.hpp"
+#include "nsl/io/read_file.hpp"
 
 namespace nsl {
 
@@ -165,17 +166,26 @@ inline void put_text(std::string& b, const std::string& s, const char* what) {
   put_string_le_u16(b, s);
 }
 
-// Reads the cache file's fields in order, failing with the file's name and
-// what was expected when the bytes run out.
+// Reads the cache file's fields in order, failing (ErrorKind::format) with
+// the file's name and what was expected when the bytes run out.
 class GlyphReader {
  public:
-  GlyphReader(const std::string& path, const std::vector<unsigned char>& bytes, std::size_t end)
-      : path_(path), bytes_(bytes), end_(end) {}
+  GlyphReader(const std::string& source, const unsigned char* bytes, std::size_t end)
+      : source_(source), bytes_(bytes), end_(end) {}
+  [[noreturn]] void bad(const std::string& what) const {
+    fail(ErrorKind::format, cat("load_glyphs: ", source_, ": ", what));
+  }
   const unsigned char* take(std::size_t n, const char* what) {
-    if (n > end_ - pos_) fail(ErrorKind::io, cat("load_glyphs: ", path_, ": truncated (reading ", what, ")"));
-    const unsigned char* p = bytes_.data() + pos_;
+    if (n > remaining()) bad(cat("truncated (reading ", what, ": needs ", n, " bytes, ", remaining(), " remain)"));
+    const unsigned char* p = bytes_ + pos_;
     pos_ += n;
     return p;
+  }
+  /// Fails unless `n` entries of at least `entry_bytes` each can follow.
+  void expect_entries(std::uint64_t n, std::size_t entry_bytes, const char* what) const {
+    if (n > remaining() / entry_bytes)
+      bad(cat("truncated (", n, " ", what, " need at least ", entry_bytes, " bytes each, ", remaining(),
+              " bytes remain)"));
   }
   std::uint8_t u8(const char* what) { return *take(1, what); }
   std::uint16_t u16(const char* what) { return load_le_u16(take(2, what)); }
@@ -186,13 +196,20 @@ class GlyphReader {
     const unsigned char* p = take(n, what);
     return std::string(reinterpret_cast<const char*>(p), n);
   }
-  std::size_t position() const { return pos_; }
+  std::size_t remaining() const { return end_ - pos_; }
 
  private:
-  const std::string& path_;
-  const std::vector<unsigned char>& bytes_;
+  const std::string& source_;
+  const unsigned char* bytes_;
   std::size_t end_, pos_ = 0;
 };
+
+/// Fails (ErrorKind::format) unless the `count` bytes at `bytes` start with
+/// the glyph cache magic.
+inline void check_glyph_magic(const unsigned char* bytes, std::size_t count, const std::string& source) {
+  if (count < 8 || std::memcmp(bytes, glyph_magic, 8) != 0)
+    fail(ErrorKind::format, cat("load_glyphs: ", source, ": not a glyph set (no NSLGLYPH header)"));
+}
 }  // namespace detail
 
 /// The cache file's bytes for `set` (see the format above).
@@ -235,60 +252,81 @@ inline void save_glyphs(const std::string& path, const GlyphSet& set) {
   });
 }
 
-/// Reads a cache file written by save_glyphs; fails (ErrorKind::io, naming the
-/// file) if it is missing, truncated, corrupt or of another version.
-inline GlyphSet load_glyphs(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::io, cat("load_glyphs: ", path, ": cannot open"));
-  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.size() < 8 + 4 + 4 || std::memcmp(bytes.data(), detail::glyph_magic, 8) != 0)
-    fail(ErrorKind::io, cat("load_glyphs: ", path, ": not a glyph set (no NSLGLYPH header)"));
-  const std::size_t body = bytes.size() - 4;
-  const std::uint32_t stored = load_le_u32(bytes.data() + body);
-  const std::uint32_t computed = crc32_of(bytes.data(), body);
+/// Decodes the `count` bytes of a cache file at `bytes` (see the format
+/// above); `source` (a path) names it in messages. Every malformed input
+/// fails with ErrorKind::format, "load_glyphs: <source>: <what is wrong>":
+/// bad magic, checksum or version, counts or indices out of range, too few
+/// or too many bytes. Each count is checked against the bytes that remain
+/// before anything is allocated for it.
+inline GlyphSet parse_glyphs(const unsigned char* bytes, std::size_t count, const std::string& source) {
+  detail::check_glyph_magic(bytes, count, source);
+  if (count < 8 + 4 + 4)
+    fail(ErrorKind::format, cat("load_glyphs: ", source, ": truncated (", count, " bytes, too short for a glyph set)"));
+  const std::size_t body = count - 4;
+  const std::uint32_t stored = load_le_u32(bytes + body);
+  const std::uint32_t computed = crc32_of(bytes, body);
+  detail::GlyphReader r(source, bytes, body);
   if (stored != computed)
-    fail(ErrorKind::io, cat("load_glyphs: ", path, ": checksum mismatch (stored ", hex32(stored), ", computed ",
-                            hex32(computed), "): the file is corrupt or truncated"));
-  detail::GlyphReader r(path, bytes, body);
+    r.bad(cat("checksum mismatch (stored ", hex32(stored), ", computed ", hex32(computed),
+              "): the file is corrupt or truncated"));
   r.take(8, "magic");
   const std::uint32_t version = r.u32("version");
   if (version != detail::glyph_version)
-    fail(ErrorKind::io, cat("load_glyphs: ", path, ": version ", version, ", this library reads version ",
-                            detail::glyph_version));
+    r.bad(cat("version ", version, ", this library reads version ", detail::glyph_version));
   GlyphSet set;
   set.seed = r.u64("seed");
   set.size = r.u32("size");
   set.renders = r.u32("renders");
   const std::uint32_t scripts = r.u32("script count"), classes = r.u32("class count"), fonts = r.u32("font count");
   if (set.size < 1 || set.size > 4096 || set.renders < 1)
-    fail(ErrorKind::io, cat("load_glyphs: ", path, ": bad size ", set.size, " or renders ", set.renders));
+    r.bad(cat("bad size ", set.size, " or renders ", set.renders, " (expected 1 to 4096 and at least 1)"));
+  r.expect_entries(scripts, 3, "scripts");
+  set.scripts.reserve(scripts);
   for (std::uint32_t i = 0; i < scripts; ++i) {
     const std::uint8_t split = r.u8("script split");
-    if (split > 1) fail(ErrorKind::io, cat("load_glyphs: ", path, ": script ", i, " has split ", int(split)));
+    if (split > 1) r.bad(cat("script ", i, " has split ", int(split), " (expected 0 or 1)"));
     set.scripts.push_back({r.text("script name"), static_cast<GlyphSplit>(split)});
   }
+  r.expect_entries(fonts, 2, "fonts");
+  set.fonts.reserve(fonts);
   for (std::uint32_t i = 0; i < fonts; ++i) set.fonts.push_back(r.text("font name"));
+  r.expect_entries(classes, 8, "classes");
+  set.classes.reserve(classes);
   for (std::uint32_t i = 0; i < classes; ++i) {
     GlyphClass c;
     c.script = r.u32("class script");
     c.code_point = r.u32("class code point");
-    if (c.script >= scripts)
-      fail(ErrorKind::io, cat("load_glyphs: ", path, ": class ", i, " names script ", c.script, " of ", scripts));
+    if (c.script >= scripts) r.bad(cat("class ", i, " names script ", c.script, " of ", scripts));
     set.classes.push_back(c);
   }
+  // classes x renders fonts of 2 bytes each, then as many images: both
+  // counts checked against the bytes left, without overflow, before use.
+  if (classes != 0) r.expect_entries(std::uint64_t(set.renders), std::size_t(2) * classes, "renders of every class");
   const std::size_t images = std::size_t(classes) * std::size_t(set.renders);
   set.render_fonts.resize(images);
   for (std::size_t i = 0; i < images; ++i) {
     set.render_fonts[i] = r.u16("render font");
-    if (set.render_fonts[i] >= fonts)
-      fail(ErrorKind::io, cat("load_glyphs: ", path, ": render ", i, " names font ", set.render_fonts[i], " of ", fonts));
+    if (set.render_fonts[i] >= fonts) r.bad(cat("render ", i, " names font ", set.render_fonts[i], " of ", fonts));
   }
-  const std::size_t pixel_bytes = images * std::size_t(set.size * set.size);
+  const std::size_t image_bytes = std::size_t(set.size * set.size);
+  r.expect_entries(images, image_bytes, "images");
+  const std::size_t pixel_bytes = images * image_bytes;
   const unsigned char* p = r.take(pixel_bytes, "pixels");
   set.pixels.assign(p, p + pixel_bytes);
-  if (r.position() != body)
-    fail(ErrorKind::io, cat("load_glyphs: ", path, ": ", body - r.position(), " unexpected bytes after the pixels"));
+  if (r.remaining() != 0) r.bad(cat(r.remaining(), " unexpected bytes after the pixels"));
   return set;
+}
+
+/// Reads a cache file written by save_glyphs (see parse_glyphs). The magic
+/// is checked before the rest is read, and a file of more than `max_bytes`
+/// bytes is refused before it is read (ErrorKind::format); a missing or
+/// unreadable file fails with ErrorKind::io.
+inline GlyphSet load_glyphs(const std::string& path, std::size_t max_bytes = default_max_read_bytes) {
+  const std::vector<unsigned char> bytes =
+      read_file_bytes("load_glyphs", path, max_bytes, 8, [&](const unsigned char* p, std::size_t n) {
+        detail::check_glyph_magic(p, n, path);
+      });
+  return parse_glyphs(bytes.data(), bytes.size(), path);
 }
 
 /// 64-bit FNV-1a of the cache bytes of `set` (a fingerprint for tests and logs).
