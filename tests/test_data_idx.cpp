@@ -221,6 +221,60 @@ TEST_CASE("read_gzip_or_plain returns a plain file's bytes and a gzip file's con
   }
 }
 
+TEST_CASE("load_idx checks the header before it reads or inflates the rest") {
+  TempDir dir;
+  const std::string good = images_file(10, 28, 28);  // 16 + 7840 bytes
+  const std::size_t mib = std::size_t(1) << 20;
+
+  SUBCASE("a gzip stream with a wrong header fails on it, not on its size") {
+    // 64 MiB of zeros: type code 0x00 is wrong from the first 4 bytes.
+    write_gzip(dir.file("zeros.gz"), std::string(64 * mib, '\0'));
+    CHECK_THROWS_WITH_AS(nsl::load_idx(dir.file("zeros.gz"), mib),
+                         doctest::Contains("unsupported data type code 0x00"), nsl::FormatError);
+  }
+  SUBCASE("inflating stops at the first byte past what the header asks for") {
+    write_gzip(dir.file("long.gz"), good + std::string(64 * mib, '\0'));
+    CHECK_THROWS_WITH_AS(nsl::load_idx(dir.file("long.gz"), mib),
+                         doctest::Contains("trailing bytes after the data: dimensions [10, 28, 28] need 7840 "
+                                           "bytes of data, the decompressed stream holds more"),
+                         nsl::FormatError);
+  }
+  SUBCASE("a header asking for more than the limit fails before the data is inflated") {
+    write_gzip(dir.file("images.gz"), good);
+    CHECK(nsl::load_idx(dir.file("images.gz"), good.size()).data.size() == 7840);
+    CHECK_THROWS_WITH_AS(nsl::load_idx(dir.file("images.gz"), good.size() - 1),
+                         doctest::Contains("dimensions [10, 28, 28] need 7856 bytes, which exceeds the limit "
+                                           "of 7855 bytes"),
+                         nsl::FormatError);
+  }
+  SUBCASE("the decoded images and labels are held to the limit too") {
+    write_plain(dir.file("images"), good);
+    CHECK(nsl::load_idx_images<float>(dir.file("images"), 1.0, 7840 * 4).size() == 7840);
+    CHECK_THROWS_WITH_AS(nsl::load_idx_images<float>(dir.file("images"), 1.0, 7840 * 4 - 1),
+                         doctest::Contains("7840 pixels as 4-byte values exceed the limit of 31359 bytes"),
+                         nsl::FormatError);
+    CHECK_THROWS_AS(nsl::load_idx_images<double>(dir.file("images"), 1.0, 7840 * 4), nsl::FormatError);
+    write_plain(dir.file("labels"), labels_file({1, 2, 3}));
+    CHECK(nsl::load_idx_labels(dir.file("labels"), 12).size() == 3);
+    CHECK_THROWS_WITH_AS(nsl::load_idx_labels(dir.file("labels"), 11),
+                         doctest::Contains("3 labels as 4-byte ints exceed the limit of 11 bytes"),
+                         nsl::FormatError);
+  }
+  SUBCASE("parse_idx_file reads a file's bytes from memory, plain or gzip, as load_idx does") {
+    const std::string packed = gzip_of(good);
+    for (const std::string* stored : {&good, &packed}) {
+      const auto* p = reinterpret_cast<const unsigned char*>(stored->data());
+      const nsl::IdxArray a = nsl::parse_idx_file(p, stored->size(), "mem.idx");
+      CHECK(a.dims == std::vector<nsl::index>{10, 28, 28});
+      CHECK(as_string(a.data) == good.substr(16));
+      CHECK_THROWS_WITH_AS(nsl::parse_idx_file(p, stored->size() - 1, "mem.idx"),
+                           doctest::Contains("load_idx: mem.idx: "), nsl::FormatError);
+    }
+    CHECK_THROWS_WITH_AS(nsl::parse_idx_file(nullptr, 0, "mem.idx"),
+                         doctest::Contains("load_idx: mem.idx: file too short"), nsl::FormatError);
+  }
+}
+
 TEST_CASE("a truncated or corrupt gzip stream is a FormatError") {
   TempDir dir;
   const std::string packed = gzip_of(images_file(10, 28, 28));
@@ -395,10 +449,16 @@ TEST_CASE("malformed IDX data fails with a FormatError that says what is wrong")
                    "overflows"));
     CHECK(
         contains(format_error_of(idx_bytes(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu}, "abc")), "overflows"));
-    CHECK(format_error_of(idx_bytes(0x08, {0xFFFFFFFFu, 0x7FFFFFFFu}, "abc")) ==
-          "load_idx: mem.idx: data truncated: dimensions [4294967295, 2147483647] need "
-          "9223372030412324865 bytes "
+    CHECK(format_error_of(idx_bytes(0x08, {0xFFFFFFFFu, 0x0FFFFFFFu}, "abc")) ==
+          "load_idx: mem.idx: data truncated: dimensions [4294967295, 268435455] need "
+          "1152921500043444225 bytes "
           "of data, file has 3");
+    // A count that fits in 64 bits but not 8 bytes an element of the index;
+    // and an empty array with absurd extents (empty dimensions count as 1).
+    CHECK(contains(format_error_of(idx_bytes(0x08, {0xFFFFFFFFu, 0x7FFFFFFFu}, "abc")), "overflows"));
+    CHECK(contains(format_error_of(idx_bytes(0x08, {0, 0xFFFFFFFFu, 0xFFFFFFFFu}, "")),
+                   "element count of dimensions [0, 4294967295, 4294967295] overflows"));
+    CHECK(parse(idx_bytes(0x08, {0, 1000}, "")).dims == std::vector<nsl::index>{0, 1000});
     CHECK(contains(format_error_of(idx_bytes(0x08, {60000, 28, 28}, ramp(784))),
                    "need 47040000 bytes of data, file has 784"));
   }

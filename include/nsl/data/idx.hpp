@@ -13,7 +13,9 @@
 //   read_gzip_or_plain(path, max_bytes)  the file's bytes, inflated if the
 //                                        file starts with the gzip magic 1f 8b
 //   parse_idx(bytes, count, source)      validates the header, copies the data
-//   load_idx(path)                       both of the above
+//   parse_idx_file(bytes, count, source) a file's bytes as stored (plain or
+//                                        gzip) from memory: load_idx's twin
+//   load_idx(path)                       reads and parses a file
 //   load_idx_images<T>(path, scale)      rank 3 -> N x 1 x H x W Tensor<T> of
 //                                        pixel value * scale
 //   load_idx_labels(path)                rank 1 -> std::vector<int>
@@ -26,9 +28,14 @@
 // or read fails with ErrorKind::io. A truncated or corrupt gzip stream
 // (including a bad CRC or length trailer) is a format error, as is output
 // beyond `max_bytes` (1 GiB by default), which is checked while inflating so
-// a small "zip bomb" cannot exhaust memory. The element count is checked for
-// overflow and against the bytes present before anything is allocated, so a
-// header claiming a huge shape cannot trigger a huge allocation.
+// a small "zip bomb" cannot exhaust memory. load_idx reads the header as
+// soon as its bytes are in: a wrong header fails before the rest of the file
+// is read or inflated, the buffer is sized once from the header (checked
+// against `max_bytes` first), and inflating stops at the first byte more than
+// the header asks for. The element count is checked for overflow (empty
+// dimensions counted as 1) and against the bytes present before anything is
+// allocated, so a header claiming a huge shape cannot trigger a huge
+// allocation; the decoded images and labels are held to `max_bytes` too.
 //
 // Users of this header link zlib (CMake: ZLIB::ZLIB, by hand: -lz).
 #pragma once
@@ -44,6 +51,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -53,11 +61,12 @@
 #include "nsl/core/error.hpp"
 #include "nsl/core/shape.hpp"
 #include "nsl/core/tensor.hpp"
+#include "nsl/io/read_file.hpp"
 
 namespace nsl {
 
 /// Default bound on the bytes read_gzip_or_plain returns (after inflating).
-inline constexpr std::size_t idx_default_max_bytes = std::size_t(1) << 30;
+inline constexpr std::size_t idx_default_max_bytes = default_max_read_bytes;
 
 /// An IDX array of unsigned bytes: its extents (outermost first) and its
 /// elements in C order.
@@ -110,15 +119,17 @@ struct Header {
   std::size_t data_size = 0;
 };
 
-/// Validates the header of the `count` bytes at `bytes` and the data size it
-/// implies; fails with a format error naming `source` on anything wrong.
-inline Header parse_header(const unsigned char* bytes, std::size_t count,
-                           const std::string& source) {
+/// The header of an IDX file from its first `count` bytes: nothing while
+/// they are too few to hold it (4 bytes, then 4 per dimension); fails with a
+/// format error naming `source` as soon as what is there is wrong (magic,
+/// type, rank, or dimensions that overflow, empty ones counted as 1). The
+/// bytes present after the header are not looked at.
+inline std::optional<Header> read_header(const unsigned char* bytes, std::size_t count,
+                                         const std::string& source) {
   auto bad = [&](const std::string& what) {
     fail(ErrorKind::format, cat("load_idx: ", source, ": ", what));
   };
-  if (count < 4)
-    bad(cat("file too short for an IDX header (", count, " bytes, the header needs 4)"));
+  if (count < 4) return std::nullopt;
   if (bytes[0] != 0 || bytes[1] != 0)
     bad(cat("not an IDX file (bad magic: the first two bytes must be 0x00 0x00, got ",
             hex_byte(bytes[0]), " ", hex_byte(bytes[1]), ")",
@@ -137,9 +148,7 @@ inline Header parse_header(const unsigned char* bytes, std::size_t count,
     bad(cat("rank ", rank, rank == 0 ? " (a scalar)" : "",
             " is not supported; nsl reads IDX arrays of rank 1 to ", Shape::max_rank));
   const std::size_t header_size = 4 + 4 * std::size_t(rank);
-  if (count < header_size)
-    bad(cat("file ends inside the dimensions (rank ", rank, " needs a ", header_size,
-            "-byte header, file has ", count, " bytes)"));
+  if (count < header_size) return std::nullopt;
 
   std::array<std::uint64_t, Shape::max_rank> raw{};
   for (int i = 0; i < rank; ++i) {
@@ -147,34 +156,46 @@ inline Header parse_header(const unsigned char* bytes, std::size_t count,
     raw[std::size_t(i)] = (std::uint64_t(p[0]) << 24) | (std::uint64_t(p[1]) << 16) |
                           (std::uint64_t(p[2]) << 8) | std::uint64_t(p[3]);
   }
-  // Element count (1 byte each), guarded against overflow of uint64, size_t
-  // and index, before comparing with the bytes present.
-  const std::uint64_t limit =
-      std::min<std::uint64_t>({std::numeric_limits<std::uint64_t>::max(),
-                               std::uint64_t(std::numeric_limits<std::size_t>::max()),
-                               std::uint64_t(std::numeric_limits<index>::max())});
-  std::uint64_t n = 1;
-  for (int i = 0; i < rank; ++i) {
-    const std::uint64_t e = raw[std::size_t(i)];
-    if (e > limit || (e != 0 && n > limit / e))
-      bad(cat("element count of dimensions ", dims_text(raw.data(), rank),
-              " overflows the addressable size"));
-    n *= e;
-  }
-  const std::size_t available = count - header_size;
-  if (n > available)
-    bad(cat("data truncated: dimensions ", dims_text(raw.data(), rank), " need ", n,
-            " bytes of data, file has ", available));
-  if (n < available)
-    bad(cat("trailing bytes after the data: dimensions ", dims_text(raw.data(), rank), " need ", n,
-            " bytes of data, file has ", available));
-
+  // The element count (1 byte each) must be addressable as a tensor.
+  if (!extents_addressable(raw.data(), rank))
+    bad(cat("element count of dimensions ", dims_text(raw.data(), rank),
+            " overflows the addressable size"));
   Header h;
   h.dims.reserve(std::size_t(rank));
-  for (int i = 0; i < rank; ++i) h.dims.push_back(static_cast<index>(raw[std::size_t(i)]));
+  std::uint64_t n = 1;
+  for (int i = 0; i < rank; ++i) {
+    h.dims.push_back(static_cast<index>(raw[std::size_t(i)]));
+    n *= raw[std::size_t(i)];
+  }
   h.data_offset = header_size;
   h.data_size = static_cast<std::size_t>(n);
   return h;
+}
+
+/// Validates the header of the `count` bytes at `bytes` and the data size it
+/// implies; fails with a format error naming `source` on anything wrong.
+inline Header parse_header(const unsigned char* bytes, std::size_t count,
+                           const std::string& source) {
+  auto bad = [&](const std::string& what) {
+    fail(ErrorKind::format, cat("load_idx: ", source, ": ", what));
+  };
+  if (count < 4)
+    bad(cat("file too short for an IDX header (", count, " bytes, the header needs 4)"));
+  std::optional<Header> h = read_header(bytes, count, source);
+  if (!h) {
+    const int rank = bytes[3];
+    bad(cat("file ends inside the dimensions (rank ", rank, " needs a ", 4 + 4 * rank,
+            "-byte header, file has ", count, " bytes)"));
+  }
+  const std::size_t available = count - h->data_offset;
+  const int rank = int(h->dims.size());
+  if (h->data_size > available)
+    bad(cat("data truncated: dimensions ", dims_text(h->dims.data(), rank), " need ", h->data_size,
+            " bytes of data, file has ", available));
+  if (h->data_size < available)
+    bad(cat("trailing bytes after the data: dimensions ", dims_text(h->dims.data(), rank), " need ",
+            h->data_size, " bytes of data, file has ", available));
+  return std::move(*h);
 }
 
 /// Calls inflateEnd on scope exit (also when fail() throws).
@@ -196,90 +217,145 @@ inline std::string pick_file(const std::string& dir, const std::string& name) {
 
 }  // namespace detail::idx
 
-/// The bytes of the file at `path`, inflated if the file starts with the gzip
-/// magic 1f 8b (concatenated gzip members are joined, as gzip -d does).
-/// Fails with ErrorKind::io if the file cannot be opened or read, and with
-/// ErrorKind::format if the gzip stream is truncated or corrupt, if anything
-/// but another gzip member follows it, or if the result would exceed
-/// `max_bytes`. Messages start with "<op>: <path>: ".
-inline std::vector<unsigned char> read_gzip_or_plain(const std::string& path,
-                                                     std::size_t max_bytes = idx_default_max_bytes,
-                                                     const char* op = "load_idx") {
-  const std::string where = cat(op, ": ", path, ": ");
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    fail(ErrorKind::io, where + "is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::io, where + "cannot open file for reading");
+namespace detail::idx {
 
-  std::vector<unsigned char> chunk(detail::idx::chunk_size);
-  auto read_chunk = [&]() -> std::size_t {
-    if (!in) return 0;  // end of file reached earlier
-    in.read(reinterpret_cast<char*>(chunk.data()), std::streamsize(chunk.size()));
-    if (in.bad()) fail(ErrorKind::io, where + "read error");
-    return static_cast<std::size_t>(in.gcount());
-  };
+/// A run of bytes.
+struct Span {
+  const unsigned char* data = nullptr;
+  std::size_t size = 0;
+};
+
+/// A file read in chunks: next() is the next chunk, empty at the end.
+class FileInput {
+ public:
+  FileInput(const std::string& path, const std::string& where) : where_(where), buffer_(chunk_size) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) fail(ErrorKind::io, where + "is a directory, not a file");
+    in_.open(path, std::ios::binary);
+    if (!in_) fail(ErrorKind::io, where + "cannot open file for reading");
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec) size_ = static_cast<std::size_t>(std::min<std::uintmax_t>(size, std::numeric_limits<std::size_t>::max()));
+  }
+  Span next() {
+    if (!in_) return {};  // the end was reached earlier
+    in_.read(reinterpret_cast<char*>(buffer_.data()), std::streamsize(buffer_.size()));
+    if (in_.bad()) fail(ErrorKind::io, where_ + "read error");
+    return {buffer_.data(), static_cast<std::size_t>(in_.gcount())};
+  }
+  /// The file's size, if the file system says; else 0.
+  std::size_t size() const { return size_; }
+
+ private:
+  std::string where_;
+  std::ifstream in_;
+  std::vector<unsigned char> buffer_;
+  std::size_t size_ = 0;
+};
+
+/// Bytes already in memory, given out as one chunk.
+class MemoryInput {
+ public:
+  MemoryInput(const unsigned char* bytes, std::size_t count) : bytes_(bytes), count_(count) {}
+  Span next() {
+    const Span s{bytes_, count_};
+    count_ = 0;
+    return s;
+  }
+  std::size_t size() const { return count_; }
+
+ private:
+  const unsigned char* bytes_;
+  std::size_t count_;
+};
+
+/// "Not known yet", from a Measure (see read_all).
+inline constexpr std::size_t unknown_size = std::numeric_limits<std::size_t>::max();
+
+/// All bytes of `in`, inflated if they start with the gzip magic 1f 8b
+/// (concatenated members are joined, as gzip -d does). At most `max_bytes`
+/// are kept (else a format error, "<where>file size / decompressed size
+/// exceeds the limit"). `measure(p, n)` sees the output after each addition
+/// until it returns the size the output must have (it reads that from a
+/// header, and may fail on a bad one); from then on the buffer is reserved
+/// once at that size, and inflating stops as soon as the output is longer,
+/// with `longer` set, so that no more than the header asks for is inflated.
+/// Errors: see read_gzip_or_plain.
+template <class Input, class Measure>
+std::vector<unsigned char> read_all(Input& in, std::size_t max_bytes, const std::string& where,
+                                    Measure&& measure, bool& longer) {
+  longer = false;
   auto too_large = [&](const char* what) {
     fail(ErrorKind::format, cat(where, what, " exceeds the limit of ", max_bytes, " bytes"));
   };
-
-  std::size_t have = read_chunk();
+  Span chunk = in.next();
+  const bool gzip = chunk.size >= 2 && chunk.data[0] == 0x1F && chunk.data[1] == 0x8B;
   std::vector<unsigned char> out;
-  const bool gzip = have >= 2 && chunk[0] == 0x1F && chunk[1] == 0x8B;
+  std::size_t expected = unknown_size;
+  auto measure_bytes = [&](const unsigned char* p, std::size_t n) {
+    expected = measure(p, n);
+    if (expected != unknown_size && expected < max_bytes) out.reserve(expected + 1);
+  };
+  // Appends n bytes; returns true once the output is longer than expected.
+  auto append = [&](const unsigned char* p, std::size_t n) {
+    constexpr std::size_t probe = 64;  // enough for any header measured here
+    if (expected == unknown_size && out.size() < probe) {
+      // The header first, so that a bad one is named before the size is.
+      std::array<unsigned char, probe> head{};
+      const std::size_t k = std::min(probe - out.size(), n);
+      std::copy(out.begin(), out.end(), head.begin());
+      std::copy(p, p + k, head.begin() + std::ptrdiff_t(out.size()));
+      measure_bytes(head.data(), out.size() + k);
+    }
+    if (n > max_bytes - out.size()) too_large(gzip ? "decompressed size" : "file size");
+    if (out.size() + n > out.capacity())  // geometric growth, never past the limit
+      out.reserve(std::min(max_bytes, std::max(out.capacity() * 2, out.size() + n)));
+    out.insert(out.end(), p, p + n);
+    if (expected == unknown_size) measure_bytes(out.data(), out.size());
+    return expected != unknown_size && out.size() > expected;
+  };
 
   if (!gzip) {
-    const auto size = std::filesystem::file_size(path, ec);
-    if (!ec && size > max_bytes) too_large("file size");
-    if (!ec) out.reserve(static_cast<std::size_t>(size));
-    while (have > 0) {
-      if (have > max_bytes - out.size()) too_large("file size");
-      out.insert(out.end(), chunk.begin(), chunk.begin() + std::ptrdiff_t(have));
-      have = read_chunk();
-    }
+    if (in.size() > max_bytes) too_large("file size");
+    out.reserve(in.size());
+    for (; chunk.size > 0; chunk = in.next()) append(chunk.data, chunk.size);
     return out;
   }
 
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)  // 16: gzip wrapper only
     fail(ErrorKind::io, where + "cannot initialize zlib");
-  detail::idx::InflateGuard guard{&zs};
-  // The output buffer grows geometrically up to max_bytes + 1, one byte more
-  // than allowed, so that overflowing output is seen rather than cut off.
-  const std::size_t cap =
-      max_bytes == std::numeric_limits<std::size_t>::max() ? max_bytes : max_bytes + 1;
-  std::size_t produced = 0;
+  InflateGuard guard{&zs};
+  std::vector<unsigned char> stage(chunk_size);  // inflated, not yet appended
   std::size_t members = 0;  // complete gzip members so far
   bool ended = false;       // the last member ended and no new one began
   bool eof = false;
-  zs.next_in = chunk.data();
-  zs.avail_in = static_cast<uInt>(have);
+  zs.next_in = const_cast<unsigned char*>(chunk.data);
+  zs.avail_in = static_cast<uInt>(chunk.size);
   for (;;) {
     if (zs.avail_in == 0 && !eof) {
-      have = read_chunk();
-      eof = have == 0;
-      zs.next_in = chunk.data();
-      zs.avail_in = static_cast<uInt>(have);
+      chunk = in.next();
+      eof = chunk.size == 0;
+      zs.next_in = const_cast<unsigned char*>(chunk.data);
+      zs.avail_in = static_cast<uInt>(chunk.size);
     }
     if (ended) {
-      if (zs.avail_in == 0) break;  // eof right after a member: done
+      if (zs.avail_in == 0) break;  // the input ends right after a member: done
       if (inflateReset(&zs) != Z_OK) fail(ErrorKind::io, where + "cannot reset zlib");
       ended = false;
     }
     if (zs.avail_in == 0)
       fail(ErrorKind::format,
            cat(where, "gzip stream truncated (the file ends before the end of the ",
-               members ? "next member" : "compressed data", ", after ", produced,
+               members ? "next member" : "compressed data", ", after ", out.size(),
                " decompressed bytes)"));
-    if (produced == out.size()) {
-      if (out.size() >= cap) too_large("decompressed size");
-      out.resize(std::min(cap, std::max(out.size() * 2, detail::idx::chunk_size)));
-    }
-    zs.next_out = out.data() + produced;
-    const std::size_t room = std::min<std::size_t>(out.size() - produced, UINT_MAX);
-    zs.avail_out = static_cast<uInt>(room);
+    zs.next_out = stage.data();
+    zs.avail_out = static_cast<uInt>(stage.size());
     const int rc = inflate(&zs, Z_NO_FLUSH);
-    produced += room - zs.avail_out;
-    if (produced > max_bytes) too_large("decompressed size");
+    const std::size_t produced = stage.size() - zs.avail_out;
+    if (produced > 0 && append(stage.data(), produced)) {
+      longer = true;
+      return out;
+    }
     if (rc == Z_STREAM_END) {
       ended = true;
       ++members;
@@ -293,8 +369,56 @@ inline std::vector<unsigned char> read_gzip_or_plain(const std::string& path,
            cat(where, "data after the end of the gzip stream is not a gzip member", detail));
     fail(ErrorKind::format, cat(where, "corrupt gzip stream", detail));
   }
-  out.resize(produced);
   return out;
+}
+
+/// An IDX array from `in` (plain or gzip): the header is read as soon as its
+/// bytes are in, so a wrong header fails before the rest is read or
+/// inflated, and a gzip stream is inflated no further than the header asks.
+template <class Input>
+IdxArray read_idx(Input& in, std::size_t max_bytes, const std::string& source) {
+  const std::string where = cat("load_idx: ", source, ": ");
+  auto measure = [&](const unsigned char* p, std::size_t n) {
+    const std::optional<Header> h = read_header(p, n, source);
+    if (!h) return unknown_size;
+    const std::size_t total = h->data_offset + h->data_size;  // data_size < 2^60
+    if (total > max_bytes)
+      fail(ErrorKind::format, cat(where, "dimensions ", dims_text(h->dims.data(), int(h->dims.size())),
+                                  " need ", total, " bytes, which exceeds the limit of ", max_bytes, " bytes"));
+    return total;
+  };
+  bool longer = false;
+  std::vector<unsigned char> bytes = read_all(in, max_bytes, where, measure, longer);
+  Header h = longer ? *read_header(bytes.data(), bytes.size(), source) : parse_header(bytes.data(), bytes.size(), source);
+  if (longer)
+    fail(ErrorKind::format, cat(where, "trailing bytes after the data: dimensions ",
+                                dims_text(h.dims.data(), int(h.dims.size())), " need ", h.data_size,
+                                " bytes of data, the decompressed stream holds more"));
+  IdxArray out;
+  out.dims = std::move(h.dims);
+  // Reuse the buffer: drop the header in place rather than copy the data.
+  bytes.erase(bytes.begin(), bytes.begin() + std::ptrdiff_t(h.data_offset));
+  out.data = std::move(bytes);
+  return out;
+}
+
+}  // namespace detail::idx
+
+/// The bytes of the file at `path`, inflated if the file starts with the gzip
+/// magic 1f 8b (concatenated gzip members are joined, as gzip -d does).
+/// Fails with ErrorKind::io if the file cannot be opened or read, and with
+/// ErrorKind::format if the gzip stream is truncated or corrupt, if anything
+/// but another gzip member follows it, or if the result would exceed
+/// `max_bytes` (checked while inflating; the buffer never grows past it).
+/// Messages start with "<op>: <path>: ".
+inline std::vector<unsigned char> read_gzip_or_plain(const std::string& path,
+                                                     std::size_t max_bytes = idx_default_max_bytes,
+                                                     const char* op = "load_idx") {
+  const std::string where = cat(op, ": ", path, ": ");
+  detail::idx::FileInput in(path, where);
+  bool longer = false;
+  return detail::idx::read_all(in, max_bytes, where,
+                               [](const unsigned char*, std::size_t) { return detail::idx::unknown_size; }, longer);
 }
 
 /// Parses the `count` bytes of an IDX file at `bytes` (already decompressed);
@@ -309,31 +433,41 @@ inline IdxArray parse_idx(const unsigned char* bytes, std::size_t count,
   return out;
 }
 
-/// Reads the IDX file at `path`, plain or gzip-compressed (see
-/// read_gzip_or_plain and parse_idx).
+/// Parses the `count` bytes of an IDX file as stored, plain or
+/// gzip-compressed (what load_idx reads from a file, from memory): the
+/// in-memory twin of load_idx, with the same checks and messages.
+inline IdxArray parse_idx_file(const unsigned char* bytes, std::size_t count, const std::string& source_name,
+                               std::size_t max_bytes = idx_default_max_bytes) {
+  detail::idx::MemoryInput in(bytes, count);
+  return detail::idx::read_idx(in, max_bytes, source_name);
+}
+
+/// Reads the IDX file at `path`, plain or gzip-compressed, keeping at most
+/// `max_bytes` (see read_gzip_or_plain and parse_idx). The header is checked
+/// as soon as it is read: a wrong one fails before the rest of the file is
+/// read or inflated.
 inline IdxArray load_idx(const std::string& path, std::size_t max_bytes = idx_default_max_bytes) {
-  std::vector<unsigned char> bytes = read_gzip_or_plain(path, max_bytes);
-  detail::idx::Header h = detail::idx::parse_header(bytes.data(), bytes.size(), path);
-  IdxArray out;
-  out.dims = std::move(h.dims);
-  // Reuse the buffer: drop the header in place rather than copy the data.
-  bytes.erase(bytes.begin(), bytes.begin() + std::ptrdiff_t(h.data_offset));
-  out.data = std::move(bytes);
-  return out;
+  detail::idx::FileInput in(path, cat("load_idx: ", path, ": "));
+  return detail::idx::read_idx(in, max_bytes, path);
 }
 
 /// Loads a rank-3 IDX image file (N x H x W bytes) as an N x 1 x H x W tensor
 /// whose elements are the pixel values times `scale` (1/255.0 maps to [0, 1]).
+/// `max_bytes` bounds the file's bytes and the tensor's (N H W sizeof(T)).
 template <class T>
-Tensor<T> load_idx_images(const std::string& path, double scale = 1.0) {
+Tensor<T> load_idx_images(const std::string& path, double scale = 1.0,
+                          std::size_t max_bytes = idx_default_max_bytes) {
   static_assert(std::is_floating_point_v<T>, "load_idx_images: T must be float or double");
   require(std::isfinite(scale), ErrorKind::argument, "load_idx_images: ", path,
           ": scale must be finite, got ", scale);
-  const IdxArray a = load_idx(path);
+  const IdxArray a = load_idx(path, max_bytes);
   if (a.dims.size() != 3)
     fail(ErrorKind::format,
          cat("load_idx: ", path, ": expected rank 3 images (N x H x W), got rank ", a.dims.size(),
              " ", detail::idx::dims_text(a.dims.data(), int(a.dims.size()))));
+  if (a.data.size() > max_bytes / sizeof(T))
+    fail(ErrorKind::format, cat("load_idx: ", path, ": ", a.data.size(), " pixels as ", sizeof(T),
+                                "-byte values exceed the limit of ", max_bytes, " bytes"));
   std::array<T, 256> value{};
   for (std::size_t v = 0; v < value.size(); ++v) value[v] = static_cast<T>(double(v) * scale);
   Tensor<T> out;
@@ -343,13 +477,17 @@ Tensor<T> load_idx_images(const std::string& path, double scale = 1.0) {
   return out;
 }
 
-/// Loads a rank-1 IDX label file (N bytes) as N ints.
-inline std::vector<int> load_idx_labels(const std::string& path) {
-  const IdxArray a = load_idx(path);
+/// Loads a rank-1 IDX label file (N bytes) as N ints. `max_bytes` bounds
+/// the file's bytes and the labels' (N sizeof(int)).
+inline std::vector<int> load_idx_labels(const std::string& path, std::size_t max_bytes = idx_default_max_bytes) {
+  const IdxArray a = load_idx(path, max_bytes);
   if (a.dims.size() != 1)
     fail(ErrorKind::format,
          cat("load_idx: ", path, ": expected rank 1 labels (N), got rank ", a.dims.size(), " ",
              detail::idx::dims_text(a.dims.data(), int(a.dims.size()))));
+  if (a.data.size() > max_bytes / sizeof(int))
+    fail(ErrorKind::format, cat("load_idx: ", path, ": ", a.data.size(), " labels as ", sizeof(int),
+                                "-byte ints exceed the limit of ", max_bytes, " bytes"));
   return std::vector<int>(a.data.begin(), a.data.end());
 }
 
