@@ -93,7 +93,8 @@ using namespace model_file_test;
 TEST_CASE("a model file rebuilds every CNN-9 variant with the same logits, bit for bit") {
   for (nsl::Variant v : {nsl::Variant::plain, nsl::Variant::static_dns, nsl::Variant::static_uns, nsl::Variant::dynamic_dns,
                          nsl::Variant::dynamic_uns, nsl::Variant::dynamic_dns_sphere, nsl::Variant::sphere_attention}) {
-    CAPTURE(nsl::to_string(v));
+    const std::string variant = nsl::to_string(v);
+    CAPTURE(variant);
     nsl::Rng rng(7);
     nsl::Model<float> model = nsl::build_model<float>(small_cnn9(v), rng);
     train_statistics(model, rng);
@@ -300,6 +301,62 @@ TEST_CASE("bad model files fail with a message naming the file and the problem")
   nsl::save_checkpoint(path, no_key);
   fails("has no metadata key");
   fails(path.c_str());
+}
+
+TEST_CASE("a spec asking for a network larger than the file's tensors fails before it is built") {
+  // Each spec size is pinned by a tensor of the file: a few bytes cannot ask
+  // for gigabytes (widths of 100000 once were built, then found missing).
+  nsl::Rng rng(1);
+  for (nsl::Variant v : {nsl::Variant::plain, nsl::Variant::dynamic_uns, nsl::Variant::sphere_attention}) {
+    const std::string variant = nsl::to_string(v);
+    CAPTURE(variant);
+    nsl::Model<float> model = nsl::build_model<float>(small_cnn9(v), rng);
+    const nsl::Checkpoint good = nsl::model_to_checkpoint(model);
+    const std::string path = scratch("huge.nslckpt");
+    auto fails_with = [&](const std::string& key, const std::string& value, const char* what) {
+      nsl::Checkpoint ck = good;
+      ck.set(key, value);
+      nsl::save_checkpoint(path, ck);
+      CHECK_THROWS_WITH_AS(nsl::load_model<float>(path), doctest::Contains(what), nsl::Error);
+    };
+    const bool attention = v == nsl::Variant::sphere_attention;
+    const char* key = attention ? "attention_widths" : "widths";
+    fails_with(key, attention ? "8,100000,16" : "2,100000,4", "network expects [100000, ");
+    fails_with(key, attention ? "100000,8,16" : "100000,3,4", "network expects [100000, 1, 3, 3]");
+    fails_with("in_channels", "100000", "network expects [");
+    fails_with("input_size", "1000000", "'model.score.weight'");
+    fails_with("classes", "16777216", "network expects [16777216, ");
+    if (v == nsl::Variant::dynamic_uns) fails_with("predictor_hidden", "100000", "network expects [100000, ");
+    // The file as it was still loads.
+    nsl::save_checkpoint(path, good);
+    CHECK(nsl::load_model<float>(path).parameters().size() == model.parameters().size());
+  }
+  nsl::ModelSpec c;
+  c.network = nsl::Network::conv4;
+  c.variant = nsl::Variant::dynamic_dns;
+  c.conv4.width = 2;
+  c.conv4.predictor_hidden = 2;
+  c.input_size = 8;
+  c.dataset = "test";
+  for (nsl::HeadKind k : {nsl::HeadKind::static_ns, nsl::HeadKind::dynamic_ns}) {
+    c.head = k;
+    c.head_options.rank = 1;
+    c.head_options.hidden = 3;
+    nsl::Model<float> model = nsl::build_model<float>(c, rng);
+    const nsl::Checkpoint good = nsl::model_to_checkpoint(model);
+    const std::string path = scratch("huge_conv4.nslckpt");
+    auto fails_with = [&](const std::string& key, const std::string& value, const char* what) {
+      nsl::Checkpoint ck = good;
+      ck.set(key, value);
+      nsl::save_checkpoint(path, ck);
+      CHECK_THROWS_WITH_AS(nsl::load_model<float>(path), doctest::Contains(what), nsl::Error);
+    };
+    fails_with("width", "100000", "network expects [100000, 1, 3, 3]");
+    fails_with("input_size", "1000000", "'head.");
+    if (k == nsl::HeadKind::dynamic_ns) fails_with("head_hidden", "1000000", "network expects [1000000, ");
+    nsl::save_checkpoint(path, good);
+    CHECK(nsl::load_model<float>(path).head != nullptr);
+  }
 }
 
 TEST_CASE("host_copy gives a CPU model with the same weights") {

@@ -48,6 +48,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -398,10 +399,83 @@ inline ModelFile read_model_file(Checkpoint contents, const std::string& source)
 /// Reads the model file at `path` (its spec checked; the network not built).
 inline ModelFile read_model_file(const std::string& path) { return read_model_file(load_checkpoint(path), path); }
 
+namespace detail::model_file {
+
+/// Fails unless the checkpoint holds tensor `name` of exactly `dims`: "has no
+/// tensor" (format) or "is ... in the model file, the network expects ..."
+/// (shape), as load_model says for every parameter.
+inline void expect_tensor(const Checkpoint& ck, const std::string& source, const std::string& name,
+                          std::initializer_list<index> dims) {
+  const Tensor<float>* t = ck.find(name);
+  if (!t) fail(ErrorKind::format, cat(source, ": model file has no tensor '", name, "'"));
+  bool same = t->rank() == int(dims.size());
+  int axis = 0;
+  for (index d : dims) same = same && t->dim(axis++) == d;
+  if (!same) {
+    std::string want = "[";
+    for (index d : dims) want += cat(want.size() > 1 ? ", " : "", d);
+    fail(ErrorKind::shape,
+         cat(source, ": tensor '", name, "' is ", t->shape(), " in the model file, the network expects ", want, "]"));
+  }
+}
+
+/// Before a network is built for a file's spec: the sizes the spec gives
+/// (channels, widths, classes, input size, the predictors' and the head's
+/// widths) are checked against the file's own tensors, one tensor for each
+/// product of sizes that a layer allocates, so that a spec asking for a
+/// network far larger than the file's tensors fails here rather than
+/// allocating it (a file of a few bytes once could ask for terabytes). What
+/// this pins bounds every parameter of the network by a tensor of the file.
+inline void expect_spec_sizes(const ModelFile& f) {
+  const ModelSpec& s = f.spec;
+  const Checkpoint& ck = f.contents;
+  auto expect = [&](const std::string& name, std::initializer_list<index> dims) {
+    expect_tensor(ck, f.path, "model." + name, dims);
+  };
+  const bool dynamic =
+      s.variant == Variant::dynamic_dns || s.variant == Variant::dynamic_uns || s.variant == Variant::dynamic_dns_sphere;
+  const index hidden = [&] {
+    const index h = s.network == Network::cnn9 ? s.cnn9.predictor_hidden : s.conv4.predictor_hidden;
+    if (h > 0) return h;
+    return s.variant == Variant::dynamic_uns ? PredictorOptions::uns().hidden : PredictorOptions::dns().hidden;
+  }();
+  if (s.network == Network::cnn9) {
+    const index* w = s.variant == Variant::sphere_attention ? s.cnn9.attention_widths : s.cnn9.widths;
+    expect("root.conv.weight", {w[0], s.in_channels, 3, 3});
+    index channels = w[0], size = s.input_size;
+    for (int stage = 1; stage <= 3; ++stage) {
+      const index out = w[stage - 1];
+      expect(cat("stage", stage, ".conv1.weight"), {out, channels, 3, 3});
+      expect(cat("stage", stage, ".conv2.weight"), {out, out, 3, 3});
+      if (dynamic) {
+        expect(cat("stage", stage, ".conv1.predictor.conv1.weight"), {hidden, channels, 3, 3});
+        expect(cat("stage", stage, ".conv2.predictor.conv1.weight"), {hidden, out, 3, 3});
+      }
+      channels = out;
+      size = (size + 1) / 2;
+    }
+    expect("score.weight", {s.classes, channels, size, size});
+    return;
+  }
+  expect("block1.conv.weight", {s.conv4.width, s.in_channels, 3, 3});
+  expect("block2.conv.weight", {s.conv4.width, s.conv4.width, 3, 3});
+  if (dynamic) expect("block2.conv.predictor.conv1.weight", {hidden, s.conv4.width, 3, 3});
+  const index dimension = conv4_embedding_size(s.input_size, s.conv4);
+  if (s.head == HeadKind::static_ns) {
+    expect_tensor(ck, f.path, "head.diagonal", {dimension});
+    if (s.head_options.rank > 0) expect_tensor(ck, f.path, "head.left", {dimension, s.head_options.rank});
+  } else if (s.head == HeadKind::dynamic_ns) {
+    expect_tensor(ck, f.path, "head.predictor.weight1", {s.head_options.hidden, dimension});
+  }
+}
+
+}  // namespace detail::model_file
+
 /// The model held by `file`, on device D, with its parameters and buffers.
 template <class T, class D = Cpu>
 Model<T, D> load_model(const ModelFile& file) {
   namespace mf = detail::model_file;
+  mf::expect_spec_sizes(file);  // before anything is allocated for the spec
   Rng rng(1);  // initial weights, every one overwritten below
   Model<T, D> model = build_model<T, D>(file.spec, rng);
   // Check every tensor before copying any, so a bad file leaves no half-loaded model behind.
