@@ -8,7 +8,9 @@
 #      NSL_TSAN_TESTS adds the inference thread test (one model, CNN-9 and
 #      deployed, shared by 4 std::threads) built under ThreadSanitizer
 #      without OpenMP, run by the same ctest (label tsan);
-#   3. ASan+UBSan build in build/asan (NSL_SANITIZE=ON) and ctest: the unit
+#   3. the readers' fuzzing harnesses, 30 s each (scripts/fuzz.sh), when
+#      clang++-16 with libFuzzer is present;
+#   4. ASan+UBSan build in build/asan (NSL_SANITIZE=ON) and ctest: the unit
 #      and consumer tests (the examples and command-line programs are built
 #      and run in step 2; under the sanitizers they took a third of the CI
 #      budget, and the library code they run is the unit tests' too). Without
@@ -67,6 +69,16 @@ if step "release: configure" cmake -S "$ROOT" -B "$ROOT/build/release" \
      -DNSL_TSAN_TESTS=ON &&
    step "release: build" cmake --build "$ROOT/build/release" -j "$JOBS"; then
   step "release: ctest" ctest --test-dir "$ROOT/build/release" --output-on-failure -j "$JOBS" || true
+fi
+
+# ---- fuzzing -----------------------------------------------------------------
+# Each reader's libFuzzer harness for 30 s (scripts/fuzz.sh; tests/fuzz),
+# whenever clang++-16 is present (scripts/install-deps.sh installs it). The
+# corpora themselves are replayed by ctest in both builds (label fuzz).
+if command -v clang++-16 >/dev/null 2>&1; then
+  step "fuzz: 30 s per reader" bash "$ROOT/scripts/fuzz.sh" --seconds 30 || true
+else
+  summary+=("SKIP  fuzz (no clang++-16)")
 fi
 
 # ---- ASan + UBSan ----------------------------------------------------------
