@@ -254,6 +254,21 @@ void regressions() {
   nsl::put_le_u64(ck, std::uint64_t(1) << 62);
   nsl::put_le_u32(ck, nsl::crc32_of(reinterpret_cast<const unsigned char*>(ck.data()), ck.size()));
   regression("checkpoint", "empty-absurd-extents", std::string(1, '\0') + ck);
+  // A tiny model file whose spec asks for stage widths of 100000 (load_model
+  // built that network, 360 GB of weights, before it found the tensors
+  // missing).
+  nsl::ModelSpec spec;
+  spec.cnn9.widths[0] = spec.cnn9.widths[1] = spec.cnn9.widths[2] = 2;
+  spec.input_size = 8;
+  spec.classes = 2;
+  nsl::Rng rng(1);
+  nsl::Model<float> model = nsl::build_model<float>(spec, rng);
+  nsl::Checkpoint huge = nsl::model_to_checkpoint(model);
+  huge.set("widths", "2,100000,2");
+  const fs::path tmp = regression_dir / "huge.tmp";
+  nsl::save_checkpoint(tmp.string(), huge);
+  regression("checkpoint", "spec-wider-than-its-tensors", std::string(1, '\0') + read(tmp));
+  fs::remove(tmp);
 }
 
 }  // namespace
