@@ -92,6 +92,11 @@ int main(int argc, char** argv) {
                  "meant to apply, see docs/training.md)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--check-numerics,!--no-check-numerics", s.check_numerics,
+               "after each step's backward, check the loss and the gradients (one pass over them): the first NaN "
+               "or infinity stops the run before the update, naming the step and the first layer and parameter "
+               "where it shows; the model file keeps the last finished epoch (on by default)")
+      ->capture_default_str();
   app.add_option("--momentum", s.momentum, "SGD momentum")->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();

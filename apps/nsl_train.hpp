@@ -27,6 +27,7 @@
 #include "nsl/io/model_file.hpp"
 #include "nsl/train/evaluate.hpp"
 #include "nsl/train/loss.hpp"
+#include "nsl/train/numerics.hpp"
 #include "nsl/train/schedule.hpp"
 #include "nsl/train/sgd.hpp"
 
@@ -53,6 +54,7 @@ struct Settings {
                                 // -1: the recipe's, resolve_predictor_start)
   double predictor_lr = 1;      // the dynamic predictors' learning rate, a multiple of --lr's
   double predictor_decay = 1;   // their convolutions' weight decay, a multiple of --weight-decay's
+  bool check_numerics = true;   // stop at the first non-finite loss or gradient (nsl/train/numerics.hpp)
   double momentum = 0.9;
   double weight_decay = 5e-4;
   double smoothing = 0.01;
@@ -176,7 +178,7 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
                               {"schedule", s.schedule}, {"warmup", s.warmup},
                               {"precise_bn", s.precise_bn}, {"test_both_bn", s.test_both_bn},
                               {"predictor_gamma", s.predictor_gamma}, {"predictor_lr", s.predictor_lr},
-                              {"predictor_decay", s.predictor_decay},
+                              {"predictor_decay", s.predictor_decay}, {"check_numerics", s.check_numerics},
                               {"momentum", s.momentum},
                               {"weight_decay", s.weight_decay}, {"label_smoothing", s.smoothing},
                               {"seed", s.seed},           {"threads", nsl::num_threads()},
@@ -305,6 +307,26 @@ int train(Settings s) {
   nsl::Tensor<float, D> staged, logits, dlogits;
   std::vector<int> labels;
   Loss<D> loss(s.smoothing);
+  const std::vector<nsl::Parameter<float, D>> parameters = model.parameters();  // views: valid for the whole run
+  const fs::path model_path = fs::path(s.out) / "model.nslckpt";
+  // --check-numerics: a step whose loss or gradients are not finite stops the
+  // run before the update, with the step, the first layer and parameter to
+  // blame, and what the model file on disk still holds.
+  auto stop = [&](const std::string& what, int epoch) {
+    const std::string kept =
+        epoch > first_epoch ? nsl::cat(model_path.string(), " still holds the model after epoch ", epoch - 1,
+                                       " (continue from it with --resume and a lower --lr)")
+        : !s.resume.empty() ? nsl::cat("the model file resumed from, ", s.resume, ", is untouched")
+                            : std::string("this run wrote no model file yet");
+    nsl::fail(nsl::ErrorKind::state, nsl::cat("epoch ", epoch, ", ", what, ". Stopped; ", kept));
+  };
+  auto check_step = [&](double step_loss, nsl::index step, int epoch) {
+    try {
+      nsl::check_numerics<float, D>(model.network, logits.view(), step_loss, parameters, step);
+    } catch (const nsl::Error& e) {
+      stop(nsl::cat(e.what(), " (before that step's update)"), epoch);
+    }
+  };
   const int last_epoch = s.stop_after > 0 ? std::min(s.stop_after, s.epochs) : s.epochs;
   for (int epoch = first_epoch; epoch <= last_epoch; ++epoch) {
     // One pass over the shuffled training set.
@@ -324,6 +346,7 @@ int train(Settings s) {
       sgd.zero_gradients();
       model.network.backward_into(dlogits.view(), {});  // no gradient for the images
       for (auto* block : attention) block->add_orthogonality_penalty(2e-4f);
+      if (s.check_numerics) check_step(r.loss, iteration + 1, epoch);
       lr = schedule->lr(iteration);
       sgd.step(lr);
       ++iteration;
@@ -339,6 +362,13 @@ int train(Settings s) {
       progress.update(b + 1, seen, numbers);
     }
     const double train_seconds = progress.seconds();
+    if (s.check_numerics) {  // the last update of the epoch came after the last step's check
+      try {
+        nsl::check_weights_finite<float, D>(parameters, model.network.buffers(), nsl::cat("after step ", iteration));
+      } catch (const nsl::Error& e) {
+        stop(e.what(), epoch);
+      }
+    }
 
     // Evaluate, record, save.
     auto run_test = [&](const char* phase) {
@@ -360,6 +390,8 @@ int train(Settings s) {
       if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch);
     }
     const nsl::Evaluation test = run_test("testing");
+    if (s.check_numerics && !std::isfinite(test.loss))
+      stop(nsl::cat("the test loss is ", test.loss, " with finite weights (after step ", iteration, ")"), epoch);
     // The size of G, with the statistics of that test.
     nlohmann::json magnitudes;
     if constexpr (nsl::is_cpu_v<D>) {
@@ -384,7 +416,7 @@ int train(Settings s) {
                 moving_test.c_str(), nsl::cli::format_seconds(progress.seconds()).c_str());
     nsl::TrainingState<float, D> state{epoch, iteration, &rng, &sgd,
                                        {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
-    nsl::save_model((fs::path(s.out) / "model.nslckpt").string(), model, state);
+    nsl::save_model(model_path.string(), model, state);
   }
 
   // The pictures.

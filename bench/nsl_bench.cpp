@@ -61,6 +61,7 @@
 #include "nsl/io/npy.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
+#include "nsl/train/numerics.hpp"
 #include "nsl/train/sgd.hpp"
 
 namespace {
@@ -311,6 +312,25 @@ void bm_cnn9(benchmark::State& state, Variant v, const std::string& name) {
                                                   benchmark::Counter::kIsRate);
 }
 
+/// check_numerics after a CNN-9 training step (nsl-train's --check-numerics): the summed squares
+/// of every gradient, and the loss looked at. Its time over the train_step case's is its cost.
+void bm_check_numerics(benchmark::State& state, Variant v, const std::string& name) {
+  auto& f = fixture_for<Cnn9Fixture>(name, [&] {
+    auto made = std::make_unique<Cnn9Fixture>(v);
+    made->step();  // outputs and gradients to check
+    return made;
+  });
+  const std::vector<nsl::Parameter<float>> params = f.net.parameters();
+  double norm = 0.0;
+  for (auto _ : state) {
+    norm = nsl::check_numerics<float, nsl::Cpu>(f.net, f.logits.view(), f.last_loss, params, 1);
+    benchmark::DoNotOptimize(norm);
+  }
+  double count = 0.0;
+  for (const auto& p : params) count += double(p.grad.size());
+  state.counters["gradients"] = benchmark::Counter(count);
+}
+
 /// An infer case: the deployed network of `inference_network`, its caller-owned workspace and a
 /// batch of random images.
 struct InferFixture {
@@ -402,6 +422,13 @@ void register_all() {
   for (Variant v : kVariants) {
     const std::string name = cnn9_name(v);
     benchmark::RegisterBenchmark(name.c_str(), [v, name](benchmark::State& s) { bm_cnn9(s, v, name); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  for (Variant v : {Variant::plain, Variant::dynamic_dns}) {
+    const std::string name = nsl::cat("cnn9/", nsl::to_string(v), "/check_numerics/B", kCnnBatch, "_", kCnnChannels,
+                                      "x", kCnnSize, "x", kCnnSize);
+    benchmark::RegisterBenchmark(name.c_str(), [v, name](benchmark::State& s) { bm_check_numerics(s, v, name); })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }

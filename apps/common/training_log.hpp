@@ -17,6 +17,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -55,19 +56,26 @@ class TrainingLog {
   plots::TrainingCurves curves() const {
     plots::TrainingCurves c;
     for_rows(steps_path_, [&](const nlohmann::json& row) {
-      c.step.push_back(row.value("step", 0.0));
-      c.train_loss.push_back(row.value("train_loss", 0.0));
-      c.train_accuracy.push_back(row.value("train_acc", 0.0));
+      c.step.push_back(number(row, "step"));
+      c.train_loss.push_back(number(row, "train_loss"));
+      c.train_accuracy.push_back(number(row, "train_acc"));
     });
     for_rows(metrics_path_, [&](const nlohmann::json& row) {
-      c.epoch_step.push_back(row.value("step", 0.0));
-      c.test_loss.push_back(row.value("test_loss", 0.0));
-      c.test_accuracy.push_back(row.value("test_acc", 0.0));
+      c.epoch_step.push_back(number(row, "step"));
+      c.test_loss.push_back(number(row, "test_loss"));
+      c.test_accuracy.push_back(number(row, "test_acc"));
     });
     return c;
   }
 
  private:
+  /// row[key] as a number: NaN where JSON holds null (how a NaN or an
+  /// infinity is written) or anything but a number; 0 where the key is missing.
+  static double number(const nlohmann::json& row, const char* key) {
+    const auto it = row.find(key);
+    if (it == row.end()) return 0.0;
+    return it->is_number() ? it->get<double>() : std::numeric_limits<double>::quiet_NaN();
+  }
   template <class Each>
   static void for_rows(const std::filesystem::path& path, Each&& each) {
     std::ifstream in(path);

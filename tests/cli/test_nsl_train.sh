@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command-line tests of nsl-train: usage errors are one clear line and a
 # non-zero exit; a resumed run ends with the same checkpoint, bit for bit, as
-# an uninterrupted one; --test-both-bn changes nothing but what is tested.
+# an uninterrupted one; --test-both-bn changes nothing but what is tested; a
+# run whose numbers go bad stops at the first such step.
 # usage: test_nsl_train.sh NSL_TRAIN FASHION_MNIST_DIR WORK_DIR
 set -u
 train="$1"
@@ -106,6 +107,30 @@ sys.exit(0 if ok else 1)
 EOF
 expect_one_line_error "--test-both-bn without --precise-bn" "needs --precise-bn" "${common[@]}" --epochs 1 \
   --precise-bn 0 --test-both-bn --out "$work/x"
+
+# --check-numerics (on by default): a learning rate of 1e6 stops the run at
+# the first step whose loss or gradients are not finite, before its update,
+# in one line naming the step, the first non-finite output and gradient; the
+# model file of the last finished epoch stays as it was and resumes.
+blow=(--variant plain --data "$data" --limit-train 1024 --limit-test 64 --threads 2 --seed 3 --epochs 3)
+"$train" "${blow[@]}" --stop-after 1 --out "$work/blow" > "$work/blow1.log" 2>&1
+cp "$work/blow/model.nslckpt" "$work/blow_epoch1.nslckpt"
+"$train" "${blow[@]}" --lr 1e6 --out "$work/blow" --resume "$work/blow/model.nslckpt" > "$work/blow2.log" \
+  2> "$work/blow2.err"
+check "lr 1e6: non-zero exit" test $? -ne 0
+check "lr 1e6: one line on stderr" test "$(wc -l < "$work/blow2.err")" -eq 1
+check "lr 1e6: names the step, the first non-finite output and gradient" grep -Eq \
+  "epoch 2, step [0-9]+: the loss is .*; the first non-finite output is layer '[a-z0-9.]+''s .*; the first non-finite gradient is '[a-z0-9.]+' \(before that step's update\)" \
+  "$work/blow2.err"
+cat "$work/blow2.err"
+check "lr 1e6: the model file is the first epoch's, byte for byte" cmp "$work/blow/model.nslckpt" "$work/blow_epoch1.nslckpt"
+"$train" "${blow[@]}" --stop-after 2 --out "$work/blow" --resume "$work/blow/model.nslckpt" > "$work/blow3.log" 2>&1
+check "lr 1e6: the kept model file resumes" test $? -eq 0
+check "--check-numerics is recorded in run.json" python3 -c \
+  "import json,sys; sys.exit(json.load(open('$work/blow/run.json'))['check_numerics'] is not True)"
+"$train" "${blow[@]}" --lr 1e6 --no-check-numerics --out "$work/blow_unchecked" --resume "$work/blow_epoch1.nslckpt" \
+  > "$work/blow4.log" 2> "$work/blow4.err"
+check "--no-check-numerics: only the loss is looked at, after the update" grep -q "the loss became" "$work/blow4.err"
 
 # A corrupted checkpoint is refused with a clear message.
 cp "$work/epoch1.nslckpt" "$work/corrupt.nslckpt"

@@ -122,6 +122,13 @@ class Sequential : public Layer<T, D> {
   Layer<T, D>& layer(std::size_t i) { return *entries_.at(i).layer; }
   const Layer<T, D>& layer(std::size_t i) const { return *entries_.at(i).layer; }
   const std::string& name(std::size_t i) const { return entries_.at(i).name; }
+  /// Layer i's output of the last forward_into, for i < size() - 1 (the last
+  /// layer writes the caller's tensor); empty before the first forward.
+  TensorView<const T, D> output(std::size_t i) const {
+    require(i + 1 < entries_.size(), ErrorKind::argument, "Sequential::output: layer ", i, " of ", entries_.size(),
+            " (the last layer's output is the caller's)");
+    return entries_[i].output.view();
+  }
 
  private:
   struct InferenceBuffers {
