@@ -189,6 +189,21 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
                              [&](std::ofstream& out) { out << run.dump(2) << '\n'; });
 }
 
+// The temporary files of an earlier run of OUT that was killed while it wrote
+// (nsl::write_file_atomically's "<file>.tmp-..." beside the model file, the
+// run description and the pictures): the files themselves were never
+// touched, and nothing else writes in OUT while this run does.
+inline void remove_stale_temporaries(const fs::path& out) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(out, ec)) {
+    const std::string name = entry.path().filename().string();
+    for (const char* file : {"model.nslckpt", "run.json", "curves.png", "kernel_shapes.png"}) {
+      const std::string prefix = nsl::cat(file, ".tmp-");
+      if (name.compare(0, prefix.size(), prefix) == 0) fs::remove(entry.path(), ec);
+    }
+  }
+}
+
 // OUT/kernel_shapes.png: the slot magnitudes of every similarity layer, |m|
 // of static layers and the mean over 100 test images and their pixels of
 // M(p)'s rows for dynamic ones. Returns false if the network has none.
@@ -210,7 +225,7 @@ inline bool kernel_shape_picture(nsl::Model<float>& model, const Data& data, con
   if (slots.empty()) return false;
   std::string error;
   if (!nsl::plots::write_kernel_shapes(path.string(), titles, slots, 3, &error))
-    std::fprintf(stderr, "nsl-train: could not write %s: %s\n", path.string().c_str(), error.c_str());
+    nsl::fail(nsl::ErrorKind::io, nsl::cat("could not write ", path.string(), ": ", error));
   return true;
 }
 
@@ -299,7 +314,10 @@ int train(Settings s) {
     std::printf("nsl-train: the predictors learn at %g x the learning rate, their convolutions decay at %g x %g\n",
                 s.predictor_lr, s.predictor_decay, s.weight_decay);
   const auto schedule = nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, warmup);
-  fs::create_directories(s.out);
+  std::error_code ec;
+  fs::create_directories(s.out, ec);
+  nsl::require(!ec, nsl::ErrorKind::io, s.out, ": cannot create the output directory (", ec.message(), ")");
+  remove_stale_temporaries(s.out);
   write_run_description(fs::path(s.out) / "run.json", s);
   nsl::cli::TrainingLog log(s.out, !s.resume.empty(), first_epoch - 1, iteration);
 
@@ -424,7 +442,7 @@ int train(Settings s) {
   if (!curves.test_accuracy.empty()) std::printf("test accuracy: %.2f%%\n", 100.0 * curves.test_accuracy.back());
   std::string error;
   if (!nsl::plots::write_training_curves((fs::path(s.out) / "curves.png").string(), curves, &error))
-    std::fprintf(stderr, "nsl-train: could not write curves.png: %s\n", error.c_str());
+    nsl::fail(nsl::ErrorKind::io, nsl::cat("could not write ", (fs::path(s.out) / "curves.png").string(), ": ", error));
   nsl::Model<float> host = nsl::host_copy(model);
   const bool shapes = kernel_shape_picture(host, data, fs::path(s.out) / "kernel_shapes.png");
   std::printf("nsl-train: wrote %s/{run.json, steps.jsonl, metrics.jsonl, model.nslckpt, curves.png%s}\n",

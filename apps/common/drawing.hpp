@@ -11,7 +11,10 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <string>
+
+#include "nsl/io/atomic_file.hpp"
 
 namespace nsl::plots::draw {
 
@@ -115,14 +118,15 @@ inline std::string tick_label(double v, double step) {
   return buf;
 }
 
-// A white w x h canvas, painted by draw(cr), written to path + ".tmp" and
-// renamed onto path when complete. Errors go to *error, prefixed with `what`.
+// A white w x h canvas, painted by draw(cr), encoded as PNG in memory and
+// written with nsl::write_file_atomically (a temporary file beside `path`,
+// renamed over it when complete: a full disk or a crash never leaves half a
+// picture). Errors go to *error, prefixed with `what`.
 template <class Draw>
 bool write_png(const std::string& path, int w, int h, const char* what, std::string* error, Draw draw) {
   std::string why;
   cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
   cairo_t* cr = cairo_create(surface);
-  const std::string tmp = path + ".tmp";
   if (cairo_status(cr) == CAIRO_STATUS_SUCCESS) {
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
@@ -134,16 +138,30 @@ bool write_png(const std::string& path, int w, int h, const char* what, std::str
     }
   }
   if (why.empty() && cairo_status(cr) != CAIRO_STATUS_SUCCESS) why = cairo_status_to_string(cairo_status(cr));
+  std::string png;
   if (why.empty()) {
     cairo_surface_flush(surface);
-    const cairo_status_t s = cairo_surface_write_to_png(surface, tmp.c_str());
-    if (s != CAIRO_STATUS_SUCCESS) why = "cannot write " + tmp + ": " + cairo_status_to_string(s);
-    else if (std::rename(tmp.c_str(), path.c_str()) != 0) why = "cannot rename " + tmp + " to " + path;
+    const cairo_status_t s = cairo_surface_write_to_png_stream(
+        surface,
+        [](void* closure, const unsigned char* data, unsigned int length) {
+          static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
+          return CAIRO_STATUS_SUCCESS;
+        },
+        &png);
+    if (s != CAIRO_STATUS_SUCCESS) why = std::string("cannot encode the PNG: ") + cairo_status_to_string(s);
   }
   cairo_destroy(cr);
   cairo_surface_destroy(surface);
-  if (why.empty()) return true;
-  std::remove(tmp.c_str());
+  if (why.empty()) {
+    try {
+      nsl::write_file_atomically("write_png", path, [&](std::ofstream& out) {
+        out.write(png.data(), static_cast<std::streamsize>(png.size()));
+      });
+      return true;
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+  }
   if (error) *error = std::string(what) + ": " + why;
   return false;
 }

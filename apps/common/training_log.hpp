@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -23,6 +24,7 @@
 
 #include "common/plots.hpp"
 #include "nsl/core/error.hpp"
+#include "nsl/io/atomic_file.hpp"
 
 namespace nsl::cli {
 
@@ -91,14 +93,20 @@ class TrainingLog {
       for_rows(path, [&](const nlohmann::json& row) {
         if (keep(row)) kept.push_back(row.dump());
       });
+    errno = 0;
     std::ofstream out(path, std::ios::trunc);
-    require(bool(out), ErrorKind::io, path.string(), ": cannot open for writing");
+    require(bool(out), ErrorKind::io, path.string(), ": cannot open for writing", errno_suffix());
     for (const auto& line : kept) out << line << '\n';
+    out.close();
+    require(!out.fail(), ErrorKind::io, path.string(), ": write failed", errno_suffix());
   }
   static void append(const std::filesystem::path& path, const nlohmann::json& row) {
+    errno = 0;
     std::ofstream out(path, std::ios::app);
+    require(bool(out), ErrorKind::io, path.string(), ": cannot open for appending", errno_suffix());
     out << row.dump() << '\n';
-    require(bool(out), ErrorKind::io, path.string(), ": write failed");
+    out.close();  // the write itself may fail only here, when the buffer goes to the disk
+    require(!out.fail(), ErrorKind::io, path.string(), ": write failed", errno_suffix());
   }
 
   std::filesystem::path steps_path_, metrics_path_;

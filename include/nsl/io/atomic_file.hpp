@@ -4,8 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <ios>
@@ -15,6 +17,14 @@
 #include "nsl/core/error.hpp"
 
 namespace nsl {
+
+/// " (No space left on device)": what errno says of the last failed call,
+/// to end an I/O error's message; empty when errno is 0 (set it to 0 before
+/// the call).
+inline std::string errno_suffix() {
+  const int e = errno;
+  return e != 0 ? cat(" (", std::strerror(e), ")") : std::string();
+}
 
 namespace detail {
 /// A name beside `path` that no other save uses at the same time.
@@ -35,17 +45,19 @@ template <class Write>
 void write_file_atomically(const char* op, const std::string& path, Write&& write) {
   const std::string temp = detail::temporary_name(path);
   bool ok = false;
+  errno = 0;
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(ErrorKind::io, cat(op, ": ", path, ": cannot create temporary file ", temp));
+    if (!out) fail(ErrorKind::io, cat(op, ": ", path, ": cannot create temporary file ", temp, errno_suffix()));
     write(out);
     out.close();
     ok = !out.fail();
   }
   std::error_code ec;
   if (!ok) {
+    const std::string why = errno_suffix();
     std::filesystem::remove(temp, ec);
-    fail(ErrorKind::io, cat(op, ": ", path, ": write error on temporary file ", temp));
+    fail(ErrorKind::io, cat(op, ": ", path, ": write error on temporary file ", temp, why));
   }
   std::filesystem::rename(temp, path, ec);
   if (ec) {
