@@ -7,9 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -229,6 +233,115 @@ inline bool kernel_shape_picture(nsl::Model<float>& model, const Data& data, con
   return true;
 }
 
+// ---- interrupts ----------------------------------------------------------------
+
+// SIGINT (Ctrl-C) and SIGTERM set this; the training loop looks at it after
+// each step and after each epoch's model file.
+inline volatile std::sig_atomic_t interrupt_signal = 0;
+extern "C" inline void on_interrupt(int signal) { interrupt_signal = signal; }
+
+// Installs on_interrupt for SIGINT and SIGTERM while it lives. SA_RESETHAND:
+// a second Ctrl-C stops the program at once (the model file on disk is
+// whole either way: nsl::write_file_atomically).
+class InterruptHandlers {
+ public:
+  InterruptHandlers() {
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~InterruptHandlers() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  InterruptHandlers(const InterruptHandlers&) = delete;
+  InterruptHandlers& operator=(const InterruptHandlers&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// Where a run interrupted inside an epoch stopped, kept in the model file's
+// notes (run.<key>) so that --resume goes on from the next step as an
+// uninterrupted run would: the generator at the epoch's start gives its
+// shuffled order back, the one saved with the model goes on with the
+// augmentation; the epoch's sums and the log's pending steps give the same
+// metrics and steps rows.
+struct EpochPosition {
+  nsl::index batches_done = 0;  // 0: at an epoch's end
+  std::string rng_at_start;
+  double loss_sum = 0.0;
+  nsl::index correct = 0, seen = 0;
+  nsl::cli::TrainingLog::Pending log;
+
+  // A double as text and back, exactly (hexadecimal floating point).
+  static std::string exact(double v) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%a", v);
+    return text;
+  }
+  // The log's pending steps (every model file: an epoch's end can fall
+  // between two rows of steps.jsonl too), then, inside an epoch, the rest.
+  void write(std::vector<std::pair<std::string, std::string>>& notes) const {
+    notes.insert(notes.end(), {{"log_loss_sum", exact(log.loss_sum)},
+                               {"log_correct", std::to_string(log.correct)},
+                               {"log_images", std::to_string(log.images)}});
+    if (batches_done == 0) return;
+    notes.insert(notes.end(), {{"epoch_batches_done", std::to_string(batches_done)},
+                               {"epoch_rng", rng_at_start},
+                               {"epoch_loss_sum", exact(loss_sum)},
+                               {"epoch_correct", std::to_string(correct)},
+                               {"epoch_seen", std::to_string(seen)}});
+  }
+  // The position kept in `file`; batches_done 0 for a file written at an epoch's end.
+  static EpochPosition read(const nsl::ModelFile& file) {
+    EpochPosition p;
+    auto text = [&](const char* key) -> const std::string& {
+      const std::string* v = file.note(key);
+      nsl::require(v != nullptr, nsl::ErrorKind::format, file.path, ": an interrupted run's model file without '", key,
+                   "'");
+      return *v;
+    };
+    auto integer = [&](const char* key) {
+      const std::string& t = text(key);
+      char* end = nullptr;
+      const long long v = std::strtoll(t.c_str(), &end, 10);
+      nsl::require(!t.empty() && end == t.c_str() + t.size() && v >= 0, nsl::ErrorKind::format, file.path, ": '", key,
+                   "' is '", t, "', expected a count");
+      return nsl::index(v);
+    };
+    auto real = [&](const char* key) {
+      const std::string& t = text(key);
+      char* end = nullptr;
+      const double v = std::strtod(t.c_str(), &end);
+      nsl::require(!t.empty() && end == t.c_str() + t.size() && std::isfinite(v), nsl::ErrorKind::format, file.path,
+                   ": '", key, "' is '", t, "', expected a number");
+      return v;
+    };
+    if (file.note("log_images")) p.log = {real("log_loss_sum"), integer("log_correct"), integer("log_images")};
+    if (!file.note("epoch_batches_done")) return p;  // written at an epoch's end
+    p.batches_done = integer("epoch_batches_done");
+    p.rng_at_start = text("epoch_rng");
+    p.loss_sum = real("epoch_loss_sum");
+    p.correct = integer("epoch_correct");
+    p.seen = integer("epoch_seen");
+    return p;
+  }
+};
+
+// The one line an interrupt ends the run with (the exit status is 128 + the signal's number).
+inline int interrupted(int signal, const std::string& where, const fs::path& model_path) {
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "nsl-train: interrupted by %s %s; wrote %s: to go on, run the same command with --resume %s\n",
+               signal == SIGTERM ? "SIGTERM" : "SIGINT", where.c_str(), model_path.string().c_str(),
+               model_path.string().c_str());
+  return 128 + signal;
+}
+
 // ---- training --------------------------------------------------------------
 
 // The loss of a batch on device D (a GPU keeps its scratch across steps).
@@ -287,10 +400,16 @@ int train(Settings s) {
       s.resume.empty() ? nsl::build_model<float, D>(spec, rng) : nsl::load_model<float, D>(resumed);
   nsl::Sgd<float, D> sgd(model.parameters(), {s.momentum, s.weight_decay});
   scale_predictors(sgd, s);
+  EpochPosition position;  // where in first_epoch a resumed run goes on
   if (!s.resume.empty()) {
     first_epoch = nsl::restore_training(resumed, model, sgd, rng, iteration) + 1;
-    std::printf("nsl-train: resuming after epoch %d (iteration %ld) from %s\n", first_epoch - 1, long(iteration),
-                s.resume.c_str());
+    position = EpochPosition::read(resumed);
+    if (position.batches_done > 0)
+      std::printf("nsl-train: resuming epoch %d after its batch %ld (iteration %ld) from %s\n", first_epoch,
+                  long(position.batches_done), long(iteration), s.resume.c_str());
+    else
+      std::printf("nsl-train: resuming after epoch %d (iteration %ld) from %s\n", first_epoch - 1, long(iteration),
+                  s.resume.c_str());
   }
   model.network.set_borrowing(true);  // every batch and its logits stay put until backward: no copies
   // sphere_attention: the orthogonality penalty of NSL.md §6 on the attention blocks' projections.
@@ -320,6 +439,9 @@ int train(Settings s) {
   remove_stale_temporaries(s.out);
   write_run_description(fs::path(s.out) / "run.json", s);
   nsl::cli::TrainingLog log(s.out, !s.resume.empty(), first_epoch - 1, iteration);
+  log.restore_pending(position.log);
+  nsl::require(position.batches_done < batches, nsl::ErrorKind::argument, "--resume: the model file stopped after batch ",
+               position.batches_done, " of its epoch, which has ", batches, " batches here: use the same data options");
 
   nsl::Tensor<float> batch_images, augmented;
   nsl::Tensor<float, D> staged, logits, dlogits;
@@ -346,13 +468,28 @@ int train(Settings s) {
     }
   };
   const int last_epoch = s.stop_after > 0 ? std::min(s.stop_after, s.epochs) : s.epochs;
+  InterruptHandlers handlers;
   for (int epoch = first_epoch; epoch <= last_epoch; ++epoch) {
-    // One pass over the shuffled training set.
-    const std::vector<nsl::index> order = nsl::shuffled_indices(n_train, rng);
-    nsl::cli::RateProgress progress(nsl::cat("epoch ", epoch, "/", s.epochs), batches);
-    double loss_sum = 0.0, lr = s.lr;
-    nsl::index correct = 0, seen = 0;
-    for (nsl::index b = 0; b < batches; ++b) {
+    // One pass over the shuffled training set; a run resumed inside this
+    // epoch shuffles from the generator the epoch began with, then goes on
+    // with the one it stopped with.
+    const bool resumed_inside = epoch == first_epoch && position.batches_done > 0;
+    const std::string rng_at_start = resumed_inside ? position.rng_at_start : rng.state();
+    std::vector<nsl::index> order;
+    if (resumed_inside) {
+      const std::string rng_now = rng.state();
+      rng.set_state(rng_at_start);
+      order = nsl::shuffled_indices(n_train, rng);
+      rng.set_state(rng_now);
+    } else {
+      order = nsl::shuffled_indices(n_train, rng);
+    }
+    const nsl::index first_batch = resumed_inside ? position.batches_done : 0;
+    nsl::cli::RateProgress progress(nsl::cat("epoch ", epoch, "/", s.epochs), batches - first_batch);
+    double loss_sum = resumed_inside ? position.loss_sum : 0.0, lr = s.lr;
+    nsl::index correct = resumed_inside ? position.correct : 0, seen = resumed_inside ? position.seen : 0;
+    const nsl::index seen_before = seen;
+    for (nsl::index b = first_batch; b < batches; ++b) {
       const nsl::index count = std::min(s.batch, n_train - b * s.batch);
       nsl::gather_batch(data.train, order, b * s.batch, count, batch_images, labels);
       nsl::random_crop_flip(batch_images.view(), data.pad, data.flip, rng, augmented);
@@ -377,7 +514,17 @@ int train(Settings s) {
       char numbers[64];
       std::snprintf(numbers, sizeof numbers, "loss %.4f  acc %5.2f%%", loss_sum / double(seen),
                     100.0 * double(correct) / double(seen));
-      progress.update(b + 1, seen, numbers);
+      progress.update(b + 1 - first_batch, seen - seen_before, numbers);
+      if (interrupt_signal != 0 && b + 1 < batches) {  // at an epoch's end the epoch's own model file follows
+        EpochPosition here{b + 1, rng_at_start, loss_sum, correct, seen, log.pending()};
+        nsl::TrainingState<float, D> state{epoch - 1, iteration, &rng, &sgd,
+                                           {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
+        here.write(state.notes);
+        nsl::save_model(model_path.string(), model, state);
+        return interrupted(interrupt_signal, nsl::cat("after step ", iteration, " (epoch ", epoch, ", batch ", b + 1,
+                                                      " of ", batches, ")"),
+                           model_path);
+      }
     }
     const double train_seconds = progress.seconds();
     if (s.check_numerics) {  // the last update of the epoch came after the last step's check
@@ -427,14 +574,17 @@ int train(Settings s) {
     epoch_row.update({{"epoch", epoch}, {"step", iteration}, {"train_loss", loss_sum / double(seen)},
                       {"train_acc", double(correct) / double(seen)}, {"test_loss", test.loss},
                       {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
-                      {"images_per_second", double(seen) / train_seconds}, {"lr", lr}});
+                      {"images_per_second", double(seen - seen_before) / train_seconds}, {"lr", lr}});
     log.add_epoch(epoch_row);
     std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%%%s | %s\n", epoch, s.epochs,
                 loss_sum / double(seen), 100.0 * double(correct) / double(seen), test.loss, 100.0 * test.accuracy(),
                 moving_test.c_str(), nsl::cli::format_seconds(progress.seconds()).c_str());
     nsl::TrainingState<float, D> state{epoch, iteration, &rng, &sgd,
                                        {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
+    EpochPosition{0, "", 0.0, 0, 0, log.pending()}.write(state.notes);
     nsl::save_model(model_path.string(), model, state);
+    if (interrupt_signal != 0 && epoch < last_epoch)
+      return interrupted(interrupt_signal, nsl::cat("during epoch ", epoch, ", which was finished first"), model_path);
   }
 
   // The pictures.

@@ -54,6 +54,20 @@ class TrainingLog {
   }
   void add_epoch(const nlohmann::json& row) { append(metrics_path_, row); }
 
+  /// The steps added since the last steps.jsonl row (what a run interrupted
+  /// between two rows saves, and its resumption restores, so that the rows
+  /// come out as in an uninterrupted run).
+  struct Pending {
+    double loss_sum = 0.0;
+    index correct = 0, images = 0;
+  };
+  Pending pending() const { return {loss_sum_, correct_, images_}; }
+  void restore_pending(const Pending& p) {
+    loss_sum_ = p.loss_sum;
+    correct_ = p.correct;
+    images_ = p.images;
+  }
+
   /// Both files as curves: the steps as lines, the epochs' test results as points.
   plots::TrainingCurves curves() const {
     plots::TrainingCurves c;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Command-line tests of nsl-train when the machine lets it down: a full file
 # system (a small tmpfs for the model file and the pictures, /dev/full for
-# the logs), an unwritable output directory, and SIGKILL at random moments,
-# during checkpoint writes included. Each failure ends in one line naming
+# the logs), an unwritable output directory, SIGKILL at random moments,
+# during checkpoint writes included, and SIGINT / SIGTERM. Each failure ends in one line naming
 # the path and a non-zero exit; the model file on disk is always whole, the
 # last finished epoch's, and resuming from it ends where an uninterrupted
 # run ends, byte for byte.
@@ -130,6 +130,53 @@ check "the last resume finishes" test $? -eq 0
 check "killed and resumed: the model file of the uninterrupted run, byte for byte" \
   cmp "$out/model.nslckpt" "$work/straight/model.nslckpt"
 check "killed and resumed: no temporary file is left" bash -c "! compgen -G '$out/*.tmp-*' > /dev/null"
+
+# ---- SIGINT and SIGTERM ------------------------------------------------------------
+# An interrupt finishes the step, writes a model file from which --resume goes
+# on inside the epoch, and says so in one line; interrupted twice (SIGINT in
+# epoch 1, SIGTERM in epoch 2) and resumed, the run ends with the
+# uninterrupted run's model file, steps.jsonl and metrics.jsonl.
+steps=("${crash[@]}" --log-every 1)
+"$train" "${steps[@]}" --out "$work/calm" > "$work/calm.log" 2>&1
+check "uninterrupted run, a log row per step, succeeds" test $? -eq 0
+rows() {  # FILE: its lines, 0 if it is missing
+  local n=0
+  [[ -f $1 ]] && n=$(grep -c . "$1")
+  echo "${n:-0}"
+}
+out="$work/interrupted"
+rm -rf "$out"
+signal_at() {  # SIGNAL ROWS [ARGS...]: starts the run, signals it once steps.jsonl has ROWS rows
+  local signal="$1" at="$2"; shift 2
+  "$train" "${steps[@]}" --out "$out" "$@" > "$work/$signal.log" 2> "$work/$signal.err" &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null && (($(rows "$out/steps.jsonl") < at)); do sleep 0.05; done
+  kill -"$signal" "$pid"
+  wait "$pid"
+}
+signal_at INT 5
+rc=$?
+check "SIGINT: exit status 130" test "$rc" -eq 130
+expect_failure "SIGINT in epoch 1" $rc "$work/INT.err" "interrupted by SIGINT after step [0-9]* (epoch 1, batch [0-9]* of 12)"
+check "SIGINT: says how to go on" grep -q "run the same command with --resume $out/model.nslckpt" "$work/INT.err"
+check "SIGINT: the model file loads" loads "$out/model.nslckpt"
+signal_at TERM 17 --resume "$out/model.nslckpt"
+rc=$?
+expect_failure "SIGTERM in epoch 2" $rc "$work/TERM.err" "interrupted by SIGTERM after step [0-9]* (epoch 2, batch [0-9]* of 12)"
+check "SIGTERM: exit status 143" test "$rc" -eq 143
+check "SIGTERM: resumed inside epoch 1" grep -q "resuming epoch 1 after its batch" "$work/TERM.log"
+"$train" "${steps[@]}" --out "$out" --resume "$out/model.nslckpt" > "$work/after.log" 2>&1
+check "resumed after the interrupts: succeeds" test $? -eq 0
+check "resumed inside epoch 2" grep -q "resuming epoch 2 after its batch" "$work/after.log"
+check "interrupted twice: the uninterrupted model file, byte for byte" cmp "$out/model.nslckpt" "$work/calm/model.nslckpt"
+check "interrupted twice: the uninterrupted steps.jsonl" cmp "$out/steps.jsonl" "$work/calm/steps.jsonl"
+check "interrupted twice: the uninterrupted metrics (all but the times)" python3 - "$out/metrics.jsonl" \
+  "$work/calm/metrics.jsonl" <<'EOF'
+import json, sys
+a, b = ([json.loads(line) for line in open(p)] for p in sys.argv[1:3])
+drop = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")} for r in rows]
+sys.exit(0 if len(a) == 3 and drop(a) == drop(b) else 1)
+EOF
 
 if ((failures)); then
   echo "test_nsl_train_failures: $failures check(s) failed"
