@@ -303,6 +303,17 @@ TEST_CASE("bad model files fail with a message naming the file and the problem")
   fails(path.c_str());
 }
 
+namespace model_file_test {
+// `good` with metadata `key` set to `value`, saved at `path`: load_model fails saying `what`.
+void load_fails_with(const nsl::Checkpoint& good, const std::string& path, const char* key, const char* value,
+                     const char* what) {
+  nsl::Checkpoint ck = good;
+  ck.set(key, value);
+  nsl::save_checkpoint(path, ck);
+  CHECK_THROWS_WITH_AS(nsl::load_model<float>(path), doctest::Contains(what), nsl::Error);
+}
+}  // namespace model_file_test
+
 TEST_CASE("a spec asking for a network larger than the file's tensors fails before it is built") {
   // Each spec size is pinned by a tensor of the file: a few bytes cannot ask
   // for gigabytes (widths of 100000 once were built, then found missing).
@@ -313,11 +324,8 @@ TEST_CASE("a spec asking for a network larger than the file's tensors fails befo
     nsl::Model<float> model = nsl::build_model<float>(small_cnn9(v), rng);
     const nsl::Checkpoint good = nsl::model_to_checkpoint(model);
     const std::string path = scratch("huge.nslckpt");
-    auto fails_with = [&](const std::string& key, const std::string& value, const char* what) {
-      nsl::Checkpoint ck = good;
-      ck.set(key, value);
-      nsl::save_checkpoint(path, ck);
-      CHECK_THROWS_WITH_AS(nsl::load_model<float>(path), doctest::Contains(what), nsl::Error);
+    auto fails_with = [&](const char* key, const char* value, const char* what) {
+      load_fails_with(good, path, key, value, what);
     };
     const bool attention = v == nsl::Variant::sphere_attention;
     const char* key = attention ? "attention_widths" : "widths";
@@ -345,11 +353,8 @@ TEST_CASE("a spec asking for a network larger than the file's tensors fails befo
     nsl::Model<float> model = nsl::build_model<float>(c, rng);
     const nsl::Checkpoint good = nsl::model_to_checkpoint(model);
     const std::string path = scratch("huge_conv4.nslckpt");
-    auto fails_with = [&](const std::string& key, const std::string& value, const char* what) {
-      nsl::Checkpoint ck = good;
-      ck.set(key, value);
-      nsl::save_checkpoint(path, ck);
-      CHECK_THROWS_WITH_AS(nsl::load_model<float>(path), doctest::Contains(what), nsl::Error);
+    auto fails_with = [&](const char* key, const char* value, const char* what) {
+      load_fails_with(good, path, key, value, what);
     };
     fails_with("width", "100000", "network expects [100000, 1, 3, 3]");
     fails_with("input_size", "1000000", "'head.");
