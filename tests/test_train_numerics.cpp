@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "nsl/io/model_file.hpp"
 #include "nsl/models/cnn9.hpp"
 #include "nsl/train/loss.hpp"
 #include "nsl/train/numerics.hpp"
+#include "nsl/train/sgd.hpp"
 #include "test_util.hpp"
 
 using nsl::Shape;
@@ -109,4 +111,56 @@ TEST_CASE("a weight gone infinite is found where it first shows, and a gradient 
   CHECK(nsl::all_finite<float, nsl::Cpu>(bad.view()));
   bad[2] = -std::numeric_limits<float>::infinity();
   CHECK_FALSE(nsl::all_finite<float, nsl::Cpu>(bad.view()));
+}
+
+TEST_CASE("a training loop stopped by a NaN pixel keeps its last model file, which loads with the same weights") {
+  // The loop of nsl-train in small: steps, a model file after the good ones,
+  // the check before each update.
+  nsl::ModelSpec spec;
+  spec.variant = nsl::Variant::dynamic_dns;
+  spec.input_size = 8;
+  spec.classes = 3;
+  spec.cnn9.widths[0] = 2;
+  spec.cnn9.widths[1] = 3;
+  spec.cnn9.widths[2] = 4;
+  spec.cnn9.predictor_hidden = 4;
+  nsl::Rng rng(8);
+  nsl::Model<float> model = nsl::build_model<float>(spec, rng);
+  nsl::Sgd<float> sgd(model.parameters(), {0.9, 5e-4});
+  const auto params = model.parameters();
+  const std::vector<int> labels{0, 1, 2, 1};
+  Tensor<float> logits, dlogits;
+  auto step = [&](const Tensor<float>& x, nsl::index n) {
+    logits.resize(model.network.output_shape(x.shape()));
+    dlogits.resize(logits.shape());
+    model.network.forward_into(x.view(), logits.view());
+    const double loss = nsl::softmax_cross_entropy<float>(logits.view(), labels, 0.01, dlogits.view()).loss;
+    sgd.zero_gradients();
+    model.network.backward_into(dlogits.view(), {});
+    nsl::check_numerics<float, nsl::Cpu>(model.network, logits.view(), loss, params, n);
+    sgd.step(0.05);
+  };
+  for (nsl::index n = 1; n <= 3; ++n) step(images(rng), n);
+  const std::string path = std::string(NSL_TEST_BINARY_DIR) + "/numerics_last_good.nslckpt";
+  nsl::save_model(path, model);
+
+  Tensor<float> bad = images(rng);
+  bad[100] = std::numeric_limits<float>::quiet_NaN();
+  std::string message;
+  try {
+    step(bad, 4);
+  } catch (const nsl::StateError& e) {
+    message = e.what();
+  }
+  CHECK(contains(message, "step 4: the loss is nan"));
+  CHECK(contains(message, "the first non-finite output is layer 'root.conv''s"));
+  // No update came after the check: the weights are those of the file, which loads.
+  nsl::Model<float> back = nsl::load_model<float>(path);
+  const auto saved = back.parameters();
+  REQUIRE(saved.size() == params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    CAPTURE(params[i].name);
+    CHECK(nsl::all_finite<float, nsl::Cpu>(params[i].value));
+    CHECK(saved[i].value.vec() == params[i].value.vec());
+  }
 }
