@@ -8,7 +8,8 @@
 # metrics.jsonl, model.nslckpt, pictures; TAG is EXTRA without dashes, e.g.
 # "lr-0.05") and its console output to train.log there; a run
 # whose metrics already hold all its epochs is skipped, a partial one is
-# resumed from its checkpoint. Expects build/release/nsl-train (scripts/demo.sh
+# resumed from its checkpoint; a finished run's run.json and metrics.jsonl
+# are copied to docs/runs/<its folder>/. Expects build/release/nsl-train (scripts/demo.sh
 # builds it). Settings other than the three fields are those of nsl-train's
 # --recipe reference (the table's recipe; EXTRA may override any of them).
 set -euo pipefail
@@ -33,6 +34,18 @@ evaluate_precise_bn() {
   grep "test accuracy" "$out/eval_precise_bn.log" | sed "s|^|results: $out: precise BN: |"
 }
 
+# A finished run's settings and per-epoch results (run.json, metrics.jsonl:
+# a few kB) are kept in docs/runs/<run folder>/, committed with the table, so
+# that the table's figures can be redrawn (nsl-curves reads these two files)
+# where runs/ is not at hand.
+keep_record() {
+  local out="$1" name
+  name=$(basename "$out")
+  grep -q . "$out/metrics.jsonl" 2>/dev/null || return 0
+  mkdir -p "docs/runs/$name"
+  cp "$out/run.json" "$out/metrics.jsonl" "docs/runs/$name/"
+}
+
 dirs=()
 for spec in "$@"; do
   IFS=: read -r variant epochs seed extra <<<"$spec"
@@ -49,6 +62,7 @@ for spec in "$@"; do
   if ((done_epochs >= epochs)); then
     echo "results: $out: all $epochs epochs done"
     evaluate_precise_bn "$out"
+    keep_record "$out"
     continue
   fi
   args=(--variant "$variant" --epochs "$epochs" --seed "$seed" --recipe reference --out "$out")
@@ -62,6 +76,7 @@ for spec in "$@"; do
   "$TRAIN" "${args[@]}" >>"$out/train.log" 2>&1
   tail -n 1 "$out/train.log"
   evaluate_precise_bn "$out"
+  keep_record "$out"
 done
 
 python3 scripts/results_table.py "${dirs[@]}"
