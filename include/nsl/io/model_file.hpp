@@ -401,22 +401,33 @@ inline ModelFile read_model_file(const std::string& path) { return read_model_fi
 
 namespace detail::model_file {
 
-/// Fails unless the checkpoint holds tensor `name` of exactly `dims`: "has no
-/// tensor" (format) or "is ... in the model file, the network expects ..."
-/// (shape), as load_model says for every parameter.
-inline void expect_tensor(const Checkpoint& ck, const std::string& source, const std::string& name,
-                          std::initializer_list<index> dims) {
+/// Fails unless the checkpoint holds tensor `name` of exactly the `rank`
+/// extents `dims`: "has no tensor" (format) or "is ... in the model file, the
+/// network expects ..." (shape). load_model checks every parameter so, and
+/// expect_spec_sizes the tensors that pin the spec's sizes before building.
+inline void expect_tensor(const Checkpoint& ck, const std::string& source, const std::string& name, const index* dims,
+                          int rank) {
   const Tensor<float>* t = ck.find(name);
   if (!t) fail(ErrorKind::format, cat(source, ": model file has no tensor '", name, "'"));
-  bool same = t->rank() == int(dims.size());
-  int axis = 0;
-  for (index d : dims) same = same && t->dim(axis++) == d;
+  bool same = t->rank() == rank;
+  for (int axis = 0; same && axis < rank; ++axis) same = t->dim(axis) == dims[axis];
   if (!same) {
     std::string want = "[";
-    for (index d : dims) want += cat(want.size() > 1 ? ", " : "", d);
+    for (int axis = 0; axis < rank; ++axis) want += cat(axis ? ", " : "", dims[axis]);
     fail(ErrorKind::shape,
          cat(source, ": tensor '", name, "' is ", t->shape(), " in the model file, the network expects ", want, "]"));
   }
+}
+// The extents as a list: spec sizes that may not form an addressable Shape.
+inline void expect_tensor(const Checkpoint& ck, const std::string& source, const std::string& name,
+                          std::initializer_list<index> dims) {
+  expect_tensor(ck, source, name, dims.begin(), int(dims.size()));
+}
+inline void expect_tensor(const Checkpoint& ck, const std::string& source, const std::string& name,
+                          const Shape& shape) {
+  index dims[Shape::max_rank] = {};
+  for (int axis = 0; axis < shape.rank(); ++axis) dims[axis] = shape[axis];
+  expect_tensor(ck, source, name, dims, shape.rank());
 }
 
 /// Before a network is built for a file's spec: the sizes the spec gives
@@ -479,13 +490,9 @@ Model<T, D> load_model(const ModelFile& file) {
   Rng rng(1);  // initial weights, every one overwritten below
   Model<T, D> model = build_model<T, D>(file.spec, rng);
   // Check every tensor before copying any, so a bad file leaves no half-loaded model behind.
-  for (const auto& p : model.parameters()) {
-    const std::string name = p.name.compare(0, 5, "head.") == 0 ? p.name : "model." + p.name;
-    const Tensor<float>* t = file.contents.find(name);
-    if (!t) fail(ErrorKind::format, cat(file.path, ": model file has no tensor '", name, "'"));
-    require(t->shape() == p.value.shape(), ErrorKind::shape, file.path, ": tensor '", name, "' is ", t->shape(),
-            " in the model file, the network expects ", p.value.shape());
-  }
+  for (const auto& p : model.parameters())
+    mf::expect_tensor(file.contents, file.path, p.name.compare(0, 5, "head.") == 0 ? p.name : "model." + p.name,
+                      p.value.shape());
   for (const auto& p : model.network.parameters())
     mf::restore_into<T, D>(file.contents, file.path, "model." + p.name, p.value);
   for (const auto& b : model.network.buffers())
