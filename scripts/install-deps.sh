@@ -35,6 +35,8 @@ if [[ "${1:-}" != demo ]]; then
   NSL_DEB_PACKAGES+=(libonnx-dev libprotobuf-dev)
   # scripts/fuzz.sh: the readers' fuzzing harnesses, built with clang's libFuzzer.
   NSL_DEB_PACKAGES+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev)
+  # Data-parallel training (nsl/distributed/mpi.hpp, mpirun nsl-train) and its tests.
+  NSL_DEB_PACKAGES+=(libopenmpi-dev openmpi-bin)
 fi
 
 missing=()

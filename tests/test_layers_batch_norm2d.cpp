@@ -97,6 +97,68 @@ TEST_CASE("running statistics are a debiased EMA of the batch statistics, and ev
   CHECK(plain.running_variance()[0] == doctest::Approx(0.9 + 0.1 * unbiased(x1)));
 }
 
+namespace {
+// K replicas that all hold the same batch: every sum over them is K times
+// this replica's. Counts its calls.
+class SameBatchReplicas : public nsl::ReplicaSum {
+ public:
+  explicit SameBatchReplicas(double k) : k_(k) {}
+  void sum(double* values, std::size_t count) override {
+    for (std::size_t i = 0; i < count; ++i) values[i] *= k_;
+    ++calls;
+  }
+  int calls = 0;
+
+ private:
+  double k_;
+};
+}  // namespace
+
+TEST_CASE("synchronised BatchNorm2d over K replicas of one batch computes that batch's BatchNorm, with K times its values") {
+  nsl::Rng rng(404);
+  const auto x = nsl::random_normal<double>(Shape{3, 2, 4, 2}, rng, 1.0, 2.0);
+  const auto dy = nsl::random_normal<double>(x.shape(), rng);
+  for (bool borrowing : {false, true})
+    for (double k : {1.0, 3.0}) {
+      CAPTURE(borrowing);
+      CAPTURE(k);
+      nsl::BatchNorm2d<double> alone(2), synced(2);
+      SameBatchReplicas replicas(k);
+      synced.set_replica_sum(&replicas);
+      CHECK(synced.replica_sum() == &replicas);
+      for (auto* bn : {&alone, &synced}) {
+        bn->set_borrowing(borrowing);
+        bn->gamma().vec() << 0.7, 1.3;
+        bn->beta().vec() << 0.2, -0.1;
+      }
+      const Tensor<double> y_alone = alone.forward(x), y_synced = synced.forward(x);
+      CHECK(replicas.calls == 2);  // the sums, then the squared deviations
+      const Tensor<double> dx_alone = alone.backward(dy), dx_synced = synced.backward(dy);
+      CHECK(replicas.calls == 3);  // the backward's two sums, in one call
+      CHECK((y_synced.vec() - y_alone.vec()).cwiseAbs().maxCoeff() < 1e-14);
+      CHECK((dx_synced.vec() - dx_alone.vec()).cwiseAbs().maxCoeff() < 1e-14);
+      for (std::size_t i = 0; i < 2; ++i)  // this replica's own parameter gradients
+        CHECK((synced.parameters()[i].grad.vec() - alone.parameters()[i].grad.vec()).cwiseAbs().maxCoeff() < 1e-13);
+      CHECK((synced.running_mean().vec() - alone.running_mean().vec()).cwiseAbs().maxCoeff() < 1e-14);
+      // Bessel's correction counts every replica's values: m = 24 k.
+      const double m = 24.0 * k;
+      const Eigen::VectorXd biased = alone.running_variance().vec() * (23.0 / 24.0);
+      CHECK((synced.running_variance().vec() - biased * (m / (m - 1))).cwiseAbs().maxCoeff() < 1e-13);
+    }
+  // Evaluation mode and the unsynchronised layer never call it.
+  nsl::BatchNorm2d<double> bn(2);
+  SameBatchReplicas replicas(2.0);
+  bn.set_replica_sum(&replicas);
+  bn.set_training(false);
+  bn.forward(x);
+  bn.backward(dy);
+  CHECK(replicas.calls == 0);
+  bn.set_replica_sum(nullptr);
+  bn.set_training(true);
+  bn.forward(x);
+  CHECK(replicas.calls == 0);
+}
+
 TEST_CASE("BatchNorm2d rejects bad options and wrong channel counts") {
   CHECK_THROWS_AS(nsl::BatchNorm2d<float>(0), nsl::ArgumentError);
   CHECK_THROWS_AS(nsl::BatchNorm2d<float>(3, {0.0, 0.9}), nsl::ArgumentError);

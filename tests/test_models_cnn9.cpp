@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <set>
+#include <utility>
 
 #include "nsl/check/gradcheck.hpp"
 #include "nsl/models/cnn9.hpp"
@@ -73,6 +74,33 @@ TEST_CASE("predictor_last_bn_scale starts the predictors' last BatchNorm of exac
   CHECK(nsl::has_predictor_batch_norm(Variant::dynamic_dns));
   CHECK(nsl::has_predictor_batch_norm(Variant::dynamic_dns_sphere));
   CHECK_FALSE(nsl::has_predictor_batch_norm(Variant::dynamic_uns));
+}
+
+TEST_CASE("set_replica_sum reaches every BatchNorm of CNN-9, the predictors' included") {
+  // Counts the sums: two per BatchNorm forward in training mode, one per backward.
+  struct Counting : nsl::ReplicaSum {
+    void sum(double*, std::size_t) override { ++calls; }
+    int calls = 0;
+  };
+  nsl::Rng rng(603);
+  nsl::Cnn9Options tiny;
+  tiny.input_size = 8;
+  tiny.widths[0] = tiny.widths[1] = tiny.widths[2] = 2;
+  tiny.predictor_hidden = 2;
+  // CNN-9's own 10 BatchNorms; dynamic DNS adds two in each of the 9 predictors.
+  for (auto [v, batch_norms] : {std::pair{Variant::plain, 10}, std::pair{Variant::dynamic_dns, 28}}) {
+    CAPTURE(nsl::to_string(v));
+    auto net = nsl::cnn9<double>(v, 1, 3, rng, tiny);
+    Counting counting;
+    net.set_replica_sum(&counting);
+    const auto y = net.forward(nsl::test::randn<double>(Shape{2, 1, 8, 8}, rng));
+    CHECK(counting.calls == 2 * batch_norms);
+    net.backward(Tensor<double>(y.shape(), 1.0));
+    CHECK(counting.calls == 3 * batch_norms);
+    net.set_replica_sum(nullptr);
+    net.forward(nsl::test::randn<double>(Shape{2, 1, 8, 8}, rng));
+    CHECK(counting.calls == 3 * batch_norms);
+  }
 }
 
 TEST_CASE("a small CNN-9 passes gradcheck end to end (plain and dynamic DNS)") {

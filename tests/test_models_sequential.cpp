@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <vector>
 
 #include "nsl/check/gradcheck.hpp"
 #include "nsl/layers/batch_norm2d.hpp"
@@ -44,6 +45,30 @@ TEST_CASE("a Sequential names parameters and buffers after its layers") {
   CHECK_THROWS_AS(net.add("root.bn", std::make_unique<nsl::ReLU<float>>()), nsl::ArgumentError);
   nsl::Sequential<float> empty;
   CHECK_THROWS_AS(empty.forward(Tensor<float>(Shape{1, 1, 2, 2})), nsl::StateError);
+}
+
+TEST_CASE("a Sequential's backward hook follows each layer's backward, last layer first") {
+  nsl::Rng rng(52);
+  nsl::Sequential<double> net;
+  net.add("conv", std::make_unique<nsl::Conv2d<double>>(1, 2, 3, nsl::Conv2dOptions{1, 1, false}, rng));
+  net.add("bn", std::make_unique<nsl::BatchNorm2d<double>>(2));
+  net.add("relu", std::make_unique<nsl::ReLU<double>>());
+  std::vector<std::size_t> order;
+  std::vector<double> conv_grad_seen;  // the conv's gradient is final when its hook runs
+  net.set_backward_hook([&](std::size_t i) {
+    order.push_back(i);
+    if (i == 0) conv_grad_seen.push_back(net.parameters()[0].grad.vec().norm());
+  });
+  const auto x = nsl::test::randn<double>(Shape{2, 1, 4, 4}, rng);
+  net.forward(x);
+  nsl::zero_gradients(net.parameters());
+  net.backward(nsl::test::randn<double>(Shape{2, 2, 4, 4}, rng));
+  CHECK(order == std::vector<std::size_t>{2, 1, 0});
+  REQUIRE(conv_grad_seen.size() == 1);
+  CHECK(conv_grad_seen[0] > 0.0);
+  net.set_backward_hook({});
+  net.backward(nsl::test::randn<double>(Shape{2, 2, 4, 4}, rng));
+  CHECK(order.size() == 3);
 }
 
 TEST_CASE("set_training reaches every layer of a Sequential") {

@@ -17,6 +17,12 @@
 //
 // Parameters "gamma" (init 1) and "beta" (init 0), both decayed (the
 // recipe's weight decay covers BN's γ and β).
+//
+// Synchronised (set_replica_sum, for data-parallel training): the batch
+// statistics and the sums in their backward are taken over every replica's
+// part of the batch (nsl/ops/batchnorm.hpp's *_across), so N replicas with
+// B/N images each compute what one process with B images computes, the
+// running statistics included.
 #pragma once
 
 #include <cmath>
@@ -74,12 +80,23 @@ class BatchNorm2d : public Layer<T, D> {
     const TensorView<T, D> normalized = from_input_ ? TensorView<T, D>() : normalized_.view();
     const T eps = T(options_.eps);
     if (this->training()) {
-      batchnorm_statistics<T>(x, batch_mean_.view(), batch_variance_.view());
+      index m = x.dim(0) * x.dim(2) * x.dim(3);
+      synchronised_ = replicas_ != nullptr;
+      if constexpr (is_cpu_v<D>) {
+        if (synchronised_) {
+          replica_values_ = batchnorm_statistics_across<T>(x, *replicas_, replica_scratch_.data(), batch_mean_.view(),
+                                                           batch_variance_.view());
+          m = replica_values_;
+        } else {
+          batchnorm_statistics<T>(x, batch_mean_.view(), batch_variance_.view());
+        }
+      } else {
+        batchnorm_statistics<T>(x, batch_mean_.view(), batch_variance_.view());
+      }
       batchnorm_forward<T>(x, batch_mean_.view(), batch_variance_.view(), gamma_.view(), beta_.view(), eps, y,
                            normalized);
-      batchnorm_update_running<T>(batch_mean_.view(), batch_variance_.view(), x.dim(0) * x.dim(2) * x.dim(3),
-                                  options_.decay, options_.debias, running_mean_.view(), running_variance_.view(),
-                                  updates_.view());
+      batchnorm_update_running<T>(batch_mean_.view(), batch_variance_.view(), m, options_.decay, options_.debias,
+                                  running_mean_.view(), running_variance_.view(), updates_.view());
       used_batch_statistics_ = true;
     } else {
       batchnorm_forward<T>(x, running_mean_.view(), running_variance_.view(), gamma_.view(), beta_.view(), eps,
@@ -107,6 +124,15 @@ class BatchNorm2d : public Layer<T, D> {
   void backward_into(TensorView<const T, D> dy, TensorView<T, D> dx) override {
     this->check_backward("BatchNorm2d::backward", dy.shape(), dx);
     const T eps = T(options_.eps);
+    if constexpr (is_cpu_v<D>)
+      if (used_batch_statistics_ && synchronised_) {
+        batchnorm_backward_across<T>(from_input_ ? input_.view() : TensorView<const T>(),
+                                     from_input_ ? TensorView<const T>() : TensorView<const T>(normalized_.view()),
+                                     batch_mean_.view(), batch_variance_.view(), gamma_.view(), eps, replica_values_,
+                                     *replicas_, replica_scratch_.data(), dy, dx, gamma_grad_.view(),
+                                     beta_grad_.view());
+        return;
+      }
     if (from_input_) {
       const Tensor<T, D>& mean = used_batch_statistics_ ? batch_mean_ : running_mean_;
       const Tensor<T, D>& variance = used_batch_statistics_ ? batch_variance_ : running_variance_;
@@ -123,6 +149,16 @@ class BatchNorm2d : public Layer<T, D> {
   std::vector<Parameter<T, D>> parameters() override {
     return {{"gamma", gamma_.view(), gamma_grad_.view(), true}, {"beta", beta_.view(), beta_grad_.view(), true}};
   }
+
+  /// Synchronised BatchNorm (Layer::set_replica_sum): training-mode
+  /// statistics and their backward's sums over every replica's batch. CPU only.
+  void set_replica_sum(ReplicaSum* replicas) override {
+    require(replicas == nullptr || is_cpu_v<D>, ErrorKind::device, "BatchNorm2d: synchronised BatchNorm runs on the ",
+            "CPU only, not on ", D::name);
+    replicas_ = replicas;
+    if (replicas) replica_scratch_.resize(std::size_t(2 * channels() + 1));  // statistics: C + 1; backward: 2 C
+  }
+  ReplicaSum* replica_sum() const { return replicas_; }
 
   std::vector<Buffer<T, D>> buffers() override {
     return {{"running_mean", running_mean_.view()},
@@ -151,6 +187,10 @@ class BatchNorm2d : public Layer<T, D> {
   SavedTensor<T, D> input_;                   ///< the last forward's input, when from_input_
   bool from_input_ = false;                ///< backward recomputes x̂ from input_
   bool used_batch_statistics_ = true;
+  ReplicaSum* replicas_ = nullptr;       ///< synchronised BatchNorm's sum over replicas (not owned)
+  bool synchronised_ = false;            ///< the last training forward summed over replicas
+  index replica_values_ = 0;             ///< and had this many values per channel in all
+  std::vector<double> replica_scratch_;  ///< the sums sent to the other replicas
 };
 
 }  // namespace nsl

@@ -154,6 +154,8 @@ class DynamicNSConv2d : public Layer<T, D> {
     Layer<T, D>::set_borrowing(borrowing);
     predictor_.set_borrowing(borrowing);
   }
+  /// The predictor's BatchNorms are synchronised with the network's.
+  void set_replica_sum(ReplicaSum* replicas) override { predictor_.set_replica_sum(replicas); }
 
   Structure structure() const { return structure_; }
   index in_channels() const { return weight_.dim(1); }

@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "nsl/core/replicas.hpp"
 #include "nsl/core/tensor.hpp"
 
 namespace nsl {
@@ -134,6 +135,12 @@ class Layer {
   /// matching backward unchanged (see the top of the file); containers pass it on.
   virtual void set_borrowing(bool borrowing) { borrowing_ = borrowing; }
   bool borrowing() const { return borrowing_; }
+  /// Synchronised BatchNorm: every BatchNorm2d in this layer (a container's
+  /// parts, a predictor's) sums its training-mode batch statistics, and
+  /// their gradients' sums, over the replicas with `replicas` (not owned;
+  /// it must outlive the layer's use of it); nullptr: each replica's own
+  /// batch. Layers without BatchNorm ignore it.
+  virtual void set_replica_sum(ReplicaSum* replicas) { (void)replicas; }
 
   /// Evaluation-mode output for x into y (of shape output_shape(x.shape())):
   /// const, thread-safe with one workspace per thread, allocation-free once

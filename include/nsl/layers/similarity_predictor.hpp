@@ -188,6 +188,10 @@ class SimilarityPredictor : public Layer<T, D> {
     Layer<T, D>::set_borrowing(borrowing);
     conv1_.set_borrowing(borrowing);
   }
+  void set_replica_sum(ReplicaSum* replicas) override {
+    if (bn1_) bn1_->set_replica_sum(replicas);
+    if (bn2_) bn2_->set_replica_sum(replicas);
+  }
 
   /// Rows of G: K for diagonal, K*K for channel_shared.
   index rows() const { return rows_; }

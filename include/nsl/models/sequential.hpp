@@ -7,6 +7,7 @@
 // address every tensor of a network.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -92,9 +93,11 @@ class Sequential : public Layer<T, D> {
       if (buffer.size() < input.size()) buffer.resize(Shape{input.size()});
       const TensorView<T, D> input_grad(buffer.data(), input);
       entries_[i].layer->backward_into(grad, input_grad);
+      if (backward_hook_) backward_hook_(i);
       grad = input_grad;
     }
     entries_.front().layer->backward_into(grad, dx);
+    if (backward_hook_) backward_hook_(0);
   }
 
   std::vector<Parameter<T, D>> parameters() override {
@@ -111,6 +114,14 @@ class Sequential : public Layer<T, D> {
     Layer<T, D>::set_training(training);
     for (auto& e : entries_) e.layer->set_training(training);
   }
+  void set_replica_sum(ReplicaSum* replicas) override {
+    for (auto& e : entries_) e.layer->set_replica_sum(replicas);
+  }
+  /// Calls hook(i) right after layer i's backward, from the last layer to
+  /// the first: from then on the gradients of layer i's parameters are
+  /// final for this backward (data-parallel training starts sending them
+  /// while the layers below still compute). An empty function: no hook.
+  void set_backward_hook(std::function<void(std::size_t)> hook) { backward_hook_ = std::move(hook); }
   /// The inner layers always borrow (their inputs and outputs are this
   /// container's buffers); the first and last borrow when this one does.
   void set_borrowing(bool borrowing) override {
@@ -141,6 +152,7 @@ class Sequential : public Layer<T, D> {
   };
   std::vector<Entry> entries_;
   Tensor<T, D> gradients_[2];  ///< backward's scratch: the gradients between layers, in turn
+  std::function<void(std::size_t)> backward_hook_;  ///< set_backward_hook's, after each layer's backward
 
   void update_borrowing() {
     for (std::size_t i = 0; i < entries_.size(); ++i)

@@ -13,6 +13,7 @@
 
 #include <cmath>
 
+#include "nsl/core/replicas.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
 
@@ -59,6 +60,45 @@ void batchnorm_statistics(TensorView<const T> x, TensorView<T> mean, TensorView<
       variance[c] = T(squares / m);
     }
   });
+}
+
+/// Synchronised BatchNorm (several replicas, each with its part of the
+/// batch): the per-channel mean and biased variance over N, H, W of every
+/// replica's x, the same on each. The same two passes as
+/// batchnorm_statistics, each followed by a sum over the replicas: the sums
+/// (and the replicas' value counts), then the squared deviations from the
+/// common mean. `scratch` holds C + 1 doubles. Returns m, the number of
+/// values per channel over all replicas.
+template <class T>
+index batchnorm_statistics_across(TensorView<const T> x, ReplicaSum& replicas, double* scratch, TensorView<T> mean,
+                                  TensorView<T> variance) {
+  check_batchnorm_shapes("batchnorm_statistics_across", x.shape(), mean.shape());
+  check_shape("batchnorm_statistics_across", "variance", variance.shape(), mean.shape());
+  const index N = x.dim(0), C = x.dim(1), P = x.dim(2) * x.dim(3);
+  const T* data = x.data();
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      double sum = 0.0;
+      for (index n = 0; n < N; ++n) sum += detail::plane_sum(data + (n * C + c) * P, P);
+      scratch[c] = sum;
+    }
+  });
+  scratch[C] = double(N * P);
+  replicas.sum(scratch, std::size_t(C + 1));
+  const double m = scratch[C];
+  require(m >= 1, ErrorKind::shape, "batchnorm_statistics_across: no values in any replica's batch");
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      const double mu = scratch[c] / m;
+      double squares = 0.0;
+      for (index n = 0; n < N; ++n) squares += detail::plane_squared_deviation_sum(data + (n * C + c) * P, P, mu);
+      mean[c] = T(mu);
+      scratch[c] = squares;
+    }
+  });
+  replicas.sum(scratch, std::size_t(C));
+  for (index c = 0; c < C; ++c) variance[c] = T(scratch[c] / m);
+  return index(m);
 }
 
 /// y = γ (x - mean) / sqrt(variance + eps) + β, and x̂ into normalized (if non-empty).
@@ -165,6 +205,62 @@ void batchnorm_backward_from_input(TensorView<const T> x, TensorView<const T> me
           for (index p = 0; p < P; ++p) dxp[p] = scale * (dyp[p] - mean_dy - ((xp[p] - mu) * s) * mean_dy_xhat);
         else
           for (index p = 0; p < P; ++p) dxp[p] = scale * dyp[p];
+      }
+    }
+  });
+}
+
+/// Backward through statistics summed over replicas (batchnorm_statistics_across,
+/// m values per channel in all): dx = γ s (dy - Σdy / m - x̂ Σdy x̂ / m) with
+/// both sums taken over every replica's batch, so each replica's dx is its
+/// part of what one process with the whole batch computes; dγ and dβ get
+/// this replica's own sums (the data-parallel gradient sum adds the
+/// others'). x̂ is `normalized`, or recomputed from x, mean and variance as
+/// the forward computed it when `normalized` is empty. dx assigned (skipped
+/// when empty; the sums are still taken, as every replica must); dγ, dβ
+/// accumulated. `scratch` holds 2 C doubles.
+template <class T>
+void batchnorm_backward_across(TensorView<const T> x, TensorView<const T> normalized, TensorView<const T> mean,
+                               TensorView<const T> variance, TensorView<const T> gamma, T eps, index m,
+                               ReplicaSum& replicas, double* scratch, TensorView<const T> dy, TensorView<T> dx,
+                               TensorView<T> dgamma, TensorView<T> dbeta) {
+  const TensorView<const T> source = normalized.size() ? normalized : x;
+  check_batchnorm_shapes("batchnorm_backward_across", source.shape(), gamma.shape());
+  check_shape("batchnorm_backward_across", "output gradient", dy.shape(), source.shape());
+  if (dx.size()) check_shape("batchnorm_backward_across", "input gradient", dx.shape(), source.shape());
+  const index N = dy.dim(0), C = dy.dim(1), P = dy.dim(2) * dy.dim(3);
+  const bool from_input = normalized.size() == 0;
+  using Plane = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      const T s = T(1) / std::sqrt(variance[c] + eps), mu = mean[c];
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * C + c) * P;
+        const Plane dy_plane(dy.data() + offset, P), plane(source.data() + offset, P);
+        sum_dy += double(dy_plane.sum());
+        sum_dy_xhat += from_input ? double((dy_plane * ((plane - mu) * s)).sum()) : double((dy_plane * plane).sum());
+      }
+      dbeta[c] += T(sum_dy);
+      dgamma[c] += T(sum_dy_xhat);
+      scratch[c] = sum_dy;
+      scratch[C + c] = sum_dy_xhat;
+    }
+  });
+  replicas.sum(scratch, std::size_t(2 * C));
+  if (!dx.size()) return;
+  parallel_ranges(C, 1, [&](index c_begin, index c_end) {
+    for (index c = c_begin; c < c_end; ++c) {
+      const T s = T(1) / std::sqrt(variance[c] + eps), mu = mean[c], scale = gamma[c] * s;
+      const T mean_dy = T(scratch[c] / double(m)), mean_dy_xhat = T(scratch[C + c] / double(m));
+      for (index n = 0; n < N; ++n) {
+        const index offset = (n * C + c) * P;
+        const T *dyp = dy.data() + offset, *sp = source.data() + offset;
+        T* dxp = dx.data() + offset;
+        if (from_input)
+          for (index p = 0; p < P; ++p) dxp[p] = scale * (dyp[p] - mean_dy - ((sp[p] - mu) * s) * mean_dy_xhat);
+        else
+          for (index p = 0; p < P; ++p) dxp[p] = scale * (dyp[p] - mean_dy - sp[p] * mean_dy_xhat);
       }
     }
   });
