@@ -13,9 +13,22 @@
 //
 // --device cuda trains on the GPU (a build with -DNSL_WITH_CUDA=ON; the
 // training loop of nsl_train.hpp is instantiated for it in nsl_train_cuda.cu).
+//
+// `mpirun -np N nsl-train ...` trains data-parallel on N processes (a build
+// with MPI: libopenmpi-dev; docs/distributed.md): each rank its share of
+// every batch, the gradients averaged over the ranks, BatchNorm synchronised
+// (--no-sync-bn: per rank), rank 0 writes the files. Started without a
+// launcher, nsl-train does not initialise MPI and runs as one process.
 #include <CLI/CLI.hpp>
 
+#include <memory>
+#include <optional>
+#include <string>
+
 #include "nsl_train.hpp"
+#if NSL_TRAIN_WITH_MPI
+#include "nsl/distributed/mpi.hpp"
+#endif
 
 #if NSL_TRAIN_WITH_CUDA
 int train_on_cuda(const nsl_train::Settings& s);  // nsl_train_cuda.cu
@@ -23,8 +36,53 @@ int train_on_cuda(const nsl_train::Settings& s);  // nsl_train_cuda.cu
 
 namespace {
 
-int train_on_device(const nsl_train::Settings& s) {
-  if (nsl::parse_device(s.device) == nsl::DeviceKind::cpu) return nsl_train::train<nsl::Cpu>(s);
+#if NSL_TRAIN_WITH_MPI
+// Distributed on MPI_COMM_WORLD (nsl/distributed/mpi.hpp).
+class MpiDistributed final : public nsl_train::Distributed {
+ public:
+  int rank() const override { return comm_.rank(); }
+  int ranks() const override { return comm_.size(); }
+  int local_ranks() const override {
+    MPI_Comm local;
+    nsl::mpi::check(MPI_Comm_split_type(comm_.get(), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local),
+                    "MPI_Comm_split_type");
+    int n = 1;
+    MPI_Comm_size(local, &n);
+    MPI_Comm_free(&local);
+    return n;
+  }
+  void sum(double* values, std::size_t n) override { comm_.sum(values, n); }
+  void attach(nsl::Sequential<float>& network, const nsl_train::Settings& s) override {
+    if (ranks() == 1) return;
+    nsl::mpi::DataParallelOptions options;
+    options.bucket_bytes = std::size_t(s.bucket_mb * 1e6) > 0 ? std::size_t(s.bucket_mb * 1e6) : 1;
+    options.sync_batch_norm = s.sync_bn;
+    network_ = &network;
+    parallel_ = std::make_unique<nsl::mpi::DataParallel<float>>(network, comm_, options);
+  }
+  void detach() override {
+    parallel_.reset();
+    network_ = nullptr;
+  }
+  void average_gradients() override {
+    if (parallel_) parallel_->average_gradients();
+  }
+  void broadcast_buffers() override {
+    if (!parallel_ || network_ == nullptr) return;
+    for (auto& b : network_->buffers()) comm_.broadcast(b.value.data(), std::size_t(b.value.size()));
+  }
+  std::size_t bytes_per_step() const override { return parallel_ ? parallel_->bytes_per_step() : 0; }
+  double last_wait_seconds() const override { return parallel_ ? parallel_->last_wait_seconds() : 0.0; }
+
+ private:
+  nsl::mpi::Communicator comm_;
+  nsl::Sequential<float>* network_ = nullptr;
+  std::unique_ptr<nsl::mpi::DataParallel<float>> parallel_;
+};
+#endif
+
+int train_on_device(const nsl_train::Settings& s, nsl_train::Distributed& dist) {
+  if (nsl::parse_device(s.device) == nsl::DeviceKind::cpu) return nsl_train::train<nsl::Cpu>(s, dist);
 #if NSL_TRAIN_WITH_CUDA
   nsl::require(s.precise_bn <= 0, nsl::ErrorKind::argument,
                "--precise-bn is not implemented for --device cuda yet (train with --precise-bn 0, or on the CPU)");
@@ -101,7 +159,9 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", s.weight_decay, "L2 weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--label-smoothing", s.smoothing, "label smoothing")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--seed", s.seed, "random seed (initialisation, shuffling, augmentation)")->capture_default_str();
-  app.add_option("--threads", s.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--threads", s.threads, "threads (0: all cores; under mpirun, shared among the ranks on a machine)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--limit-train", s.limit_train, "use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--limit-test", s.limit_test, "use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
@@ -120,7 +180,42 @@ int main(int argc, char** argv) {
                  "stop after this epoch of the --epochs run (the schedule still spans --epochs); continue "
                  "later with --resume")
       ->check(CLI::NonNegativeNumber);
-  CLI11_PARSE(app, argc, argv);
+  app.add_flag("--sync-bn,!--no-sync-bn", s.sync_bn,
+               "under mpirun: BatchNorm's batch statistics over every rank's share of the batch, so N ranks "
+               "compute what one process does (on by default); --no-sync-bn: each rank its own")
+      ->capture_default_str();
+  app.add_option("--bucket-mb", s.bucket_mb,
+                 "under mpirun: the gradients go into sums of about this many MB, each started as soon as "
+                 "backward has finished its layers")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
+  // Under an MPI launcher: MPI for the whole run (the arguments are parsed
+  // after it, so each rank's errors come after MPI is up).
+#if NSL_TRAIN_WITH_MPI
+  std::optional<nsl::mpi::Environment> mpi;
+  if (nsl::mpi::launched()) mpi.emplace(argc, argv);
+  std::unique_ptr<nsl_train::Distributed> dist =
+      mpi ? std::unique_ptr<nsl_train::Distributed>(new MpiDistributed())
+          : std::make_unique<nsl_train::Distributed>();
+#else
+  auto dist = std::make_unique<nsl_train::Distributed>();
+#endif
+  const int ranks = dist->ranks();
+  if (ranks > 1 && !dist->root()) std::freopen("/dev/null", "w", stdout);  // rank 0 reports; errors still show
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int status = dist->root() ? app.exit(e) : (e.get_exit_code() == 0 ? 0 : 1);
+    return status;  // every rank parses the same command line the same way
+  }
   s.command = nsl::cli::command_line("nsl-train", argc, argv);
-  return nsl::cli::run_program("nsl-train", [&] { return train_on_device(s); });
+  const std::string name = ranks > 1 ? nsl::cat("nsl-train (rank ", dist->rank(), " of ", ranks, ")") : "nsl-train";
+  const int status = nsl::cli::run_program(name.c_str(), [&] { return train_on_device(s, *dist); });
+#if NSL_TRAIN_WITH_MPI
+  // A rank that failed stops them all (the others may wait in a collective
+  // for it): its one line above, then MPI's note that it aborted the run.
+  if (status == 1 && ranks > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+#endif
+  return status;
 }

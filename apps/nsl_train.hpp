@@ -16,8 +16,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/cli.hpp"
@@ -70,8 +72,59 @@ struct Settings {
   std::string augment = "";   // "" = the dataset's default
   std::string out = "runs/latest";
   std::string resume;
+  bool sync_bn = true;          // with several MPI ranks: synchronised BatchNorm (the batch's statistics over all ranks)
+  double bucket_mb = 25;        // with several MPI ranks: gradients per MPI_Iallreduce, in MB
   std::string command;  // the command line, recorded in OUT/run.json
 };
+
+// ---- ranks ------------------------------------------------------------------
+
+// What train() needs of a data-parallel run under mpirun (nsl_train.cpp
+// implements it on nsl/distributed/mpi.hpp); the defaults are one process,
+// where nothing changes. Every rank runs the same command on the same data:
+// each takes its share of every global batch (the batch is gathered and
+// augmented whole on every rank, so the random streams stay in step and the
+// images are those of a single-process run), the gradients are averaged
+// over the ranks, and rank 0 alone writes the run's files.
+class Distributed {
+ public:
+  virtual ~Distributed() = default;
+  virtual int rank() const { return 0; }
+  virtual int ranks() const { return 1; }
+  /// Ranks on this machine (sharing its cores).
+  virtual int local_ranks() const { return 1; }
+  bool root() const { return rank() == 0; }
+  /// values[0..n) := their sum over the ranks.
+  virtual void sum(double* values, std::size_t n) { (void)values, (void)n; }
+  /// Joins the network to the run: rank 0's parameters and buffers to every
+  /// rank, the gradient buckets, synchronised BatchNorm (--sync-bn).
+  virtual void attach(nsl::Sequential<float>& network, const Settings& s) { (void)network, (void)s; }
+  /// Leaves the network attached (before the network goes).
+  virtual void detach() {}
+  /// After backward: every gradient := its mean over the ranks.
+  virtual void average_gradients() {}
+  /// Every rank's BatchNorm statistics := rank 0's (per-rank BatchNorm keeps
+  /// its own; before a test and a model file they are made one).
+  virtual void broadcast_buffers() {}
+  /// Bytes each rank sends into the gradient sums per step; seconds the
+  /// last step waited for them.
+  virtual std::size_t bytes_per_step() const { return 0; }
+  virtual double last_wait_seconds() const { return 0.0; }
+};
+
+// Rank r's share [begin, end) of `count` items split over the ranks.
+inline std::pair<nsl::index, nsl::index> share(nsl::index count, const Distributed& d) {
+  return {count * d.rank() / d.ranks(), count * (d.rank() + 1) / d.ranks()};
+}
+
+// The signal that stops the run, the same on every rank: any rank's (a
+// launcher forwards a Ctrl-C to each, but not at the same step).
+inline int interrupt_everywhere(int local, Distributed& d) {
+  if (d.ranks() == 1) return local;
+  double v[2] = {local != 0 ? 1.0 : 0.0, double(local)};
+  d.sum(v, 2);
+  return v[0] > 0 ? (local != 0 ? local : int(v[1] / v[0])) : 0;
+}
 
 // ---- the recipe ----------------------------------------------------------------
 
@@ -171,12 +224,25 @@ nsl::TensorView<const float, D> stage(const nsl::Tensor<float>& host, nsl::Tenso
   return device.view();
 }
 
+// This rank's share of a host batch as the network's input: the view itself
+// on the CPU; on a GPU (one process) the whole batch, uploaded.
+template <class D>
+nsl::TensorView<const float, D> stage_view(nsl::TensorView<const float> mine, const nsl::Tensor<float>& whole,
+                                           nsl::Tensor<float, D>& device) {
+  if constexpr (nsl::is_cpu_v<D>) {
+    (void)whole, (void)device;
+    return mine;
+  } else {
+    return stage(whole, device);
+  }
+}
+
 // ---- outputs ---------------------------------------------------------------
 
 // OUT/run.json: the command line and every setting of the run (what a results
 // table needs to say how a number was made).
-inline void write_run_description(const fs::path& path, const Settings& s) {
-  const nlohmann::json run = {{"command", s.command},     {"variant", s.variant},   {"device", s.device},
+inline void write_run_description(const fs::path& path, const Settings& s, int ranks) {
+  nlohmann::json run = {{"command", s.command},     {"variant", s.variant},   {"device", s.device},
                               {"dataset", s.dataset},     {"epochs", s.epochs},     {"batch", s.batch},
                               {"lr", s.lr},               {"recipe", s.recipe},
                               {"schedule", s.schedule}, {"warmup", s.warmup},
@@ -189,6 +255,11 @@ inline void write_run_description(const fs::path& path, const Settings& s) {
                               {"augment", s.augment.empty() ? "default" : s.augment},
                               {"limit_train", s.limit_train}, {"limit_test", s.limit_test},
                               {"log_every", s.log_every}, {"resumed_from", s.resume}};
+  if (ranks > 1) {
+    run["ranks"] = ranks;
+    run["sync_bn"] = s.sync_bn;
+    run["bucket_mb"] = s.bucket_mb;
+  }
   nsl::write_file_atomically("run description", path.string(),
                              [&](std::ofstream& out) { out << run.dump(2) << '\n'; });
 }
@@ -333,9 +404,10 @@ struct EpochPosition {
 };
 
 // The one line an interrupt ends the run with (the exit status is 128 + the signal's number).
-inline int interrupted(int signal, const std::string& where, const fs::path& model_path) {
+inline int interrupted(int signal, const std::string& where, const fs::path& model_path, bool say = true) {
   std::fflush(stdout);
-  std::fprintf(stderr,
+  if (say)
+    std::fprintf(stderr,
                "nsl-train: interrupted by %s %s; wrote %s: to go on, run the same command with --resume %s\n",
                signal == SIGTERM ? "SIGTERM" : "SIGINT", where.c_str(), model_path.string().c_str(),
                model_path.string().c_str());
@@ -363,13 +435,21 @@ class Loss {
 // Trains on device D; everything but the training step (data, augmentation,
 // files, pictures) runs on the host.
 template <class D>
-int train(Settings s) {
+int train(Settings s, Distributed& dist) {
+  // --threads 0: all cores, shared among the ranks on this machine.
   if (s.threads > 0) nsl::set_num_threads(s.threads);
+  else if (dist.local_ranks() > 1) nsl::set_num_threads(std::max(1, nsl::num_threads() / dist.local_ranks()));
+  const int ranks = dist.ranks();
+  nsl::require(ranks == 1 || nsl::is_cpu_v<D>, nsl::ErrorKind::argument,
+               "several MPI ranks train on the CPU only (not with --device ", s.device, ")");
   Data data = load_data(s);
   const nsl::Shape image = data.train.images.shape();
-  std::printf("nsl-train: %s on %s: %ld training and %ld test images of %ldx%ldx%ld, %ld classes; %s, %d threads\n",
+  std::printf("nsl-train: %s on %s: %ld training and %ld test images of %ldx%ldx%ld, %ld classes; %s, %d threads%s\n",
               s.variant.c_str(), s.dataset.c_str(), long(image[0]), long(data.test.images.dim(0)), long(image[1]),
-              long(image[2]), long(image[3]), long(data.train.classes), D::name, nsl::num_threads());
+              long(image[2]), long(image[3]), long(data.train.classes), D::name, nsl::num_threads(),
+              ranks > 1 ? nsl::cat(" on each of ", ranks, " MPI ranks (", s.sync_bn ? "synchronised" : "per-rank",
+                                   " BatchNorm)").c_str()
+                        : "");
 
   // The model: new, or the one of --resume with its optimiser and generator.
   nsl::Rng rng(s.seed);
@@ -412,11 +492,30 @@ int train(Settings s) {
                   s.resume.c_str());
   }
   model.network.set_borrowing(true);  // every batch and its logits stay put until backward: no copies
+  if constexpr (nsl::is_cpu_v<D>) dist.attach(model.network, s);
+  struct Detach {  // leaves the network before it goes (on every way out of train)
+    Distributed& d;
+    ~Detach() { d.detach(); }
+  } detach_at_end{dist};
   // sphere_attention: the orthogonality penalty of NSL.md §6 on the attention blocks' projections.
   const auto attention = nsl::attention_blocks(model.network);
 
   const nsl::index n_train = data.train.images.dim(0);
   const nsl::index batches = (n_train + s.batch - 1) / s.batch;
+  nsl::require(ranks == 1 || (s.batch >= ranks && (n_train % s.batch == 0 || n_train % s.batch >= ranks)),
+               nsl::ErrorKind::argument, "every batch needs at least one image per rank: --batch ", s.batch, " of ",
+               n_train, " images leaves a last batch of ", n_train % s.batch, " for ", ranks, " ranks");
+  // Each rank tests its share of the test set; the counts are summed.
+  nsl::Dataset test_share;
+  if (ranks > 1) {
+    const auto [begin, end] = share(data.test.images.dim(0), dist);
+    const nsl::index per = data.test.images.size() / std::max<nsl::index>(1, data.test.images.dim(0));
+    test_share.images = nsl::Tensor<float>(nsl::Shape{end - begin, image[1], image[2], image[3]});
+    std::copy(data.test.images.data() + begin * per, data.test.images.data() + end * per, test_share.images.data());
+    test_share.labels.assign(data.test.labels.begin() + begin, data.test.labels.begin() + end);
+    test_share.classes = data.test.classes;
+  }
+  const nsl::Dataset& my_test = ranks > 1 ? test_share : data.test;
   resolve_recipe(s, batches * s.epochs, batches, nsl::is_cpu_v<D>);
   nsl::require(!s.test_both_bn || s.precise_bn > 0, nsl::ErrorKind::argument,
                "--test-both-bn compares with re-estimated statistics: it needs --precise-bn N > 0 (on the CPU)");
@@ -433,19 +532,23 @@ int train(Settings s) {
     std::printf("nsl-train: the predictors learn at %g x the learning rate, their convolutions decay at %g x %g\n",
                 s.predictor_lr, s.predictor_decay, s.weight_decay);
   const auto schedule = nsl::make_schedule(s.schedule, s.lr, batches * s.epochs, warmup);
-  std::error_code ec;
-  fs::create_directories(s.out, ec);
-  nsl::require(!ec, nsl::ErrorKind::io, s.out, ": cannot create the output directory (", ec.message(), ")");
-  remove_stale_temporaries(s.out);
-  write_run_description(fs::path(s.out) / "run.json", s);
-  nsl::cli::TrainingLog log(s.out, !s.resume.empty(), first_epoch - 1, iteration);
-  log.restore_pending(position.log);
+  // Rank 0 alone writes the run's files.
+  std::optional<nsl::cli::TrainingLog> log;
+  if (dist.root()) {
+    std::error_code ec;
+    fs::create_directories(s.out, ec);
+    nsl::require(!ec, nsl::ErrorKind::io, s.out, ": cannot create the output directory (", ec.message(), ")");
+    remove_stale_temporaries(s.out);
+    write_run_description(fs::path(s.out) / "run.json", s, ranks);
+    log.emplace(s.out, !s.resume.empty(), first_epoch - 1, iteration);
+    log->restore_pending(position.log);
+  }
   nsl::require(position.batches_done < batches, nsl::ErrorKind::argument, "--resume: the model file stopped after batch ",
                position.batches_done, " of its epoch, which has ", batches, " batches here: use the same data options");
 
   nsl::Tensor<float> batch_images, augmented;
   nsl::Tensor<float, D> staged, logits, dlogits;
-  std::vector<int> labels;
+  std::vector<int> labels, my_labels;
   Loss<D> loss(s.smoothing);
   const std::vector<nsl::Parameter<float, D>> parameters = model.parameters();  // views: valid for the whole run
   const fs::path model_path = fs::path(s.out) / "model.nslckpt";
@@ -493,14 +596,33 @@ int train(Settings s) {
       const nsl::index count = std::min(s.batch, n_train - b * s.batch);
       nsl::gather_batch(data.train, order, b * s.batch, count, batch_images, labels);
       nsl::random_crop_flip(batch_images.view(), data.pad, data.flip, rng, augmented);
-      const nsl::TensorView<const float, D> input = stage(augmented, staged);
+      // This rank's share of the batch (the whole batch in one process).
+      const auto [begin, end] = share(count, dist);
+      const nsl::index per_image = augmented.size() / count;
+      const nsl::TensorView<const float> mine(augmented.data() + begin * per_image,
+                                              nsl::Shape{end - begin, image[1], image[2], image[3]});
+      my_labels.assign(labels.begin() + begin, labels.begin() + end);
+      const nsl::TensorView<const float, D> input = stage_view<D>(mine, augmented, staged);
       logits.resize(model.network.output_shape(input.shape()));
       dlogits.resize(logits.shape());
       model.network.forward_into(input, logits.view());
-      const nsl::LossResult r = loss(logits.view(), labels, dlogits.view());
+      nsl::LossResult r = loss(logits.view(), my_labels, dlogits.view());
+      if (ranks > 1) {
+        // The mean over the whole batch: this rank's gradient weighs by its
+        // share (ranks x share / batch, 1 for equal shares), and the loss
+        // and counts are summed, with whether any rank was interrupted.
+        if constexpr (nsl::is_cpu_v<D>) dlogits.vec() *= float(double(ranks) * double(end - begin) / double(count));
+        double sums[4] = {r.loss * double(end - begin), double(r.correct), interrupt_signal != 0 ? 1.0 : 0.0,
+                          double(interrupt_signal)};
+        dist.sum(sums, 4);
+        r.loss = sums[0] / double(count);
+        r.correct = nsl::index(sums[1]);
+        if (sums[2] > 0 && interrupt_signal == 0) interrupt_signal = int(sums[3] / sums[2]);
+      }
       sgd.zero_gradients();
       model.network.backward_into(dlogits.view(), {});  // no gradient for the images
-      for (auto* block : attention) block->add_orthogonality_penalty(2e-4f);
+      dist.average_gradients();
+      for (auto* block : attention) block->add_orthogonality_penalty(2e-4f);  // the same on every rank
       if (s.check_numerics) check_step(r.loss, iteration + 1, epoch);
       lr = schedule->lr(iteration);
       sgd.step(lr);
@@ -510,20 +632,23 @@ int train(Settings s) {
       loss_sum += r.loss * double(count);
       correct += r.correct;
       seen += count;
-      log.add_step(iteration, epoch, r.loss, r.correct, count, lr, s.log_every);
+      if (log) log->add_step(iteration, epoch, r.loss, r.correct, count, lr, s.log_every);
       char numbers[64];
       std::snprintf(numbers, sizeof numbers, "loss %.4f  acc %5.2f%%", loss_sum / double(seen),
                     100.0 * double(correct) / double(seen));
       progress.update(b + 1 - first_batch, seen - seen_before, numbers);
       if (interrupt_signal != 0 && b + 1 < batches) {  // at an epoch's end the epoch's own model file follows
-        EpochPosition here{b + 1, rng_at_start, loss_sum, correct, seen, log.pending()};
-        nsl::TrainingState<float, D> state{epoch - 1, iteration, &rng, &sgd,
-                                           {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
-        here.write(state.notes);
-        nsl::save_model(model_path.string(), model, state);
+        dist.broadcast_buffers();
+        if (dist.root()) {
+          EpochPosition here{b + 1, rng_at_start, loss_sum, correct, seen, log->pending()};
+          nsl::TrainingState<float, D> state{epoch - 1, iteration, &rng, &sgd,
+                                             {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
+          here.write(state.notes);
+          nsl::save_model(model_path.string(), model, state);
+        }
         return interrupted(interrupt_signal, nsl::cat("after step ", iteration, " (epoch ", epoch, ", batch ", b + 1,
                                                       " of ", batches, ")"),
-                           model_path);
+                           model_path, dist.root());
       }
     }
     const double train_seconds = progress.seconds();
@@ -536,10 +661,21 @@ int train(Settings s) {
     }
 
     // Evaluate, record, save.
+    // Each rank tests its share of the test set (per-rank BatchNorm with
+    // rank 0's statistics); the loss and the counts are summed.
     auto run_test = [&](const char* phase) {
       const nsl::cli::PhaseProgress testing(phase);
-      return nsl::evaluate(model.network, data.test, {500, s.smoothing},
-                           [&](nsl::index done, nsl::index total) { testing.show(done, total); });
+      dist.broadcast_buffers();
+      nsl::Evaluation e = nsl::evaluate(model.network, my_test, {500, s.smoothing},
+                                        [&](nsl::index done, nsl::index total) { testing.show(done, total); });
+      if (ranks > 1) {
+        double sums[3] = {e.loss * double(e.images), double(e.correct), double(e.images)};
+        dist.sum(sums, 3);
+        e.images = nsl::index(sums[2]);
+        e.correct = nsl::index(sums[1]);
+        e.loss = sums[0] / sums[2];
+      }
+      return e;
     };
     nlohmann::json epoch_row;
     std::vector<nsl::Tensor<float>> moving;  // --test-both-bn: the moving averages, put back after the test
@@ -552,14 +688,17 @@ int train(Settings s) {
         moving_test = nsl::cat(" (moving averages: ", 100.0 * m.accuracy(), "%)");
         for (const auto& b : model.network.buffers()) moving.emplace_back(nsl::TensorView<const float>(b.value));
       }
-      if (s.precise_bn > 0) nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch);
+      if (s.precise_bn > 0)
+        nsl::cli::recalibrate_on_first_batches(model.network, data.train, s.precise_bn, s.batch, dist.rank(), ranks);
     }
     const nsl::Evaluation test = run_test("testing");
     if (s.check_numerics && !std::isfinite(test.loss))
       stop(nsl::cat("the test loss is ", test.loss, " with finite weights (after step ", iteration, ")"), epoch);
     // The size of G, with the statistics of that test.
     nlohmann::json magnitudes;
-    if constexpr (nsl::is_cpu_v<D>) {
+    if (!dist.root()) {
+      // rank 0 measures them (evaluation mode: no exchange)
+    } else if constexpr (nsl::is_cpu_v<D>) {
       magnitudes = nsl::cli::similarity_magnitudes(model, data.test);
     } else {
       nsl::Model<float> host = nsl::host_copy(model);
@@ -575,20 +714,25 @@ int train(Settings s) {
                       {"train_acc", double(correct) / double(seen)}, {"test_loss", test.loss},
                       {"test_acc", test.accuracy()}, {"seconds", progress.seconds()},
                       {"images_per_second", double(seen - seen_before) / train_seconds}, {"lr", lr}});
-    log.add_epoch(epoch_row);
+    if (log) log->add_epoch(epoch_row);
     std::printf("epoch %d/%d: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%%%s | %s\n", epoch, s.epochs,
                 loss_sum / double(seen), 100.0 * double(correct) / double(seen), test.loss, 100.0 * test.accuracy(),
                 moving_test.c_str(), nsl::cli::format_seconds(progress.seconds()).c_str());
-    nsl::TrainingState<float, D> state{epoch, iteration, &rng, &sgd,
-                                       {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
-    EpochPosition{0, "", 0.0, 0, 0, log.pending()}.write(state.notes);
-    nsl::save_model(model_path.string(), model, state);
+    if (dist.root()) {
+      nsl::TrainingState<float, D> state{epoch, iteration, &rng, &sgd,
+                                         {{"batch", std::to_string(s.batch)}, {"epochs", std::to_string(s.epochs)}}};
+      EpochPosition{0, "", 0.0, 0, 0, log->pending()}.write(state.notes);
+      nsl::save_model(model_path.string(), model, state);
+    }
+    interrupt_signal = interrupt_everywhere(interrupt_signal, dist);
     if (interrupt_signal != 0 && epoch < last_epoch)
-      return interrupted(interrupt_signal, nsl::cat("during epoch ", epoch, ", which was finished first"), model_path);
+      return interrupted(interrupt_signal, nsl::cat("during epoch ", epoch, ", which was finished first"), model_path,
+                         dist.root());
   }
 
   // The pictures.
-  const nsl::plots::TrainingCurves curves = log.curves();
+  if (!dist.root()) return 0;
+  const nsl::plots::TrainingCurves curves = log->curves();
   if (!curves.test_accuracy.empty()) std::printf("test accuracy: %.2f%%\n", 100.0 * curves.test_accuracy.back());
   std::string error;
   if (!nsl::plots::write_training_curves((fs::path(s.out) / "curves.png").string(), curves, &error))

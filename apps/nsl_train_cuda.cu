@@ -8,5 +8,6 @@
 int train_on_cuda(const nsl_train::Settings& s) {
   nsl::cuda::require_device("--device cuda");
   std::printf("nsl-train: GPU %s\n", nsl::cuda::device_description().c_str());
-  return nsl_train::train<nsl::Cuda>(s);
+  nsl_train::Distributed one_process;  // several MPI ranks train on the CPU only
+  return nsl_train::train<nsl::Cuda>(s, one_process);
 }

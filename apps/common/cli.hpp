@@ -113,8 +113,11 @@ inline void keep_first(Dataset& d, index limit) {
 
 /// Precise BN (nsl/train/precise_bn.hpp) on the first `batches` batches of
 /// `batch` un-augmented images of `train` (fewer if the data runs out);
-/// returns how many batches it used.
-inline index recalibrate_on_first_batches(Layer<float>& net, const Dataset& train, index batches, index batch) {
+/// returns how many batches it used. Rank `rank` of `ranks` of a
+/// data-parallel run forwards its share of each batch (with synchronised
+/// BatchNorm the statistics are then those of the whole batch).
+inline index recalibrate_on_first_batches(Layer<float>& net, const Dataset& train, index batches, index batch,
+                                          int rank = 0, int ranks = 1) {
   const index n = train.images.dim(0);
   batches = std::min(batches, (n + batch - 1) / batch);
   std::vector<index> order(static_cast<std::size_t>(n));
@@ -123,7 +126,9 @@ inline index recalibrate_on_first_batches(Layer<float>& net, const Dataset& trai
   const PhaseProgress progress("re-estimating BatchNorm statistics");
   recalibrate_batch_norm<float>(net, batches, [&](index b, Tensor<float>& images) {
     progress.show(b, batches);
-    gather_batch(train, order, b * batch, std::min(batch, n - b * batch), images, labels);
+    const index count = std::min(batch, n - b * batch);  // rank's share of it (all of it in one process)
+    const index begin = count * rank / ranks, end = count * (rank + 1) / ranks;
+    gather_batch(train, order, b * batch + begin, end - begin, images, labels);
   });
   progress.show(batches, batches);
   return batches;
