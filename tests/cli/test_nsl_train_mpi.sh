@@ -34,6 +34,11 @@ check "2 ranks: rank 0 wrote the files" test -s "$work/two/model.nslckpt" -a -s 
   -a -s "$work/two/curves.png" -a -s "$work/two/kernel_shapes.png"
 check "2 ranks: run.json records the ranks" grep -q '"ranks": 2' "$work/two/run.json"
 
+# One rank is one process: the same model file, bit for bit.
+"$mpiexec" -np 1 "$train" --data "$data" --batch 32 "${common[@]}" --variant dynamic_dns --epochs 1 --out "$work/one-rank" \
+  >"$work/one-rank.log" 2>&1
+check "1 rank: one process's model file" cmp "$work/one/model.nslckpt" "$work/one-rank/model.nslckpt"
+
 # 2. The same command twice: the same model file, bit for bit.
 "$mpiexec" -np 2 "$train" --data "$data" --batch 32 "${common[@]}" --variant dynamic_dns --epochs 1 --out "$work/two-again" >"$work/two-again.log" 2>&1
 check "2 ranks twice: the same model file" cmp "$work/two/model.nslckpt" "$work/two-again/model.nslckpt"
