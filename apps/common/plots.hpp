@@ -67,11 +67,23 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
   for (double v = ya.lo; v <= ya.hi + ya.step * 1e-6; v += ya.step)
     label_w = std::max(label_w, text_width(cr, tick_label(v, ya.step), kTickPx));
   const double px = std::round(x + label_w + 12), pw = std::round(x + w - px - 12);
-  double legend_w = 0;  // each entry: a 24-pixel swatch, 6 pixels, the label, 18 pixels to the next
-  for (const Series& s : series) legend_w += text_width(cr, s.label, kLabelPx) + 48;
-  const bool legend_row = px + pw - legend_w < px + text_width(cr, title, kTitlePx) + 16;
+  // The legend's entries (a 24-pixel swatch, 6 pixels, the label, 18 pixels
+  // to the next) in rows no wider than the plot: one row beside the title
+  // where it fits, else rows of their own below it.
+  std::vector<std::vector<std::size_t>> legend_rows(1);
+  double row_w = 0, legend_w = 0;
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const double entry = text_width(cr, series[k].label, kLabelPx) + 48;
+    if (!legend_rows.back().empty() && row_w + entry > pw) legend_rows.emplace_back(), row_w = 0;
+    legend_rows.back().push_back(k);
+    row_w += entry;
+    legend_w = std::max(legend_w, row_w);
+  }
+  const bool legend_row =
+      legend_rows.size() > 1 || px + pw - legend_w < px + text_width(cr, title, kTitlePx) + 16;
   const double legend_y = legend_row ? y + 34 : y + 12;
-  const double py = legend_row ? y + 56 : y + 34, ph = std::round(y + h - py - 46);
+  const double py = legend_row ? y + 56 + 22 * double(legend_rows.size() - 1) : y + 34,
+               ph = std::round(y + h - py - 46);
   // The axes' ends lie `inset` pixels inside the frame, so markers there stay whole.
   const double inset = 8;
   auto X = [&](double v) { return px + inset + (v - xa.lo) / (xa.hi - xa.lo) * (pw - 2 * inset); };
@@ -98,14 +110,18 @@ inline void panel(cairo_t* cr, double x, double y, double w, double h, const std
   text(cr, px + pw / 2, py + ph + 36, x_label, kLabelPx, 0.5);
   text(cr, px, y + 12, title, kTitlePx, 0);
 
-  double lx = px + pw;  // legend, right-aligned above the plot: a swatch, then the label
-  for (std::size_t k = series.size(); k-- > 0;) {
-    lx -= text_width(cr, series[k].label, kLabelPx);
-    text(cr, lx, legend_y, series[k].label, kLabelPx, 0);
-    lx -= 30;
-    if (series[k].points) dot(cr, lx + 12, legend_y, 4.5, colours[k], false);
-    else line(cr, lx, legend_y, lx + 24, legend_y, colours[k], 2.5);
-    lx -= 18;
+  for (std::size_t r = 0; r < legend_rows.size(); ++r) {  // each row right-aligned above the plot
+    const double ly = legend_y + 22 * double(r);
+    double lx = px + pw;
+    for (std::size_t i = legend_rows[r].size(); i-- > 0;) {
+      const std::size_t k = legend_rows[r][i];
+      lx -= text_width(cr, series[k].label, kLabelPx);
+      text(cr, lx, ly, series[k].label, kLabelPx, 0);
+      lx -= 30;
+      if (series[k].points) dot(cr, lx + 12, ly, 4.5, colours[k], false);
+      else line(cr, lx, ly, lx + 24, ly, colours[k], 2.5);
+      lx -= 18;
+    }
   }
   if (!any) {
     text(cr, px + pw / 2, py + ph / 2, "no data yet", kLabelPx, 0.5, kAxis);

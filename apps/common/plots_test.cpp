@@ -6,6 +6,7 @@
 //   plots_test OUT_DIR
 #include <cairo.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -129,6 +130,25 @@ std::vector<std::vector<float>> synthetic_slots(int side) {
 
 }  // namespace
 
+// Pixels of `colour` (0xRRGGBB, within 24 per channel) in rows [y0, y1) of a PNG.
+long pixels_in_rows(const std::string& path, unsigned colour, int y0, int y1) {
+  cairo_surface_t* s = cairo_image_surface_create_from_png(path.c_str());
+  long n = 0;
+  if (cairo_surface_status(s) == CAIRO_STATUS_SUCCESS) {
+    cairo_surface_flush(s);
+    const int width = cairo_image_surface_get_width(s), height = cairo_image_surface_get_height(s);
+    for (int y = std::max(0, y0); y < std::min(height, y1); ++y)
+      for (int x = 0; x < width; ++x) {
+        std::uint32_t px = 0;
+        std::memcpy(&px, cairo_image_surface_get_data(s) + y * cairo_image_surface_get_stride(s) + 4 * x, 4);
+        auto near = [&](int shift) { return std::abs(int(px >> shift & 255) - int(colour >> shift & 255)) < 24; };
+        n += near(16) && near(8) && near(0);
+      }
+  }
+  cairo_surface_destroy(s);
+  return n;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
@@ -211,6 +231,21 @@ int main(int argc, char** argv) {
     const unsigned first = 0x0073B3, second = 0xD65E00, first_band = 0xD1E6F1;  // kCategories[0..1]; 18% over white
     verify(plots::write_group_curves(path, "test accuracy (%)", "epoch", groups, true, &error), error, path, 960, 560,
            {{first, 500}, {second, 500}, {first_band, 3000}});
+  }
+
+  {
+    // Labels too long for one row: the legend takes rows of its own, each
+    // swatch inside the picture (one row would put the first off its left).
+    const std::string path = dir + "/group_curves_long_labels.png";
+    const std::string tail(70, 'x');
+    error.clear();
+    check(plots::write_group_curves(path, "test accuracy (%)", "epoch",
+                                    {{"first-" + tail, {{80, 88, 90}}}, {"second-" + tail, {{79, 89, 92}}}}, true,
+                                    &error),
+          "write " + path + ": " + error);
+    const unsigned first = 0x0073B3, second = 0xD65E00;
+    check(pixels_in_rows(path, first, 0, 80) >= 24 && pixels_in_rows(path, second, 0, 80) >= 24,
+          path + ": both legend swatches above the plot");
   }
 
   // Failures are reported, not thrown.
