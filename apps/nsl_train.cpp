@@ -57,26 +57,22 @@ class MpiDistributed final : public nsl_train::Distributed {
     nsl::mpi::DataParallelOptions options;
     options.bucket_bytes = std::size_t(s.bucket_mb * 1e6) > 0 ? std::size_t(s.bucket_mb * 1e6) : 1;
     options.sync_batch_norm = s.sync_bn;
-    network_ = &network;
     parallel_ = std::make_unique<nsl::mpi::DataParallel<float>>(network, comm_, options);
   }
   void detach() override {
     parallel_.reset();
-    network_ = nullptr;
   }
   void average_gradients() override {
     if (parallel_) parallel_->average_gradients();
   }
   void broadcast_buffers() override {
-    if (!parallel_ || network_ == nullptr) return;
-    for (auto& b : network_->buffers()) comm_.broadcast(b.value.data(), std::size_t(b.value.size()));
+    if (parallel_) parallel_->broadcast_buffers();
   }
   std::size_t bytes_per_step() const override { return parallel_ ? parallel_->bytes_per_step() : 0; }
   double last_wait_seconds() const override { return parallel_ ? parallel_->last_wait_seconds() : 0.0; }
 
  private:
   nsl::mpi::Communicator comm_;
-  nsl::Sequential<float>* network_ = nullptr;
   std::unique_ptr<nsl::mpi::DataParallel<float>> parallel_;
 };
 #endif

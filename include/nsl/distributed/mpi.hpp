@@ -213,6 +213,11 @@ class DataParallel {
   /// Every rank's parameters and buffers := rank 0's (a collective).
   void broadcast_state() {
     for (auto& p : parameters_) comm_.broadcast(p.value.data(), std::size_t(p.value.size()));
+    broadcast_buffers();
+  }
+  /// Every rank's buffers (BatchNorm's running statistics) := rank 0's: per-rank
+  /// BatchNorm keeps its own, made one before a test or a model file.
+  void broadcast_buffers() {
     for (auto& b : net_.buffers()) comm_.broadcast(b.value.data(), std::size_t(b.value.size()));
   }
 
