@@ -1,0 +1,816 @@
+// nsl/ops/winograd.hpp — 3 x 3 stride-1 convolution by Winograd's minimal
+// filtering algorithm F(m x m, 3 x 3), m = 2 or 4, with both gradients
+// (docs/winograd.md derives them).
+//
+// An output tile of m x m pixels needs an α x α tile d of the zero-padded
+// input, α = m + 2. With the constant matrices B^T (α x α), G (α x 3) and
+// A^T (m x α) of the chosen F (WinogradF below), for every (o, c):
+//
+//     y_tile[o] = A^T [ sum_c U[o, c] ⊙ V[c] ] A      U[o, c] = G w[o, c] G^T    (α x α)
+//                                                    V[c]    = B^T d[c] B       (α x α)
+//
+// an exact identity: the 9 m² multiplications of the direct convolution per
+// (o, c) and tile become α² (16 against 36 for m = 2, 36 against 144 for
+// m = 4). For each of the α² positions (ξ, ν) the sum over c is a matrix
+// product over all tiles T at once:
+//
+//     M_ξν (O x T) = U_ξν (O x C) V_ξν (C x T)
+//
+// The forward is linear in w and in d, and its transposes are the gradients.
+// With Ŷ[o] = A dy_tile[o] A^T (α x α; dy is zero where a tile passes the
+// output's edge):
+//
+//     dU_ξν (O x C) = sum over tiles Ŷ_ξν V_ξν^T        dw[o, c] = G^T dU[o, c] G
+//     dV_ξν (C x T) = U_ξν^T Ŷ_ξν                       dd[c]    = B dV[c] B^T
+//
+// and dx is the sum of the tiles' dd, which overlap by 2 pixels. All three
+// passes are α² GEMMs (nsl::gemm) between cheap transforms.
+//
+// `winograd_conv2d_forward_reference` is the tile formula as loops, one tile
+// at a time; `winograd_conv2d_forward` / `winograd_conv2d_backward` are the
+// batched GEMM form. Tests compare both with conv2d_*_reference (the
+// direct formula) in double, and measure the float error of F(2) and F(4).
+// conv2d_forward / conv2d_backward (nsl/ops/conv2d.hpp) call these where
+// winograd_preferred says they are faster.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+#include <xsimd/xsimd.hpp>
+#endif
+
+#include "nsl/core/gemm.hpp"
+#include "nsl/core/tensor.hpp"
+#include "nsl/core/threads.hpp"
+#include "nsl/ops/im2col.hpp"
+
+namespace nsl {
+
+/// The constant matrices of F(m x m, 3 x 3) (Lavin and Gray, "Fast
+/// Algorithms for Convolutional Neural Networks", 2016): interpolation at the
+/// points 0, 1, -1 and infinity (m = 2), and 0, ±1, ±2, infinity (m = 4).
+template <index M>
+struct WinogradF;
+
+template <>
+struct WinogradF<2> {
+  static constexpr index m = 2, alpha = 4;
+  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+
+template <>
+struct WinogradF<4> {
+  static constexpr index m = 4, alpha = 6;
+  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
+  static constexpr double AT[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+};
+
+/// Whether the Winograd functions handle this convolution: a 3 x 3 kernel,
+/// stride 1, any padding.
+inline bool winograd_supported(const ConvGeometry& g) { return g.kernel == 3 && g.stride == 1; }
+
+// ---------------------------------------------------------------------------
+// Reference: the tile formula, one tile and one (o, c) pair at a time.
+
+namespace detail {
+// out (R x R) = K in K^T for K (R x S) and in (S x S), all row-major.
+template <class T, index R, index S>
+void winograd_sandwich(const double (&K)[R][S], const T (&in)[S][S], T (&out)[R][R]) {
+  T left[R][S];
+  for (index r = 0; r < R; ++r)
+    for (index s = 0; s < S; ++s) {
+      T sum = T(0);
+      for (index k = 0; k < S; ++k) sum += T(K[r][k]) * in[k][s];
+      left[r][s] = sum;
+    }
+  for (index r = 0; r < R; ++r)
+    for (index q = 0; q < R; ++q) {
+      T sum = T(0);
+      for (index k = 0; k < S; ++k) sum += left[r][k] * T(K[q][k]);
+      out[r][q] = sum;
+    }
+}
+}  // namespace detail
+
+/// y = conv(x, w) + bias for a 3 x 3 stride-1 convolution (winograd_supported),
+/// computed tile by tile with F(m x m, 3 x 3). Shapes as conv2d_forward.
+template <class T, index Tile = 2>
+void winograd_conv2d_forward_reference(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                                       const ConvGeometry& g, TensorView<T> y) {
+  using F = WinogradF<Tile>;
+  constexpr index m = F::m, alpha = F::alpha;
+  require(winograd_supported(g), ErrorKind::argument,
+          "winograd_conv2d_forward_reference: needs a 3x3 kernel and stride 1, got kernel ", g.kernel, ", stride ",
+          g.stride);
+  const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
+  const index Ho = y.dim(2), Wo = y.dim(3), p = g.padding;
+  for (index n = 0; n < N; ++n)
+    for (index o = 0; o < O; ++o)
+      for (index th = 0; th < Ho; th += m)
+        for (index tw = 0; tw < Wo; tw += m) {
+          T sum[alpha][alpha] = {};  // Σ_c U[o, c] ⊙ V[c]
+          for (index c = 0; c < C; ++c) {
+            T filter[3][3], d[alpha][alpha], U[alpha][alpha], V[alpha][alpha];
+            for (index r = 0; r < 3; ++r)
+              for (index s = 0; s < 3; ++s) filter[r][s] = w(o, c, r, s);
+            for (index a = 0; a < alpha; ++a)
+              for (index b = 0; b < alpha; ++b) {
+                const index ih = th + a - p, iw = tw + b - p;
+                d[a][b] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x(n, c, ih, iw) : T(0);
+              }
+            detail::winograd_sandwich(F::G, filter, U);
+            detail::winograd_sandwich(F::BT, d, V);
+            for (index a = 0; a < alpha; ++a)
+              for (index b = 0; b < alpha; ++b) sum[a][b] += U[a][b] * V[a][b];
+          }
+          T tile[m][m];
+          detail::winograd_sandwich(F::AT, sum, tile);
+          for (index a = 0; a < m && th + a < Ho; ++a)
+            for (index b = 0; b < m && tw + b < Wo; ++b) y(n, o, th + a, tw + b) = tile[a][b] + (bias.size() ? bias[o] : T(0));
+        }
+}
+
+// ---------------------------------------------------------------------------
+// Fast path: transforms vectorised along a row of tiles, α² GEMMs per group of
+// images.
+
+/// Scratch of the fast Winograd convolution; grows only.
+template <class T>
+struct WinogradWorkspace {
+  Vector<T> filters;                     ///< U: α² blocks of O x C
+  std::vector<PackedLhs<T>> packed;      ///< U_ξν (forward) or U_ξν^T (input gradient), packed once per call
+  std::vector<Vector<T>> inputs;         ///< per thread: V (then dV), α² blocks of C x T
+  std::vector<Vector<T>> outputs;        ///< per thread: M or Ŷ, α² blocks of O x T
+  std::vector<Vector<T>> planes;         ///< per thread: a padded plane and a transform's rows
+  std::vector<Vector<T>> filter_grads;   ///< per chunk of the batch: dU partial, α² blocks of O x C
+  std::vector<Vector<T>> bias_grads;     ///< per chunk: db partial
+  std::vector<GemmScratch<T>> gemm;      ///< per thread
+};
+
+namespace detail {
+
+template <class T>
+void winograd_grow(Vector<T>& v, index size) {
+  if (v.size() < size) v.resize(size);
+}
+template <class V>
+void winograd_grow_list(std::vector<V>& list, index count) {
+  if (static_cast<index>(list.size()) < count) list.resize(static_cast<std::size_t>(count));
+}
+
+// The sizes of one Winograd convolution.
+struct WinogradPlan {
+  index N, C, H, W, O, p, Ho, Wo;
+  index m, alpha, tiles_h, tiles_w, tiles;  // tiles per image
+  index Hp, Wp;                              // the padded plane: every tile's α x α window inside, in whole tiles
+  index group;                               // images per group (its T = group * tiles columns)
+};
+
+// Images per GEMM group: about 96 tile columns (a 14 x 14 map's 49 tiles
+// twice), so that a group's V and M stay in the core's L2 and the layer's
+// workspace small, while the GEMMs have columns enough (192 measured no
+// faster).
+inline WinogradPlan winograd_plan(index N, index C, index H, index W, index O, const ConvGeometry& g, index m) {
+  WinogradPlan d{};
+  d.N = N, d.C = C, d.H = H, d.W = W, d.O = O, d.p = g.padding;
+  d.Ho = g.output_extent(H), d.Wo = g.output_extent(W);
+  d.m = m, d.alpha = m + 2;
+  d.tiles_h = (d.Ho + m - 1) / m, d.tiles_w = (d.Wo + m - 1) / m, d.tiles = d.tiles_h * d.tiles_w;
+  d.Hp = (d.tiles_h + (d.alpha - 1) / m) * m, d.Wp = (d.tiles_w + (d.alpha - 1) / m) * m;
+  d.group = std::clamp<index>((96 + d.tiles - 1) / d.tiles, 1, std::max<index>(N, 1));
+  return d;
+}
+
+// The coefficient (r, c) of the matrix K applied on both sides of a tile
+// transform, K in K^T, as a constant function so that loops over r and c,
+// unrolled, leave only the nonzero terms (a multiplication by a literal 0
+// is not dropped in IEEE arithmetic; one by 1 or -1 is).
+template <class F> struct InputK  { static constexpr index rows = F::alpha, cols = F::alpha;
+  static constexpr double at(index r, index c) { return F::BT[r][c]; } };           // V = B^T d B
+template <class F> struct GradK   { static constexpr index rows = F::alpha, cols = F::m;
+  static constexpr double at(index r, index c) { return F::AT[c][r]; } };           // Ŷ = A dy A^T
+template <class F> struct OutputK { static constexpr index rows = F::m, cols = F::alpha;
+  static constexpr double at(index r, index c) { return F::AT[r][c]; } };           // y = A^T M A
+template <class F> struct InputGradK { static constexpr index rows = F::alpha, cols = F::alpha;
+  static constexpr double at(index r, index c) { return F::BT[c][r]; } };           // dd = B dV B^T
+
+
+// Σ_{s >= S} K(R, s) from[s][t], K's zero coefficients left out at compile
+// time (a multiplication by a literal 0 is not dropped in IEEE arithmetic;
+// one by 1 or -1 is), `sum` the terms before s = S.
+template <class T, class K, index R, index S, bool Started>
+inline T winograd_dot(const T* const* from, index t, T sum) {
+  if constexpr (S == K::cols) {
+    return sum;
+  } else {
+    constexpr double k = K::at(R, S);
+    if constexpr (k == 0) {
+      return winograd_dot<T, K, R, S + 1, Started>(from, t, sum);
+    } else {
+      const T value = from[S][t];
+      const T term = k == 1 ? value : k == -1 ? -value : T(k) * value;
+      if constexpr (Started) return winograd_dot<T, K, R, S + 1, true>(from, t, sum + term);
+      else return winograd_dot<T, K, R, S + 1, true>(from, t, term);
+    }
+  }
+}
+
+template <class F, index... I>
+inline void winograd_static_for(F&& f, std::integer_sequence<index, I...>) {
+  (f(std::integral_constant<index, I>{}), ...);
+}
+
+// out[r][t] = Σ_s K(r, s) in[s][t] for r < K::rows and t < count: each row a
+// loop of contiguous loads and stores.
+template <class T, class K>
+void winograd_apply(const T* const (&in)[K::cols], T* const (&out)[K::rows], index count) {
+  winograd_static_for(
+      [&](auto r) {
+        const T* from[K::cols];
+        for (index s = 0; s < K::cols; ++s) from[s] = in[s];
+        T* to = out[decltype(r)::value];
+        for (index t = 0; t < count; ++t) to[t] = winograd_dot<T, K, decltype(r)::value, 0, false>(from, t, T(0));
+      },
+      std::make_integer_sequence<index, K::rows>{});
+}
+
+// Σ_{s >= S} K(R, s) value(s) for s a compile-time index (std::integral_constant)
+// over values V (a SIMD register of Scalar or a Scalar), K's zero
+// coefficients left out as in winograd_dot.
+template <class V, class Scalar, class K, index R, index S, bool Started, class Value>
+inline V winograd_sum(const Value& value, V sum) {
+  if constexpr (S == K::cols) {
+    return sum;
+  } else {
+    constexpr double k = K::at(R, S);
+    if constexpr (k == 0) {
+      return winograd_sum<V, Scalar, K, R, S + 1, Started>(value, sum);
+    } else {
+      const V v = value(std::integral_constant<index, S>{});
+      V term;
+      if constexpr (k == 1) term = v;
+      else if constexpr (k == -1) term = -v;
+      else term = V(Scalar(k)) * v;
+      if constexpr (Started) return winograd_sum<V, Scalar, K, R, S + 1, true>(value, sum + term);
+      else return winograd_sum<V, Scalar, K, R, S + 1, true>(value, term);
+    }
+  }
+}
+
+// The register type of the tile transforms: an xsimd batch, or one value.
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+template <class T>
+using WinogradVector = xsimd::batch<T>;
+template <class T>
+inline WinogradVector<T> winograd_load(const T* p) { return WinogradVector<T>::load_unaligned(p); }
+template <class T>
+inline void winograd_store(T* p, const WinogradVector<T>& v) { v.store_unaligned(p); }
+template <class T>
+constexpr index winograd_lanes = static_cast<index>(WinogradVector<T>::size);
+#else
+template <class T>
+using WinogradVector = T;
+template <class T>
+inline T winograd_load(const T* p) { return *p; }
+template <class T>
+inline void winograd_store(T* p, T v) { *p = v; }
+template <class T>
+constexpr index winograd_lanes = 1;
+#endif
+
+// Both sides at once: out[out_at(r, q) + t] = (K In_t K^T)[r][q] with
+// In_t[a][b] = in[in_at(a, b) + t], for t < count, a multiple of the
+// register width (in_at, out_at: offsets, called with std::integral_constant
+// indices). A register of tiles' K::cols² inputs is loaded once and K In_t
+// stays in registers.
+template <class T, class K, class InAt, class OutAt>
+void winograd_apply_both(const T* in, InAt in_at, T* out, OutAt out_at, index count) {
+  constexpr index R = K::rows, S = K::cols;
+  using V = WinogradVector<T>;
+  using Rows = std::make_integer_sequence<index, R>;
+  using Cols = std::make_integer_sequence<index, S>;
+  for (index t = 0; t < count; t += winograd_lanes<T>) {
+    V left[R][S];  // K In_t
+    winograd_static_for(
+        [&](auto b) {
+          winograd_static_for(
+              [&](auto r) {
+                left[decltype(r)::value][decltype(b)::value] = winograd_sum<V, T, K, decltype(r)::value, 0, false>(
+                    [&](auto a) { return winograd_load(in + in_at(a, b) + t); }, V(T(0)));
+              },
+              Rows{});
+        },
+        Cols{});
+    winograd_static_for(
+        [&](auto r) {
+          winograd_static_for(
+              [&](auto q) {
+                winograd_store(out + out_at(r, q) + t, winograd_sum<V, T, K, decltype(q)::value, 0, false>(
+                                                           [&](auto b) { return left[decltype(r)::value][decltype(b)::value]; },
+                                                           V(T(0))));
+              },
+              Rows{});
+        },
+        Rows{});
+  }
+}
+
+// out[out_at(r, q) + t] = (K In_t K^T)[r][q] as winograd_apply_both computes
+// it where the register file holds a tile's inputs and K In_t at once
+// (AVX-512's 32 registers); with fewer (AVX2's 16, which would spill), in
+// two passes of winograd_apply through `scratch` (K::rows K::cols count values).
+template <class T, class K, class InAt, class OutAt>
+void winograd_two_sided(const T* in, InAt in_at, T* out, OutAt out_at, index count, T* scratch) {
+#if defined(__AVX512F__)
+  (void)scratch;
+  winograd_apply_both<T, K>(in, in_at, out, out_at, count);
+#else
+  constexpr index R = K::rows, S = K::cols;
+  winograd_static_for(
+      [&](auto b) {  // scratch[r][b] = Σ_a K(r, a) In[a][b]
+        const T* from[S];
+        T* to[R];
+        winograd_static_for([&](auto a) { from[decltype(a)::value] = in + in_at(a, b); },
+                            std::make_integer_sequence<index, S>{});
+        for (index r = 0; r < R; ++r) to[r] = scratch + (r * S + decltype(b)::value) * count;
+        winograd_apply<T, K>(from, to, count);
+      },
+      std::make_integer_sequence<index, S>{});
+  winograd_static_for(
+      [&](auto r) {  // out[r][q] = Σ_b K(q, b) scratch[r][b]
+        const T* from[S];
+        T* to[R];
+        for (index b = 0; b < S; ++b) from[b] = scratch + (decltype(r)::value * S + b) * count;
+        winograd_static_for([&](auto q) { to[decltype(q)::value] = out + out_at(r, q); },
+                            std::make_integer_sequence<index, R>{});
+        winograd_apply<T, K>(from, to, count);
+      },
+      std::make_integer_sequence<index, R>{});
+#endif
+}
+
+// Transforms run over whole vectors: a plane's `tiles` values are computed
+// in rows rounded up to this many (the longest SIMD register's floats), and
+// a block of V, M or Ŷ (rows x columns) is followed by as many spare values
+// so that the last row's rounded-up run stays inside the buffer. (The extra
+// values a row writes past its tiles land where the next row, written
+// later, goes: see winograd_input_tiles.)
+constexpr index winograd_run = 16;
+inline index winograd_rounded(index tiles) { return (tiles + winograd_run - 1) / winograd_run * winograd_run; }
+inline index winograd_block(index rows, index columns) { return rows * columns + winograd_run; }
+
+// The scratch of winograd_plane_to_frequency / _from_frequency.
+inline index winograd_plane_scratch(index alpha, index m, index tiles_h, index tiles_w) {
+  const index shifts = (alpha - 1) / m + 1, phase = winograd_rounded((tiles_h + shifts - 1) * tiles_w) + winograd_run;
+  const index run = winograd_rounded(tiles_h * tiles_w);
+  const index padded = (tiles_h + shifts - 1) * m * ((tiles_w + shifts) * m + winograd_run);
+  return padded + std::max(m * m * shifts * phase, alpha * alpha * run) + 2 * alpha * alpha * run;
+}
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+// Register lane masks of the phase split and its inverse, for `Step` phases
+// and L lanes (L / Step tiles per register): lane i of phase Q's register
+// takes lane (i mod (L / Step)) Step + Q of the row (split); lane i of the
+// row's register takes lane i / Step of phase i mod Step's (merge).
+template <class U, index Step, index Q>
+struct WinogradSplitMask {
+  static constexpr U get(std::size_t i, std::size_t size) {
+    return U((i % (size / std::size_t(Step))) * std::size_t(Step) + std::size_t(Q));
+  }
+};
+template <class U, index Step>
+struct WinogradMergeMask {
+  static constexpr U get(std::size_t i, std::size_t) { return U(i / std::size_t(Step)); }
+};
+template <index Step, index Q>
+struct WinogradMergeLanes {
+  static constexpr bool get(std::size_t i, std::size_t) { return i % std::size_t(Step) == std::size_t(Q); }
+};
+template <class T, index Step>
+constexpr bool winograd_simd_phases() {
+  constexpr index lanes = static_cast<index>(xsimd::batch<T>::size);
+  return lanes >= Step && lanes % Step == 0;
+}
+#endif
+
+// to[q][j] = from[j Step + q] for q < Step, j < count. With xsimd, one
+// register of the row at a time, its lanes permuted to each phase in turn:
+// reads up to L values past from[count Step] and writes up to L values
+// past to[q][count] (L lanes of a register; the callers leave room).
+template <class T, index Step>
+inline void winograd_deinterleave(const T* from, T* const (&to)[Step], index count) {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  if constexpr (winograd_simd_phases<T, Step>()) {
+    using R = xsimd::batch<T>;
+    using M = xsimd::batch<xsimd::as_unsigned_integer_t<T>>;
+    constexpr index chunk = static_cast<index>(R::size) / Step;
+    for (index j = 0; j < count; j += chunk) {
+      const R v = R::load_unaligned(from + j * Step);
+      winograd_static_for(
+          [&](auto q) {
+            constexpr index Q = decltype(q)::value;
+            const auto mask = xsimd::make_batch_constant<M, WinogradSplitMask<typename M::value_type, Step, Q>>();
+            xsimd::swizzle(v, mask).store_unaligned(to[Q] + j);
+          },
+          std::make_integer_sequence<index, Step>{});
+    }
+    return;
+  }
+#endif
+  T* out[Step];
+  for (index q = 0; q < Step; ++q) out[q] = to[q];
+  for (index j = 0; j < count; ++j)
+#pragma GCC unroll 8
+    for (index q = 0; q < Step; ++q) out[q][j] = from[j * Step + q];
+}
+
+// to[j Step + q] = (Add: +=) from[q][j] for q < Step, j < count: the
+// inverse of winograd_deinterleave. With xsimd, whole registers of `to`
+// while a register's tiles are all there, then one value at a time.
+template <class T, index Step, bool Add>
+inline void winograd_interleave(const T* const (&from)[Step], index count, T* to) {
+  index j = 0;
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  if constexpr (winograd_simd_phases<T, Step>()) {
+    using R = xsimd::batch<T>;
+    using M = xsimd::batch<xsimd::as_unsigned_integer_t<T>>;
+    constexpr index chunk = static_cast<index>(R::size) / Step;
+    const auto mask = xsimd::make_batch_constant<M, WinogradMergeMask<typename M::value_type, Step>>();
+    for (; j + chunk <= count; j += chunk) {
+      R v = xsimd::swizzle(R::load_unaligned(from[0] + j), mask);
+      winograd_static_for(
+          [&](auto q) {
+            constexpr index Q = decltype(q)::value;
+            if constexpr (Q > 0) {
+              const auto lanes = xsimd::make_batch_bool_constant<R, WinogradMergeLanes<Step, Q>>();
+              v = xsimd::select(lanes, xsimd::swizzle(R::load_unaligned(from[Q] + j), mask), v);
+            }
+          },
+          std::make_integer_sequence<index, Step>{});
+      if constexpr (Add) v += R::load_unaligned(to + j * Step);
+      v.store_unaligned(to + j * Step);
+    }
+  }
+#endif
+  for (; j < count; ++j)
+    for (index q = 0; q < Step; ++q) {
+      if constexpr (Add) to[j * Step + q] += from[q][j];
+      else to[j * Step + q] = from[q][j];
+    }
+}
+
+// The tiles of an H x W plane x, zero-padded by p above and to the left
+// (and by zeros below and to the right as far as the tiles reach), into the
+// frequency domain: tile t = i tiles_w + j has its K::cols x K::cols window
+// at padded row i Step, column j Step, and (K win K^T)[ξ][ν] goes to
+// out[(ξ K::rows + ν) stride + t] for t < winograd_rounded(tiles) (the
+// values past `tiles` are not meaningful). The padded plane is first split
+// into its Step x Step phases, each kept also shifted by whole tiles to the
+// left: window entry (a, b) of all the tiles, in tile order, is then one of
+// these arrays from row a / Step on, so both sides of the product run over
+// all the plane's tiles at once with contiguous loads and stores.
+// `scratch`: winograd_plane_scratch values.
+template <class T, class K, index Step>
+void winograd_plane_to_frequency(const T* x, index H, index W, index p, index tiles_h, index tiles_w, T* out,
+                                 index stride, T* scratch) {
+  constexpr index R = K::rows, S = K::cols, shifts = (S - 1) / Step + 1;
+  const index tiles = tiles_h * tiles_w, run = winograd_rounded(tiles);
+  const index phase_rows = tiles_h + shifts - 1, phase = winograd_rounded(phase_rows * tiles_w) + winograd_run;
+  // The padded plane first, whole (rows read right after they were written
+  // would stall on store forwarding): phase_rows Step rows of (tiles_w +
+  // shifts) Step values, and room for winograd_deinterleave's reads past a row.
+  const index rows = phase_rows * Step, width = (tiles_w + shifts) * Step + winograd_run;
+  T* padded = scratch;
+  T* phases = scratch + rows * width;  // [qa][qb][shift][i][j] = padded[i Step + qa][(j + shift) Step + qb]
+  const index top = std::min(p, rows), bottom = std::min(p + H, rows);
+  std::fill(padded, padded + top * width, T(0));
+  for (index r = top; r < bottom; ++r) {
+    T* to = padded + r * width;
+    const T* from = x + (r - p) * W;
+    for (index c = 0; c < p; ++c) to[c] = T(0);
+    for (index c = 0; c < W; ++c) to[p + c] = from[c];
+    for (index c = p + W; c < width; ++c) to[c] = T(0);
+  }
+  std::fill(padded + bottom * width, padded + rows * width, T(0));
+  for (index qa = 0; qa < Step; ++qa)
+    for (index i = 0; i < phase_rows; ++i)
+      for (index shift = 0; shift < shifts; ++shift) {
+        T* to[Step];
+        for (index qb = 0; qb < Step; ++qb) to[qb] = phases + ((qa * Step + qb) * shifts + shift) * phase + i * tiles_w;
+        winograd_deinterleave<T, Step>(padded + (i * Step + qa) * width + shift * Step, to, tiles_w);
+      }
+  const auto window = [=](auto a, auto b) {  // window entry (a, b) of every tile
+    constexpr index A = decltype(a)::value, B = decltype(b)::value;
+    return (((A % Step) * Step + B % Step) * shifts + B / Step) * phase + (A / Step) * tiles_w;
+  };
+  const auto position = [=](auto xi, auto nu) { return (decltype(xi)::value * R + decltype(nu)::value) * stride; };
+  winograd_two_sided<T, K>(phases, window, out, position, run, phases + Step * Step * shifts * phase);
+}
+
+// The tiles of one plane back from the frequency domain: Z_t = K In_t K^T
+// (K::rows square) for In_t[ξ][ν] = in[(ξ K::cols + ν) stride + t]; Z_t[a][b]
+// is written (Add: added) to plane[(i Step + a) ps + j Step + b] for tile
+// t = i tiles_w + j (Add: tiles overlap where K::rows > Step). `scratch`:
+// winograd_plane_scratch values.
+template <class T, class K, index Step, bool Add>
+void winograd_plane_from_frequency(const T* in, index stride, index tiles_h, index tiles_w, T* plane, index ps,
+                                   T* scratch) {
+  constexpr index R = K::rows, S = K::cols, shifts = (R - 1) / Step + 1;
+  static_assert(Add || R == Step, "winograd_plane_from_frequency: overlapping tiles must be added");
+  const index run = winograd_rounded(tiles_h * tiles_w);
+  T* tile = scratch;  // [a][b][t] = Z[a][b]
+  winograd_two_sided<T, K>(
+      in, [=](auto xi, auto nu) { return (decltype(xi)::value * S + decltype(nu)::value) * stride; }, tile,
+      [=](auto a, auto b) { return (decltype(a)::value * R + decltype(b)::value) * run; }, run, tile + R * R * run);
+  // Columns j Step + k Step + q, q < Step, for each whole-tile shift k: one
+  // interleaving pass per shift (a partial last one when R is not a multiple of Step).
+  for (index a = 0; a < R; ++a)
+    for (index i = 0; i < tiles_h; ++i)
+      for (index k = 0; k < shifts; ++k) {
+        const T* from[Step];
+        for (index q = 0; q < Step; ++q) from[q] = tile + (a * R + std::min(k * Step + q, R - 1)) * run + i * tiles_w;
+        T* to = plane + (i * Step + a) * ps + k * Step;
+        const index width = std::min(Step, R - k * Step);
+        if (width == Step) {
+          winograd_interleave<T, Step, Add>(from, tiles_w, to);
+        } else {
+          for (index j = 0; j < tiles_w; ++j)
+            for (index q = 0; q < width; ++q) to[j * Step + q] += from[q][j];
+        }
+      }
+}
+
+// U_ξν[o, c] = (G w[o, c] G^T)[ξ][ν] into u (α² blocks of O x C).
+template <class T, class F>
+void winograd_filters(const T* w, index O, index C, T* u) {
+  constexpr index alpha = F::alpha;
+  for (index o = 0; o < O; ++o)
+    for (index c = 0; c < C; ++c) {
+      T filter[3][3], U[alpha][alpha];
+      for (index r = 0; r < 9; ++r) filter[r / 3][r % 3] = w[(o * C + c) * 9 + r];
+      winograd_sandwich(F::G, filter, U);
+      for (index e = 0; e < alpha * alpha; ++e) u[(e * O + o) * C + c] = U[e / alpha][e % alpha];
+    }
+}
+
+// dw[o, c] += G^T dU[o, c] G for du (α² blocks of O x C).
+template <class T, class F>
+void winograd_filter_gradients(const T* du, index O, index C, T* dw) {
+  constexpr index alpha = F::alpha;
+  for (index o = 0; o < O; ++o)
+    for (index c = 0; c < C; ++c)
+      for (index r = 0; r < 3; ++r)
+        for (index s = 0; s < 3; ++s) {
+          T sum = T(0);
+          for (index xi = 0; xi < alpha; ++xi)
+            for (index nu = 0; nu < alpha; ++nu)
+              sum += T(F::G[xi][r] * F::G[nu][s]) * du[((xi * alpha + nu) * O + o) * C + c];
+          dw[(o * C + c) * 9 + r * 3 + s] += sum;
+        }
+}
+
+// V of images [n0, n0 + count) into v: α² blocks of C x columns
+// (winograd_block apart), columns = count tiles; tile t of image g is column
+// g tiles + t. Channels outer, images inner: each plane's rounded-up run
+// spills only into the next image's or channel's columns, written after it,
+// or into the block's spare values.
+template <class T, class F>
+void winograd_input_tiles(const WinogradPlan& d, const T* x, index n0, index count, T* v, T* scratch) {
+  const index columns = count * d.tiles, block = winograd_block(d.C, columns);
+  for (index c = 0; c < d.C; ++c)
+    for (index g = 0; g < count; ++g)
+      winograd_plane_to_frequency<T, InputK<F>, F::m>(x + ((n0 + g) * d.C + c) * d.H * d.W, d.H, d.W, d.p, d.tiles_h,
+                                                      d.tiles_w, v + c * columns + g * d.tiles, block, scratch);
+}
+
+// Ŷ of the output gradients of images [n0, n0 + count) into yh (α² blocks of
+// O x columns, as V), and their sums over the pixels added to db (null: skipped).
+template <class T, class F>
+void winograd_gradient_tiles(const WinogradPlan& d, const T* dy, index n0, index count, T* yh, T* db, T* scratch) {
+  constexpr index m = F::m;
+  const index columns = count * d.tiles, block = winograd_block(d.O, columns);
+  for (index o = 0; o < d.O; ++o)
+    for (index g = 0; g < count; ++g) {
+      const T* plane = dy + ((n0 + g) * d.O + o) * d.Ho * d.Wo;
+      if (db) {
+        T sum = T(0);
+        for (index e = 0; e < d.Ho * d.Wo; ++e) sum += plane[e];
+        db[o] += sum;
+      }
+      winograd_plane_to_frequency<T, GradK<F>, m>(plane, d.Ho, d.Wo, index(0), d.tiles_h, d.tiles_w,
+                                                  yh + o * columns + g * d.tiles, block, scratch);
+    }
+}
+
+// y of images [n0, n0 + count) from M (α² blocks of O x columns), plus bias
+// (null: none).
+template <class T, class F>
+void winograd_output_tiles(const WinogradPlan& d, const T* mm, index n0, index count, const T* bias, T* y,
+                           T* scratch) {
+  constexpr index m = F::m;
+  const index columns = count * d.tiles, block = winograd_block(d.O, columns), Wq = d.tiles_w * m;
+  T* plane = scratch;
+  T* rows = scratch + d.Hp * d.Wp;
+  for (index g = 0; g < count; ++g)
+    for (index o = 0; o < d.O; ++o) {
+      winograd_plane_from_frequency<T, OutputK<F>, m, false>(mm + o * columns + g * d.tiles, block, d.tiles_h,
+                                                             d.tiles_w, plane, Wq, rows);
+      T* to = y + ((n0 + g) * d.O + o) * d.Ho * d.Wo;
+      const T b = bias ? bias[o] : T(0);
+      for (index h = 0; h < d.Ho; ++h)
+        for (index w = 0; w < d.Wo; ++w) to[h * d.Wo + w] = plane[h * Wq + w] + b;
+    }
+}
+
+// dx of images [n0, n0 + count) from dV (α² blocks of C x columns): each
+// tile's B dV B^T added into a padded plane, whose interior is dx.
+template <class T, class F>
+void winograd_input_gradient_tiles(const WinogradPlan& d, const T* dv, index n0, index count, T* dx, T* scratch) {
+  constexpr index m = F::m;
+  const index columns = count * d.tiles, block = winograd_block(d.C, columns);
+  T* plane = scratch;
+  T* rows = scratch + d.Hp * d.Wp;
+  for (index g = 0; g < count; ++g)
+    for (index c = 0; c < d.C; ++c) {
+      std::fill(plane, plane + d.Hp * d.Wp, T(0));
+      winograd_plane_from_frequency<T, InputGradK<F>, m, true>(dv + c * columns + g * d.tiles, block, d.tiles_h,
+                                                               d.tiles_w, plane, d.Wp, rows);
+      T* to = dx + ((n0 + g) * d.C + c) * d.H * d.W;
+      for (index h = 0; h < d.H; ++h)
+        std::copy(plane + (h + d.p) * d.Wp + d.p, plane + (h + d.p) * d.Wp + d.p + d.W, to + h * d.W);
+    }
+}
+
+// Per-thread scratch: V, M (or Ŷ) for a group, a padded plane and the
+// transforms' rows.
+template <class T>
+void winograd_reserve(const WinogradPlan& d, int threads, WinogradWorkspace<T>& ws) {
+  const index columns = d.group * d.tiles, alpha2 = d.alpha * d.alpha;
+  winograd_grow_list(ws.inputs, threads);
+  winograd_grow_list(ws.outputs, threads);
+  winograd_grow_list(ws.planes, threads);
+  winograd_grow_list(ws.gemm, threads);
+  for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
+    winograd_grow(ws.inputs[t], alpha2 * winograd_block(d.C, columns));
+    winograd_grow(ws.outputs[t], alpha2 * winograd_block(d.O, columns));
+    winograd_grow(ws.planes[t], d.Hp * d.Wp + winograd_plane_scratch(d.alpha, d.m, d.tiles_h, d.tiles_w));
+  }
+}
+
+inline void winograd_check(const char* op, const Shape& x, const Shape& w, const ConvGeometry& g) {
+  check_rank(op, "input", x, 4);
+  check_rank(op, "weight", w, 4);
+  check_shape(op, "weight", w, Shape{w[0], x[1], 3, 3});
+  require(winograd_supported(g), ErrorKind::argument, op, ": needs a 3x3 kernel and stride 1, got kernel ", g.kernel,
+          ", stride ", g.stride);
+  check_geometry(op, g, x[2], x[3]);
+}
+}  // namespace detail
+
+/// y = conv(x, w) + bias (an empty bias: none) for a 3 x 3 stride-1
+/// convolution, by F(Tile x Tile, 3 x 3) in α² GEMMs per group of images
+/// (OpenMP over the groups outside a parallel region; one group's GEMMs
+/// split over the threads when the batch is one group). With xsimd (nsl's
+/// own GEMM) each output depends on its own image only: the same bits
+/// whatever the batch and thread count.
+template <class T, index Tile = 2>
+void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                             const ConvGeometry& g, TensorView<T> y, WinogradWorkspace<T>& ws) {
+  using F = WinogradF<Tile>;
+  constexpr index alpha2 = F::alpha * F::alpha;
+  detail::winograd_check("winograd_conv2d_forward", x.shape(), w.shape(), g);
+  const index N = x.dim(0), C = x.dim(1), O = w.dim(0);
+  if (bias.size()) check_shape("winograd_conv2d_forward", "bias", bias.shape(), Shape{O});
+  check_shape("winograd_conv2d_forward", "output", y.shape(),
+              Shape{N, O, g.output_extent(x.dim(2)), g.output_extent(x.dim(3))});
+  if (N == 0 || O == 0) return;
+  const detail::WinogradPlan d = detail::winograd_plan(N, C, x.dim(2), x.dim(3), O, g, Tile);
+  detail::winograd_grow(ws.filters, alpha2 * O * C);
+  detail::winograd_filters<T, F>(w.data(), O, C, ws.filters.data());
+  detail::winograd_grow_list(ws.packed, alpha2);
+  for (index e = 0; e < alpha2; ++e)
+    ws.packed[static_cast<std::size_t>(e)].pack(false, O, C, ws.filters.data() + e * O * C);
+  const index groups = (N + d.group - 1) / d.group;
+  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), groups));
+  detail::winograd_reserve(d, threads, ws);
+  const T* b = bias.size() ? bias.data() : nullptr;
+  const auto run = [&](index group, int t) {
+    const auto s = static_cast<std::size_t>(t);
+    const index n0 = group * d.group, count = std::min(d.group, N - n0), columns = count * d.tiles;
+    const index v_block = detail::winograd_block(C, columns), m_block = detail::winograd_block(O, columns);
+    T* v = ws.inputs[s].data();
+    T* mm = ws.outputs[s].data();
+    detail::winograd_input_tiles<T, F>(d, x.data(), n0, count, v, ws.planes[s].data());
+    for (index e = 0; e < alpha2; ++e)  // M_ξν = U_ξν V_ξν
+      gemm<T>(ws.packed[static_cast<std::size_t>(e)], false, columns, v + e * v_block, T(0), mm + e * m_block,
+              ws.gemm[s]);
+    detail::winograd_output_tiles<T, F>(d, mm, n0, count, b, y.data(), ws.planes[s].data());
+  };
+  if (threads <= 1) {
+    for (index group = 0; group < groups; ++group) run(group, 0);
+    return;
+  }
+#ifdef _OPENMP
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (index group = 0; group < groups; ++group) run(group, omp_get_thread_num());
+#endif
+}
+
+/// The gradients of winograd_conv2d_forward: dx assigned (skipped when
+/// dx.size() == 0); dw, db accumulated (db skipped when empty), as
+/// conv2d_backward. The batch is cut into one chunk of consecutive images per
+/// thread; a chunk's dU is summed in image order and the chunks' in chunk
+/// order, so the result depends on the batch size and thread count alone.
+template <class T, index Tile = 2>
+void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
+                              TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
+                              WinogradWorkspace<T>& ws) {
+  using F = WinogradF<Tile>;
+  constexpr index alpha2 = F::alpha * F::alpha;
+  const char* op = "winograd_conv2d_backward";
+  detail::winograd_check(op, x.shape(), w.shape(), g);
+  const index N = x.dim(0), C = x.dim(1), O = w.dim(0);
+  check_shape(op, "output gradient", dy.shape(), Shape{N, O, g.output_extent(x.dim(2)), g.output_extent(x.dim(3))});
+  check_shape(op, "weight gradient", dw.shape(), w.shape());
+  if (db.size()) check_shape(op, "bias gradient", db.shape(), Shape{O});
+  if (dx.size()) check_shape(op, "input gradient", dx.shape(), x.shape());
+  if (N == 0 || O == 0) {
+    for (index i = 0; i < dx.size(); ++i) dx[i] = T(0);
+    return;
+  }
+  const detail::WinogradPlan d = detail::winograd_plan(N, C, x.dim(2), x.dim(3), O, g, Tile);
+  if (dx.size()) {
+    detail::winograd_grow(ws.filters, alpha2 * O * C);
+    detail::winograd_filters<T, F>(w.data(), O, C, ws.filters.data());
+    detail::winograd_grow_list(ws.packed, alpha2);
+    for (index e = 0; e < alpha2; ++e)
+      ws.packed[static_cast<std::size_t>(e)].pack(true, C, O, ws.filters.data() + e * O * C);  // U_ξν^T
+  }
+  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), N));
+  const index chunks = std::min<index>(N, threads);
+  detail::winograd_reserve(d, threads, ws);
+  detail::winograd_grow_list(ws.filter_grads, chunks);
+  detail::winograd_grow_list(ws.bias_grads, chunks);
+  for (std::size_t c = 0; c < static_cast<std::size_t>(chunks); ++c) {
+    detail::winograd_grow(ws.filter_grads[c], alpha2 * O * C);
+    detail::winograd_grow(ws.bias_grads[c], O);
+    std::fill(ws.bias_grads[c].data(), ws.bias_grads[c].data() + O, T(0));
+  }
+  const auto run = [&](index chunk, int t) {
+    const auto s = static_cast<std::size_t>(t);
+    const index first = N * chunk / chunks, last = N * (chunk + 1) / chunks;
+    T* v = ws.inputs[s].data();
+    T* yh = ws.outputs[s].data();
+    T* du = ws.filter_grads[static_cast<std::size_t>(chunk)].data();
+    T* bias_sum = db.size() ? ws.bias_grads[static_cast<std::size_t>(chunk)].data() : nullptr;
+    for (index n0 = first; n0 < last; n0 += d.group) {
+      const index count = std::min(d.group, last - n0), columns = count * d.tiles;
+      const index v_block = detail::winograd_block(C, columns), y_block = detail::winograd_block(O, columns);
+      detail::winograd_input_tiles<T, F>(d, x.data(), n0, count, v, ws.planes[s].data());
+      detail::winograd_gradient_tiles<T, F>(d, dy.data(), n0, count, yh, bias_sum, ws.planes[s].data());
+      for (index e = 0; e < alpha2; ++e)  // dU_ξν (+)= Ŷ_ξν V_ξν^T
+        gemm<T>(false, true, O, C, columns, yh + e * y_block, v + e * v_block, n0 == first ? T(0) : T(1),
+                du + e * O * C, ws.gemm[s]);
+      if (dx.size()) {
+        for (index e = 0; e < alpha2; ++e)  // dV_ξν = U_ξν^T Ŷ_ξν, over V
+          gemm<T>(ws.packed[static_cast<std::size_t>(e)], false, columns, yh + e * y_block, T(0), v + e * v_block,
+                  ws.gemm[s]);
+        detail::winograd_input_gradient_tiles<T, F>(d, v, n0, count, dx.data(), ws.planes[s].data());
+      }
+    }
+  };
+  if (threads <= 1) {
+    run(0, 0);
+  } else {
+#ifdef _OPENMP
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+    for (index chunk = 0; chunk < chunks; ++chunk) run(chunk, omp_get_thread_num());
+#endif
+  }
+  T* du = ws.filter_grads[0].data();
+  for (index c = 1; c < chunks; ++c) {
+    const T* other = ws.filter_grads[static_cast<std::size_t>(c)].data();
+    for (index e = 0; e < alpha2 * O * C; ++e) du[e] += other[e];
+  }
+  detail::winograd_filter_gradients<T, F>(du, O, C, dw.data());
+  if (db.size())
+    for (index c = 0; c < chunks; ++c)
+      for (index o = 0; o < O; ++o) db[o] += ws.bias_grads[static_cast<std::size_t>(c)][o];
+}
+
+}  // namespace nsl
