@@ -278,3 +278,48 @@ TEST_CASE("the convolution's gradients are the same bit for bit on every run wit
   }
   nsl::set_num_threads(saved);
 }
+
+TEST_CASE("conv2d_forward and conv2d_backward take Winograd's F(2x2, 3x3) where the rule says so, equal to the reference") {
+  nsl::Rng rng(23);
+  const nsl::ConvGeometry g{3, 1, 1};
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  CHECK(nsl::detail::conv2d_backward_winograd(32, 32, 16, g));
+#endif
+  CHECK_FALSE(nsl::detail::conv2d_backward_winograd(32, 32, 15, g));
+  CHECK_FALSE(nsl::detail::conv2d_backward_winograd(16, 32, 64, g));
+  CHECK_FALSE(nsl::detail::conv2d_backward_winograd(32, 32, 64, nsl::ConvGeometry{3, 2, 1}));
+  CHECK_FALSE(nsl::detail::conv2d_forward_winograd(32, 32, 15, g));
+  const auto x = nsl::test::randn<float>(Shape{16, 32, 7, 7}, rng), w = nsl::test::randn<float>(Shape{40, 32, 3, 3}, rng);
+  const auto b = nsl::test::randn<float>(Shape{40}, rng), dy = nsl::test::randn<float>(Shape{16, 40, 7, 7}, rng);
+  nsl::Conv2dWorkspace<float> ws;
+  nsl::WinogradWorkspace<float> wws;
+  const auto same_bits = [](const Tensor<float>& p, const Tensor<float>& q) {
+    bool same = true;
+    for (nsl::index i = 0; i < p.size(); ++i) same = same && p[i] == q[i];
+    return same;
+  };
+  // Forward: Winograd without AVX-512, the direct convolution with it.
+  Tensor<float> y(dy.shape()), y_ref(dy.shape()), y_w(dy.shape());
+  nsl::conv2d_forward<float>(x.view(), w.view(), b.view(), g, y.view(), ws);
+  nsl::conv2d_forward_reference<float>(x.view(), w.view(), b.view(), g, y_ref.view());
+  nsl::winograd_conv2d_forward<float, 2>(x.view(), w.view(), b.view(), g, y_w.view(), wws);
+  CHECK(nsl::test::max_relative_difference(y, y_ref) < 1e-5);
+  CHECK(same_bits(y, y_w) == nsl::detail::conv2d_forward_winograd(32, 40, 16, g));
+  // Gradients.
+  Tensor<float> dx(x.shape()), dw(w.shape()), db(Shape{40}), dx_ref(x.shape()), dw_ref(w.shape()), db_ref(Shape{40});
+  Tensor<float> dx_w(x.shape()), dw_w(w.shape()), db_w(Shape{40});
+  nsl::conv2d_backward<float>(x.view(), w.view(), g, dy.view(), dx.view(), dw.view(), db.view(), ws);
+  nsl::conv2d_backward_reference<float>(x.view(), w.view(), g, dy.view(), dx_ref.view(), dw_ref.view(), db_ref.view());
+  nsl::winograd_conv2d_backward<float, 2>(x.view(), w.view(), g, dy.view(), dx_w.view(), dw_w.view(), db_w.view(), wws);
+  CHECK(nsl::test::max_relative_difference(dx, dx_ref) < 1e-5);
+  CHECK(nsl::test::max_relative_difference(dw, dw_ref) < 1e-5);
+  CHECK(nsl::test::max_relative_difference(db, db_ref) < 1e-5);
+  const bool winograd = nsl::detail::conv2d_backward_winograd(32, 40, 16, g);
+  CHECK(same_bits(dx, dx_w) == winograd);
+  CHECK(same_bits(dw, dw_w) == winograd);
+  // The patch-matrix path itself, on the same layer.
+  Tensor<float> dx_g(x.shape()), dw_g(w.shape()), db_g(Shape{40});
+  nsl::conv2d_backward_gemm<float>(x.view(), w.view(), g, dy.view(), dx_g.view(), dw_g.view(), db_g.view(), ws);
+  CHECK(nsl::test::max_relative_difference(dx_g, dx_ref) < 1e-5);
+  CHECK(nsl::test::max_relative_difference(dw_g, dw_ref) < 1e-5);
+}

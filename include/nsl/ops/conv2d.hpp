@@ -28,6 +28,10 @@
 //                                               W_r x_n moved by slot r's)
 //     dU_n = im2col(dy_n)      dŴ = sum_n dU_n x_n^T      dx_n = Ŵ^T dU_n
 // The same GEMM sizes; the copies are O K x HW instead of C K x HW.
+//
+// Winograd. A 3 x 3 stride-1 layer with enough channels and images takes its
+// gradients (and, without AVX-512, its forward) from nsl/ops/winograd.hpp:
+// the same contract, about half the multiplications (conv2d_winograd_shape below).
 #pragma once
 
 #include <cstddef>
@@ -38,6 +42,7 @@
 #include "nsl/core/threads.hpp"
 #include "nsl/ops/conv2d_direct.hpp"
 #include "nsl/ops/im2col.hpp"
+#include "nsl/ops/winograd.hpp"
 
 namespace nsl {
 
@@ -126,6 +131,7 @@ struct Conv2dWorkspace {
   PackedLhs<T> packed_weight;              ///< W, W^T, Ŵ or Ŵ^T packed once for the batch's GEMMs
   std::vector<GemmScratch<T>> gemm;        ///< one GEMM packing scratch per thread
   DirectConvScratch<T> direct;             ///< the one-image stride-1 path's (conv2d_direct.hpp)
+  WinogradWorkspace<T> winograd;           ///< the Winograd gradients' (winograd.hpp)
 
   void reserve_gemm(int threads) {
     if (static_cast<int>(gemm.size()) < threads) gemm.resize(static_cast<std::size_t>(threads));
@@ -198,6 +204,36 @@ void for_each_image(index N, int threads, Body&& body) {
   }
 NSL_OMP(parallel for num_threads(threads) schedule(static))
   for (index n = 0; n < N; ++n) body(n, static_cast<std::size_t>(thread_id()));
+}
+
+// Where conv2d_forward and conv2d_backward use Winograd's F(2x2, 3x3)
+// (nsl/ops/winograd.hpp, docs/winograd.md): 3 x 3 stride-1 layers with at
+// least 32 input and 32 output channels, on a batch of at least 16 images
+// (a single image or a few leave its GEMMs too narrow), in a build with
+// xsimd (the configuration measured). Measured on CNN-9's three stages at
+// batch 64, 2 threads (nsl_bench conv3x3/*, docs/winograd.md): the gradients
+// take 0.57-0.84x the patch-matrix GEMMs' time with AVX-512 and 0.70-0.72x
+// with AVX2; the forward 0.73-1.00x the direct convolution's with AVX2, but
+// 1.05-1.13x with AVX-512, where the direct convolution stays. The choice
+// depends on the shapes and the build alone, so a run is the same on every call.
+inline bool conv2d_winograd_shape(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  return winograd_supported(g) && in_channels >= 32 && out_channels >= 32 && batch >= 16;
+#else
+  (void)in_channels, (void)out_channels, (void)batch, (void)g;
+  return false;
+#endif
+}
+inline bool conv2d_backward_winograd(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
+  return conv2d_winograd_shape(in_channels, out_channels, batch, g);
+}
+inline bool conv2d_forward_winograd(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
+#if defined(__AVX512F__)
+  (void)in_channels, (void)out_channels, (void)batch, (void)g;
+  return false;
+#else
+  return conv2d_winograd_shape(in_channels, out_channels, batch, g);
+#endif
 }
 
 // True when conv2d_forward / conv2d_backward use the output-side form
@@ -294,6 +330,10 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
     });
     return;
   }
+  if (detail::conv2d_forward_winograd(C, O, N, g)) {
+    winograd_conv2d_forward<T, 2>(x, w, bias, g, y, ws.winograd);
+    return;
+  }
   if (conv2d_direct_supported(g) && rows >= 64) {
     // Stride 1: without the patch matrix (nsl/ops/conv2d_direct.hpp; a
     // shallow one, like a first layer's 1 x 3 x 3, stays with the GEMM). One
@@ -325,11 +365,12 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
   });
 }
 
-/// dx assigned (skipped when dx.size() == 0); dw, db accumulated (db skipped when empty).
+/// conv2d_backward without the Winograd path: patch-matrix GEMMs (or the
+/// output-side form), whatever the layer. The same contract and checks.
 template <class T>
-void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
-                     TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
-                     Conv2dWorkspace<T>& ws) {
+void conv2d_backward_gemm(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
+                          TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
+                          Conv2dWorkspace<T>& ws) {
   const Shape out = conv2d_output_shape("conv2d_backward", x.shape(), w.shape(), db.shape(), g);
   check_shape("conv2d_backward", "output gradient", dy.shape(), out);
   check_shape("conv2d_backward", "weight gradient", dw.shape(), w.shape());
@@ -366,6 +407,23 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
     }
   }
   detail::add_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, dw.matrix(O, rows), db);
+}
+
+/// dx assigned (skipped when dx.size() == 0); dw, db accumulated (db skipped when empty).
+/// Winograd's F(2x2, 3x3) where conv2d_backward_winograd says so, else conv2d_backward_gemm.
+template <class T>
+void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
+                     TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
+                     Conv2dWorkspace<T>& ws) {
+  const Shape out = conv2d_output_shape("conv2d_backward", x.shape(), w.shape(), db.shape(), g);
+  check_shape("conv2d_backward", "output gradient", dy.shape(), out);
+  check_shape("conv2d_backward", "weight gradient", dw.shape(), w.shape());
+  if (dx.size()) check_shape("conv2d_backward", "input gradient", dx.shape(), x.shape());
+  if (detail::conv2d_backward_winograd(x.dim(1), w.dim(0), x.dim(0), g)) {
+    winograd_conv2d_backward<T, 2>(x, w, g, dy, dx, dw, db, ws.winograd);
+    return;
+  }
+  conv2d_backward_gemm(x, w, g, dy, dx, dw, db, ws);
 }
 
 }  // namespace nsl
