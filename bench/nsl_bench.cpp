@@ -10,6 +10,11 @@
 //   infer/<variant>/B1_1x28x28              the deployed CNN-9 (nsl::deploy: BN folded into the
 //   infer/<variant>/B64_1x28x28             convolutions) on 1 or 64 grey 28x28 images: one const
 //                                           net.infer(x, y, workspace), the workspace warmed
+//   conv3x3/<algo>/<pass>/B64_C<c>_H<h>    one c -> c, 3x3, stride 1, 'same' convolution on 64 x c x h x h
+//                                           (CNN-9's three stages: c, h = 32, 28 / 64, 14 / 128, 7):
+//                                           pass fwd (algo direct: conv2d_direct_forward_batch, winograd2 / winograd4:
+//                                           winograd_conv2d_forward F(2x2) / F(4x4)) or bwd (dx, dw;
+//                                           algo gemm: conv2d_backward_gemm, winograd2 / winograd4)
 //   gemm/eigen/sgemm/N<n>                   C = A B, n x n float matrices, Eigen's product (the machine's reference speed)
 //   gemm/nsl/sgemm/N<n>                     the same product with nsl::gemm (the GEMM of nsl's layers)
 //
@@ -60,6 +65,8 @@
 #include "nsl/io/model_file.hpp"
 #include "nsl/io/npy.hpp"
 #include "nsl/models/cnn9.hpp"
+#include "nsl/ops/conv2d.hpp"
+#include "nsl/ops/winograd.hpp"
 #include "nsl/train/loss.hpp"
 #include "nsl/train/numerics.hpp"
 #include "nsl/train/sgd.hpp"
@@ -399,6 +406,55 @@ void bm_gemm(benchmark::State& state, index n, bool nsl_gemm, const std::string&
   set_rate_counters(state, 2.0 * double(n) * double(n) * double(n));
 }
 
+struct Conv3x3Fixture {
+  Tensor<float> x, w, y, dy, dx, dw;
+  nsl::ConvGeometry g{3, 1, 1};
+  nsl::Conv2dWorkspace<float> conv;
+  nsl::WinogradWorkspace<float> winograd;
+  std::string algo;
+  bool backward;
+  Conv3x3Fixture(index channels, index size, std::string algorithm, bool with_backward)
+      : algo(std::move(algorithm)), backward(with_backward) {
+    nsl::Rng rng(5);
+    x = nsl::random_normal<float>(Shape{64, channels, size, size}, rng);
+    w = nsl::random_normal<float>(Shape{channels, channels, 3, 3}, rng);
+    dy = nsl::random_normal<float>(Shape{64, channels, size, size}, rng);
+    y = Tensor<float>(dy.shape());
+    dx = Tensor<float>(x.shape());
+    dw = Tensor<float>(w.shape());
+  }
+  void run() {
+    if (!backward) {
+      if (algo == "direct")
+        nsl::conv2d_direct_forward_batch<float>(x.data(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.data(), w.dim(0),
+                                                nullptr, g, y.data(), conv.direct);
+      else if (algo == "winograd2") nsl::winograd_conv2d_forward<float, 2>(x.view(), w.view(), {}, g, y.view(), winograd);
+      else nsl::winograd_conv2d_forward<float, 4>(x.view(), w.view(), {}, g, y.view(), winograd);
+    } else if (algo == "gemm") {
+      nsl::conv2d_backward_gemm<float>(x.view(), w.view(), g, dy.view(), dx.view(), dw.view(), {}, conv);
+    } else if (algo == "winograd2") {
+      nsl::winograd_conv2d_backward<float, 2>(x.view(), w.view(), g, dy.view(), dx.view(), dw.view(), {}, winograd);
+    } else {
+      nsl::winograd_conv2d_backward<float, 4>(x.view(), w.view(), g, dy.view(), dx.view(), dw.view(), {}, winograd);
+    }
+  }
+};
+
+void bm_conv3x3(benchmark::State& state, index channels, index size, const std::string& algo, bool backward,
+                const std::string& name) {
+  auto& f = fixture_for<Conv3x3Fixture>(name, [&] {
+    auto made = std::make_unique<Conv3x3Fixture>(channels, size, algo, backward);
+    made->run();  // untimed warm-up: the workspaces grow
+    return made;
+  });
+  for (auto _ : state) {
+    f.run();
+    benchmark::ClobberMemory();
+  }
+  const double forward = 2.0 * 64 * double(channels * channels) * 9 * double(size * size);
+  set_rate_counters(state, backward ? 2 * forward : forward);
+}
+
 std::string layer_name(Variant v, bool backward) {
   return nsl::cat("layer/", nsl::to_string(v), backward ? "/fwd_bwd/" : "/fwd/", "B", kLayerBatch, "_C",
                   kLayerChannels, "_H", kLayerSize);
@@ -439,6 +495,16 @@ void register_all() {
         bm_infer(s, v, batch, name);
       })->Unit(benchmark::kMillisecond)->UseRealTime();
     }
+  for (bool backward : {false, true})
+    for (const auto& [channels, size] : {std::pair<index, index>{32, 28}, {64, 14}, {128, 7}})
+      for (const char* algo : {backward ? "gemm" : "direct", "winograd2", "winograd4"}) {
+        const std::string name = nsl::cat("conv3x3/", algo, backward ? "/bwd/" : "/fwd/", "B64_C", channels, "_H", size);
+        const std::string a = algo;
+        benchmark::RegisterBenchmark(name.c_str(), [channels = channels, size = size, a, backward, name](
+                                                       benchmark::State& s) {
+          bm_conv3x3(s, channels, size, a, backward, name);
+        })->Unit(benchmark::kMillisecond)->UseRealTime();
+      }
   for (bool nsl_gemm : {false, true})
     for (index n : {index(1024), index(2048)}) {
       const std::string name = nsl::cat("gemm/", nsl_gemm ? "nsl" : "eigen", "/sgemm/N", n);
