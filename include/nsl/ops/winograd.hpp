@@ -429,14 +429,15 @@ inline void winograd_deinterleave(const T* from, T* const (&to)[Step], index cou
           },
           std::make_integer_sequence<index, Step>{});
     }
-    return;
-  }
+  } else  // the one-value loop below, also without xsimd
 #endif
-  T* out[Step];
-  for (index q = 0; q < Step; ++q) out[q] = to[q];
-  for (index j = 0; j < count; ++j)
+  {
+    T* out[Step];
+    for (index q = 0; q < Step; ++q) out[q] = to[q];
+    for (index j = 0; j < count; ++j)
 #pragma GCC unroll 8
-    for (index q = 0; q < Step; ++q) out[q][j] = from[j * Step + q];
+      for (index q = 0; q < Step; ++q) out[q][j] = from[j * Step + q];
+  }
 }
 
 // to[j Step + q] = (Add: +=) from[q][j] for q < Step, j < count: the
