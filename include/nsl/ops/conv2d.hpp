@@ -365,16 +365,26 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
   });
 }
 
+namespace detail {
+// conv2d_backward's shape checks; returns the output shape.
+inline Shape check_conv2d_backward(const Shape& x, const Shape& w, const ConvGeometry& g, const Shape& dy,
+                                   const Shape& dx, const Shape& dw, const Shape& db) {
+  const Shape out = conv2d_output_shape("conv2d_backward", x, w, db, g);
+  check_shape("conv2d_backward", "output gradient", dy, out);
+  check_shape("conv2d_backward", "weight gradient", dw, w);
+  if (dx.size()) check_shape("conv2d_backward", "input gradient", dx, x);
+  return out;
+}
+}  // namespace detail
+
 /// conv2d_backward without the Winograd path: patch-matrix GEMMs (or the
 /// output-side form), whatever the layer. The same contract and checks.
 template <class T>
 void conv2d_backward_gemm(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
                           TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
                           Conv2dWorkspace<T>& ws) {
-  const Shape out = conv2d_output_shape("conv2d_backward", x.shape(), w.shape(), db.shape(), g);
-  check_shape("conv2d_backward", "output gradient", dy.shape(), out);
-  check_shape("conv2d_backward", "weight gradient", dw.shape(), w.shape());
-  if (dx.size()) check_shape("conv2d_backward", "input gradient", dx.shape(), x.shape());
+  const Shape out =
+      detail::check_conv2d_backward(x.shape(), w.shape(), g, dy.shape(), dx.shape(), dw.shape(), db.shape());
   if (detail::conv2d_output_side(x.dim(1), w.dim(0), g)) {
     detail::conv2d_backward_output_side(x, w, g, dy, dx, dw, db, ws);
     return;
@@ -415,10 +425,7 @@ template <class T>
 void conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
                      TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
                      Conv2dWorkspace<T>& ws) {
-  const Shape out = conv2d_output_shape("conv2d_backward", x.shape(), w.shape(), db.shape(), g);
-  check_shape("conv2d_backward", "output gradient", dy.shape(), out);
-  check_shape("conv2d_backward", "weight gradient", dw.shape(), w.shape());
-  if (dx.size()) check_shape("conv2d_backward", "input gradient", dx.shape(), x.shape());
+  detail::check_conv2d_backward(x.shape(), w.shape(), g, dy.shape(), dx.shape(), dw.shape(), db.shape());
   if (detail::conv2d_backward_winograd(x.dim(1), w.dim(0), x.dim(0), g)) {
     winograd_conv2d_backward<T, 2>(x, w, g, dy, dx, dw, db, ws.winograd);
     return;
