@@ -31,7 +31,7 @@
 // batched GEMM form. Tests compare both with conv2d_*_reference (the
 // direct formula) in double, and measure the float error of F(2) and F(4).
 // conv2d_forward / conv2d_backward (nsl/ops/conv2d.hpp) call these where
-// winograd_preferred says they are faster.
+// detail::conv2d_winograd_shape says they are faster (F(2x2) only).
 #pragma once
 
 #include <algorithm>
