@@ -15,6 +15,8 @@
 //                                           pass fwd (algo direct: conv2d_direct_forward_batch, winograd2 / winograd4:
 //                                           winograd_conv2d_forward F(2x2) / F(4x4)) or bwd (dx, dw;
 //                                           algo gemm: conv2d_backward_gemm, winograd2 / winograd4)
+//   peak/fma/f32                            independent float32 FMA chains in registers on every thread: the
+//                                           machine's multiply-add ceiling (needs xsimd)
 //   gemm/eigen/sgemm/N<n>                   C = A B, n x n float matrices, Eigen's product (the machine's reference speed)
 //   gemm/nsl/sgemm/N<n>                     the same product with nsl::gemm (the GEMM of nsl's layers)
 //
@@ -406,6 +408,50 @@ void bm_gemm(benchmark::State& state, index n, bool nsl_gemm, const std::string&
   set_rate_counters(state, 2.0 * double(n) * double(n) * double(n));
 }
 
+// The machine's float32 multiply-add rate: each thread runs independent FMA chains on as many
+// SIMD registers as the ISA has to spare (enough in flight to cover the FMA latency on every
+// pipe), no memory traffic. The ceiling the convolution rates are read against.
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+#if defined(__AVX512F__)
+constexpr int kPeakChains = 24;  // of 32 registers
+#else
+constexpr int kPeakChains = 12;  // of 16 registers
+#endif
+constexpr long kPeakSteps = 1L << 20;
+
+float fma_chains() {
+  using Batch = xsimd::batch<float>;
+  Batch acc[kPeakChains];
+  for (int j = 0; j < kPeakChains; ++j) acc[j] = Batch(float(j) * 1e-3f);
+  const Batch a(0.999f), b(1e-3f);  // acc -> b / (1 - a): no overflow, no subnormals
+  for (long step = 0; step < kPeakSteps; ++step) {
+#pragma GCC unroll 32  // unrolled whole, the chains live in registers
+    for (int j = 0; j < kPeakChains; ++j) acc[j] = xsimd::fma(acc[j], a, b);
+  }
+  Batch sum = acc[0];
+  for (int j = 1; j < kPeakChains; ++j) sum += acc[j];
+  return xsimd::hadd(sum);
+}
+
+void bm_peak(benchmark::State& state) {
+  const int threads = nsl::num_threads();
+  std::vector<float> sink(std::size_t(threads), 0.0f);
+  for (auto _ : state) {
+    NSL_OMP(parallel for num_threads(threads) schedule(static))
+    for (int t = 0; t < threads; ++t) sink[std::size_t(t)] += fma_chains();
+    benchmark::DoNotOptimize(sink.data());
+  }
+  const double lanes = double(xsimd::batch<float>::size);
+  set_rate_counters(state, 2.0 * double(threads) * double(kPeakSteps) * kPeakChains * lanes);
+}
+#else
+void bm_peak(benchmark::State& state) {
+  state.SkipWithError("the FMA peak case needs xsimd (NSL_HAVE_XSIMD)");
+  for (auto _ : state) {
+  }
+}
+#endif
+
 struct Conv3x3Fixture {
   Tensor<float> x, w, y, dy, dx, dw;
   nsl::ConvGeometry g{3, 1, 1};
@@ -505,6 +551,7 @@ void register_all() {
           bm_conv3x3(s, channels, size, a, backward, name);
         })->Unit(benchmark::kMillisecond)->UseRealTime();
       }
+  benchmark::RegisterBenchmark("peak/fma/f32", bm_peak)->Unit(benchmark::kMillisecond)->UseRealTime();
   for (bool nsl_gemm : {false, true})
     for (index n : {index(1024), index(2048)}) {
       const std::string name = nsl::cat("gemm/", nsl_gemm ? "nsl" : "eigen", "/sgemm/N", n);
@@ -643,7 +690,39 @@ int parse_threads(const std::string& text, const char* where) {
   return int(n);
 }
 
+/// The processor's model name (/proc/cpuinfo), or "unknown".
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "unknown";
+}
+
+/// The instruction-set path this build of nsl takes: its SIMD target, the GEMM's register tile
+/// and the 3x3 convolution's algorithms on CNN-9's shapes.
+std::string nsl_isa_path() {
+  const nsl::ConvGeometry g3{3, 1, 1};
+  const auto conv = [&](bool winograd, const char* other) { return winograd ? "Winograd F(2x2,3x3)" : other; };
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  using Shape = nsl::detail::GemmShape<float>;
+  std::string path = nsl::cat("xsimd ", xsimd::default_arch::name(), ", nsl::gemm tile ", Shape::mr, "x", Shape::nr,
+                              " floats");
+#else
+  std::string path = "no xsimd: nsl::gemm runs Eigen's kernel (" + std::string(Eigen::SimdInstructionSetsInUse()) + ")";
+#endif
+  return nsl::cat(path, "; 3x3 stride-1 conv, 64 images, 64 -> 64: forward ",
+                  conv(nsl::detail::conv2d_forward_winograd(64, 64, 64, g3), "direct"), ", gradients ",
+                  conv(nsl::detail::conv2d_backward_winograd(64, 64, 64, g3), "patch-matrix GEMM"));
+}
+
 }  // namespace
+
+#ifdef NSL_BENCH_HAVE_ONEDNN
+void register_onednn_cases();  // bench/onednn_peer.cpp
+#endif
 
 int main(int argc, char** argv) {
   try {
@@ -669,12 +748,29 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::AddCustomContext("nsl_threads", std::to_string(nsl::num_threads()));
     benchmark::AddCustomContext("eigen_simd", Eigen::SimdInstructionSetsInUse());
+    benchmark::AddCustomContext("cpu_model", cpu_model());
+    benchmark::AddCustomContext("nsl_isa_path", nsl_isa_path());
+    {  // the conv3x3 case that matches what CNN-9's 3x3 layers run (bench/compare_onednn.py)
+      const nsl::ConvGeometry g3{3, 1, 1};
+      benchmark::AddCustomContext("nsl_conv3x3_fwd",
+                                  nsl::detail::conv2d_forward_winograd(32, 32, 64, g3) ? "winograd2" : "direct");
+      benchmark::AddCustomContext("nsl_conv3x3_bwd",
+                                  nsl::detail::conv2d_backward_winograd(32, 32, 64, g3) ? "winograd2" : "gemm");
+    }
+#ifdef NSL_BENCH_HAVE_ONEDNN
+    benchmark::AddCustomContext("onednn", "on");
+#else
+    benchmark::AddCustomContext("onednn", "off (libdnnl-dev not found)");
+#endif
 #ifdef _OPENMP
     benchmark::AddCustomContext("nsl_openmp", "on");
 #else
     benchmark::AddCustomContext("nsl_openmp", "off");
 #endif
     register_all();
+#ifdef NSL_BENCH_HAVE_ONEDNN
+    register_onednn_cases();
+#endif
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -32,6 +32,8 @@ NSL_DEB_PACKAGES=(
 # images, conflicts with Debian's npm): the test is skipped without them.
 if [[ "${1:-}" != demo ]]; then
   NSL_DEB_PACKAGES+=(doctest-dev libbenchmark-dev python3-numpy python3-torch libopenblas0-pthread)
+  # oneDNN, the library PyTorch's CPU convolutions run on, as a peer in nsl_bench (bench/onednn_peer.cpp).
+  NSL_DEB_PACKAGES+=(libdnnl-dev)
   NSL_DEB_PACKAGES+=(libonnx-dev libprotobuf-dev)
   # scripts/fuzz.sh: the readers' fuzzing harnesses, built with clang's libFuzzer.
   NSL_DEB_PACKAGES+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev)
