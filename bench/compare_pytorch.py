@@ -35,6 +35,10 @@ TorchScript (torch.jit.trace + torch.jit.optimize_for_inference, the '+jit' cand
 node, onnxruntime-node and nsl-export are found, the same network exported to ONNX and run by
 bench/ort_infer.js in ONNX Runtime (CPU, the same thread count); otherwise that column is skipped
 with the reason printed.
+Where nsl_bench has oneDNN's cases (bench/onednn_peer.cpp), the plain layer cases also get a
+oneDNN column: its convolution primitives called directly, the library under PyTorch's CPU
+convolutions without the framework. The header names the CPU (/proc/cpuinfo) and the ISA path of
+this nsl_bench (its context's nsl_isa_path).
 PyTorch children get MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
 MALLOC_TOP_PAD_=268435456; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed for both sides.
 """
@@ -91,6 +95,7 @@ IMPLS = {
     "sphere_attention": ["bmm"],
 }
 FORMATS = ["contiguous", "channels_last"]
+ONEDNN_ALGOS = ["direct", "winograd"]  # nsl_bench's onednn/<algo>/... cases (bench/onednn_peer.cpp)
 
 
 # ---- case names -----------------------------------------------------------------------------
@@ -620,7 +625,9 @@ def die(message):
     sys.exit(1)
 
 
-def run_nsl_case(args, case):
+def run_nsl_case(args, case, tolerate_error=False):
+    """Times one nsl_bench case in its own process; with tolerate_error, a case that reports an
+    error (a oneDNN case skipped on this machine) gives None instead of stopping the script."""
     with tempfile.TemporaryDirectory() as tmp:
         out_file = pathlib.Path(tmp) / "out.json"
         cmd = [str(args.nsl_bench), f"--benchmark_filter=^{re.escape(case)}(/real_time)?$",
@@ -636,7 +643,10 @@ def run_nsl_case(args, case):
     if not runs:
         die(f"nsl_bench reported nothing for {case}")
     if any(b.get("error_occurred") for b in runs):
-        die(f"nsl_bench: {case}: {runs[0].get('error_message')}")
+        message = next(b.get("error_message") for b in runs if b.get("error_occurred"))
+        if tolerate_error and "disagree" not in message:
+            return None
+        die(f"nsl_bench: {case}: {message}")
     median = [b for b in runs if b.get("aggregate_name") == "median"]
     row = median[0] if median else runs[0]
     scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[row["time_unit"]]
@@ -670,6 +680,19 @@ def run_torch_case(args, case, chosen=None):
     result["rss_mib"] = rss
     result["trial_ms"] = trial
     return result
+
+
+def run_onednn_cases(args, case, listed):
+    """oneDNN's own convolutions on a plain layer case's workload (bench/onednn_peer.cpp, in
+    nsl_bench where CMake found oneDNN): {algorithm: result} for each algorithm this machine runs."""
+    found = {}
+    for algo in ONEDNN_ALGOS:
+        name = f"onednn/{algo}/{case}"
+        if name in listed:
+            result = run_nsl_case(args, name, tolerate_error=True)
+            if result:
+                found[algo] = result
+    return found
 
 
 # ---- the agreement check ----------------------------------------------------------------------
@@ -941,6 +964,30 @@ def blas_libraries():
     return sorted(libs)
 
 
+def cpu_model():
+    """The processor's model name from /proc/cpuinfo, and the logical CPU count."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} logical CPUs"
+
+
+def nsl_isa_path(args):
+    """The ISA path of this nsl_bench (its context's nsl_isa_path: SIMD target, GEMM tile, the 3x3
+    convolution's algorithms), from a run that matches only the peak case (or no case)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "context.json"
+        run_child([str(args.nsl_bench), "--benchmark_filter=^peak/fma/f32$", "--benchmark_min_time=0.01",
+                   f"--benchmark_out={out}", "--benchmark_out_format=json", f"--nsl_threads={args.threads}"],
+                  nsl_env(args.threads), args.timeout)
+        try:
+            return json.loads(out.read_text())["context"].get("nsl_isa_path", "not reported")
+        except (OSError, ValueError, KeyError):
+            return "not reported"
+
+
 def fmt_num(value, digits=2):
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -1010,7 +1057,8 @@ def main():
     if not cases:
         die(f"--filter {args.filter!r} selects no case; cases: {', '.join(all_cases())}")
     listed = run_child([str(args.nsl_bench), "--benchmark_list_tests"], nsl_env(args.threads), args.timeout)
-    missing = [c for c in cases if c not in {n.split("/real_time")[0] for n in listed[1].split()}]
+    args.listed = {n.split("/real_time")[0] for n in listed[1].split()}
+    missing = [c for c in cases if c not in args.listed]
     if listed[0] != 0 or missing:
         die(f"{args.nsl_bench} does not list {missing or 'its cases'}")
 
@@ -1034,6 +1082,7 @@ def report(args, cases, infer_cases, ort, workdir):
     print(f"- nsl_bench: {args.nsl_bench}")
     print(f"- PyTorch: oneDNN {'available' if torch.backends.mkldnn.is_available() else 'NOT available'}; "
           f"BLAS/LAPACK/oneDNN libraries mapped: {', '.join(blas_libraries()) or 'none found'}")
+    print(f"- machine: {cpu_model()}; nsl's path: {nsl_isa_path(args)}")
     if ort:
         print(f"- {ort.describe()}")
     print(f"- environment: {', '.join(UNSET_ENV)} unset for both sides; OMP_NUM_THREADS={args.threads} for both; "
@@ -1076,6 +1125,9 @@ def report(args, cases, infer_cases, ort, workdir):
             chosen[what] = (torch_result["impl"], torch_result["format"])
         row = {"case": case, "nsl": nsl_result, "torch": torch_result}
         line = f"  ran {case}: nsl {nsl_result['median_ms']:.2f} ms, PyTorch {torch_result['median_ms']:.2f} ms"
+        if kind == "layer" and what == "plain":
+            row["onednn"] = run_onednn_cases(args, case, args.listed)
+            line += "".join(f", oneDNN {a} {r['median_ms']:.2f} ms" for a, r in row["onednn"].items())
         if kind == "infer":
             row["ort"] = ort.run(case, workdir)
             if row["ort"]:
@@ -1100,17 +1152,26 @@ def report(args, cases, infer_cases, ort, workdir):
     training_rows = [r for r in rows if not r["case"].startswith("infer/")]
     if training_rows:
         print(f"## Timing ({args.threads} thread(s))\n")
-        print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | nsl GFLOP/s | of SGEMM "
-              "| nsl peak RSS MiB | PyTorch peak RSS MiB | PyTorch formulation |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("| case | nsl median ms | PyTorch median ms | ratio (PyTorch/nsl) | oneDNN median ms | ratio (oneDNN/nsl) "
+              "| nsl GFLOP/s | of SGEMM | nsl peak RSS MiB | PyTorch peak RSS MiB | PyTorch formulation |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in training_rows:
             n, t = r["nsl"], r["torch"]
             ratio = t["median_ms"] / n["median_ms"]
             note = " ¹" if r["case"].startswith("cnn9/") else ""
-            print(f"| {r['case']}{note} | {n['median_ms']:.2f} | {t['median_ms']:.2f} | {ratio:.2f} | "
-                  f"{fmt_num(n['gflops'], 1)} | {efficiency(n)} | {n['rss_mib']:.0f} | {t['rss_mib']:.0f} | "
-                  f"{formulation(r)} |")
+            onednn = r.get("onednn") or {}
+            best = min(onednn, key=lambda a: onednn[a]["median_ms"]) if onednn else None
+            onednn_ms = f"{onednn[best]['median_ms']:.2f} ({best})" if best else "—"
+            onednn_ratio = f"{onednn[best]['median_ms'] / n['median_ms']:.2f}" if best else "—"
+            print(f"| {r['case']}{note} | {n['median_ms']:.2f} | {t['median_ms']:.2f} | {ratio:.2f} | {onednn_ms} | "
+                  f"{onednn_ratio} | {fmt_num(n['gflops'], 1)} | {efficiency(n)} | {n['rss_mib']:.0f} | "
+                  f"{t['rss_mib']:.0f} | {formulation(r)} |")
         print()
+        if any(r.get("onednn") for r in training_rows):
+            print("- oneDNN: its own convolution primitives on the plain layer's workload, called from C++ by "
+                  "nsl_bench (onednn/<algo>/..., bench/onednn_peer.cpp), the faster of direct and Winograd (where "
+                  "oneDNN offers Winograd), in the layouts it prefers, laid out before timing: the library under "
+                  "PyTorch's convolutions without the framework. The other layers have no oneDNN counterpart.")
         print("- ratio > 1: nsl is faster. GFLOP/s counts the convolutions' multiply-adds (predictor's included; "
               "backward with input gradient = 2x forward), as nsl_bench reports it. \"of SGEMM\": that rate over the "
               "GFLOP/s of the largest Eigen SGEMM (gemm/eigen/sgemm) in this run.")
