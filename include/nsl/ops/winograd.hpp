@@ -555,33 +555,95 @@ void winograd_plane_from_frequency(const T* in, index stride, index tiles_h, ind
       }
 }
 
+// The filter transforms as one matrix: (G w G^T)[ξ][ν] = Σ_rs G[ξ][r] G[ν][s]
+// w[r][s], so U_e = Σ_d coef[e][d] w_d for e = ξ α + ν and depth d = 3 r + s,
+// and dw_d = Σ_e coef[e][d] dU_e (its transpose). Many coefficients are 0
+// (G has zeros): those terms are skipped.
+template <class T, class F>
+struct WinogradFilterCoefficients {
+  static constexpr index alpha2 = F::alpha * F::alpha;
+  T coef[alpha2][9];
+  WinogradFilterCoefficients() {
+    for (index e = 0; e < alpha2; ++e)
+      for (index d = 0; d < 9; ++d) coef[e][d] = T(F::G[e / F::alpha][d / 3] * F::G[e % F::alpha][d % 3]);
+  }
+};
+
+// Runs body(o) for o < O, split over the threads outside a parallel region.
+// Each o is computed alone, so the result does not depend on the split.
+template <class Body>
+void winograd_for_each_output_channel(index O, const Body& body) {
+  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), O));
+  if (threads <= 1) {
+    for (index o = 0; o < O; ++o) body(o);
+    return;
+  }
+#ifdef _OPENMP
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (index o = 0; o < O; ++o) body(o);
+#endif
+}
+
+// Channels per step of the filter transforms: a filter block's nine depths
+// for this many channels sit in a small array, where the loops over the
+// channels run contiguously (and vectorise).
+constexpr index winograd_filter_chunk = 64;
+
 // U_ξν[o, c] = (G w[o, c] G^T)[ξ][ν] into u (α² blocks of O x C).
 template <class T, class F>
 void winograd_filters(const T* w, index O, index C, T* u) {
-  constexpr index alpha = F::alpha;
-  for (index o = 0; o < O; ++o)
-    for (index c = 0; c < C; ++c) {
-      T filter[3][3], U[alpha][alpha];
-      for (index r = 0; r < 9; ++r) filter[r / 3][r % 3] = w[(o * C + c) * 9 + r];
-      winograd_sandwich(F::G, filter, U);
-      for (index e = 0; e < alpha * alpha; ++e) u[(e * O + o) * C + c] = U[e / alpha][e % alpha];
+  constexpr index alpha2 = F::alpha * F::alpha, chunk = winograd_filter_chunk;
+  const WinogradFilterCoefficients<T, F> k;
+  winograd_for_each_output_channel(O, [&](index o) {
+    for (index c0 = 0; c0 < C; c0 += chunk) {
+      const index n = std::min(chunk, C - c0);
+      T depth[9][chunk];  // depth[d][c] = w[o, c0 + c, d]
+      const T* from = w + (o * C + c0) * 9;
+      for (index c = 0; c < n; ++c)
+        for (index d = 0; d < 9; ++d) depth[d][c] = from[c * 9 + d];
+      for (index e = 0; e < alpha2; ++e) {
+        T* to = u + (e * O + o) * C + c0;
+        for (index c = 0; c < n; ++c) to[c] = T(0);
+        for (index d = 0; d < 9; ++d) {
+          const T coef = k.coef[e][d];
+          if (coef == T(0)) continue;
+          for (index c = 0; c < n; ++c) to[c] += coef * depth[d][c];
+        }
+      }
     }
+  });
 }
 
-// dw[o, c] += G^T dU[o, c] G for du (α² blocks of O x C).
+// dw[o, c] += G^T dU[o, c] G for dU the sum of parts[0 .. count) (each α²
+// blocks of O x C), added in part order.
 template <class T, class F>
-void winograd_filter_gradients(const T* du, index O, index C, T* dw) {
-  constexpr index alpha = F::alpha;
-  for (index o = 0; o < O; ++o)
-    for (index c = 0; c < C; ++c)
-      for (index r = 0; r < 3; ++r)
-        for (index s = 0; s < 3; ++s) {
-          T sum = T(0);
-          for (index xi = 0; xi < alpha; ++xi)
-            for (index nu = 0; nu < alpha; ++nu)
-              sum += T(F::G[xi][r] * F::G[nu][s]) * du[((xi * alpha + nu) * O + o) * C + c];
-          dw[(o * C + c) * 9 + r * 3 + s] += sum;
+void winograd_filter_gradients(const Vector<T>* parts, index count, index O, index C, T* dw) {
+  constexpr index alpha2 = F::alpha * F::alpha, chunk = winograd_filter_chunk;
+  const WinogradFilterCoefficients<T, F> k;
+  winograd_for_each_output_channel(O, [&](index o) {
+    for (index c0 = 0; c0 < C; c0 += chunk) {
+      const index n = std::min(chunk, C - c0);
+      T du[alpha2][chunk];  // the parts' sum for this block
+      for (index e = 0; e < alpha2; ++e) {
+        const index at = (e * O + o) * C + c0;
+        for (index c = 0; c < n; ++c) du[e][c] = parts[0][at + c];
+        for (index p = 1; p < count; ++p)
+          for (index c = 0; c < n; ++c) du[e][c] += parts[p][at + c];
+      }
+      T depth[9][chunk];  // depth[d][c] = Σ_e coef[e][d] dU_e[o, c0 + c]
+      for (index d = 0; d < 9; ++d) {
+        for (index c = 0; c < n; ++c) depth[d][c] = T(0);
+        for (index e = 0; e < alpha2; ++e) {
+          const T coef = k.coef[e][d];
+          if (coef == T(0)) continue;
+          for (index c = 0; c < n; ++c) depth[d][c] += coef * du[e][c];
         }
+      }
+      T* to = dw + (o * C + c0) * 9;
+      for (index c = 0; c < n; ++c)
+        for (index d = 0; d < 9; ++d) to[c * 9 + d] += depth[d][c];
+    }
+  });
 }
 
 // V of images [n0, n0 + count) into v: α² blocks of C x columns
@@ -802,12 +864,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
     for (index chunk = 0; chunk < chunks; ++chunk) run(chunk, omp_get_thread_num());
 #endif
   }
-  T* du = ws.filter_grads[0].data();
-  for (index c = 1; c < chunks; ++c) {
-    const T* other = ws.filter_grads[static_cast<std::size_t>(c)].data();
-    for (index e = 0; e < alpha2 * O * C; ++e) du[e] += other[e];
-  }
-  detail::winograd_filter_gradients<T, F>(du, O, C, dw.data());
+  detail::winograd_filter_gradients<T, F>(ws.filter_grads.data(), chunks, O, C, dw.data());
   if (db.size())
     for (index c = 0; c < chunks; ++c)
       for (index o = 0; o < O; ++o) db[o] += ws.bias_grads[static_cast<std::size_t>(c)][o];
