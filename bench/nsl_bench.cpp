@@ -707,15 +707,15 @@ std::string nsl_isa_path() {
   const nsl::ConvGeometry g3{3, 1, 1};
   const auto conv = [&](bool winograd, const char* other) { return winograd ? "Winograd F(2x2,3x3)" : other; };
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
-  using Shape = nsl::detail::GemmShape<float>;
-  std::string path = nsl::cat("xsimd ", xsimd::default_arch::name(), ", nsl::gemm tile ", Shape::mr, "x", Shape::nr,
+  const auto tile = nsl::gemm_register_tile<float>();
+  std::string path = nsl::cat("xsimd ", xsimd::default_arch::name(), ", nsl::gemm tile ", tile.first, "x", tile.second,
                               " floats");
 #else
   std::string path = "no xsimd: nsl::gemm runs Eigen's kernel (" + std::string(Eigen::SimdInstructionSetsInUse()) + ")";
 #endif
   return nsl::cat(path, "; 3x3 stride-1 conv, 64 images, 64 -> 64: forward ",
-                  conv(nsl::detail::conv2d_forward_winograd(64, 64, 64, g3), "direct"), ", gradients ",
-                  conv(nsl::detail::conv2d_backward_winograd(64, 64, 64, g3), "patch-matrix GEMM"));
+                  conv(nsl::conv2d_forward_uses_winograd(64, 64, 64, g3), "direct"), ", gradients ",
+                  conv(nsl::conv2d_backward_uses_winograd(64, 64, 64, g3), "patch-matrix GEMM"));
 }
 
 }  // namespace
@@ -753,9 +753,9 @@ int main(int argc, char** argv) {
     {  // the conv3x3 case that matches what CNN-9's 3x3 layers run (bench/compare_onednn.py)
       const nsl::ConvGeometry g3{3, 1, 1};
       benchmark::AddCustomContext("nsl_conv3x3_fwd",
-                                  nsl::detail::conv2d_forward_winograd(32, 32, 64, g3) ? "winograd2" : "direct");
+                                  nsl::conv2d_forward_uses_winograd(32, 32, 64, g3) ? "winograd2" : "direct");
       benchmark::AddCustomContext("nsl_conv3x3_bwd",
-                                  nsl::detail::conv2d_backward_winograd(32, 32, 64, g3) ? "winograd2" : "gemm");
+                                  nsl::conv2d_backward_uses_winograd(32, 32, 64, g3) ? "winograd2" : "gemm");
     }
 #ifdef NSL_BENCH_HAVE_ONEDNN
     benchmark::AddCustomContext("onednn", "on");

@@ -42,6 +42,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -365,6 +366,19 @@ index packed_rhs_size(index N, index K) {
 }
 #endif  // NSL_HAVE_XSIMD
 }  // namespace detail
+
+/// The register tile of nsl::gemm's micro-kernel in this build, rows x
+/// columns of C (6 x 16 floats with AVX2, 12 x 32 with AVX-512); {0, 0}
+/// without xsimd, where Eigen's kernel runs. For tools that report the
+/// path a build takes.
+template <class T>
+constexpr std::pair<index, index> gemm_register_tile() {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  return {detail::GemmShape<T>::mr, detail::GemmShape<T>::nr};
+#else
+  return {0, 0};
+#endif
+}
 
 /// op(A) packed once for several products op(A) op(B_n) with the same left
 /// operand (a convolution's weights, over the images of a batch). It holds a

@@ -305,6 +305,17 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
 }
 }  // namespace detail
 
+/// Whether conv2d_forward / conv2d_backward run Winograd F(2x2, 3x3) for a
+/// layer of these channels on this batch (the shape rule of
+/// docs/winograd.md, fixed by the shapes and the build). For tools that
+/// report the path a build takes.
+inline bool conv2d_forward_uses_winograd(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
+  return detail::conv2d_forward_winograd(in_channels, out_channels, batch, g);
+}
+inline bool conv2d_backward_uses_winograd(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
+  return detail::conv2d_backward_winograd(in_channels, out_channels, batch, g);
+}
+
 template <class T>
 void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
                     const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws) {
