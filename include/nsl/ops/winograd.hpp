@@ -569,19 +569,13 @@ struct WinogradFilterCoefficients {
   }
 };
 
-// Runs body(o) for o < O, split over the threads outside a parallel region.
-// Each o is computed alone, so the result does not depend on the split.
+// Runs body(o) for o < O, split over the threads (parallel_ranges). Each o
+// is computed alone, so the result does not depend on the split.
 template <class Body>
 void winograd_for_each_output_channel(index O, const Body& body) {
-  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), O));
-  if (threads <= 1) {
-    for (index o = 0; o < O; ++o) body(o);
-    return;
-  }
-#ifdef _OPENMP
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-  for (index o = 0; o < O; ++o) body(o);
-#endif
+  parallel_ranges(O, 1, [&](index begin, index end) {
+    for (index o = begin; o < end; ++o) body(o);
+  });
 }
 
 // Channels per step of the filter transforms: a filter block's nine depths
