@@ -83,12 +83,18 @@ TEST_CASE("PatchPacker writes every block of the patch matrix and of its transpo
       const auto op_b = [&](nsl::index k, nsl::index j) {
         return transposed ? reference.data()[j * pixels + k] : reference.data()[k * pixels + j];
       };
-      const nsl::PatchPacker<double> packer{x.data(), t.c, t.h, t.w, g, transposed};
-      for (nsl::index nr : {1, 3, 8, 16}) {
+      // From the image, and from its padded copy.
+      std::vector<double> padded(static_cast<std::size_t>(nsl::padded_image_size(t.c, t.h, t.w, t.p)));
+      const double* padded_image = nsl::pad_image(x.data(), t.c, t.h, t.w, t.p, padded.data());
+      for (bool from_padded : {false, true})
+      for (nsl::index nr : {nsl::index(1), nsl::index(3), nsl::index(8), nsl::index(16),
+                            std::max<nsl::index>(1, nsl::gemm_panel_width<double>())}) {
+        const nsl::PatchPacker<double> packer{x.data(), t.c,       t.h,    t.w, g, transposed,
+                                              nullptr,  from_padded ? padded_image : nullptr};
         // The whole matrix, and a block that starts inside it.
         for (auto [k0, j0] : {std::array<nsl::index, 2>{0, 0}, {depth_total / 3, cols_total / 2}}) {
           CAPTURE(t.c); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.k); CAPTURE(t.s); CAPTURE(t.p);
-          CAPTURE(transposed); CAPTURE(nr); CAPTURE(k0); CAPTURE(j0);
+          CAPTURE(transposed); CAPTURE(from_padded); CAPTURE(nr); CAPTURE(k0); CAPTURE(j0);
           const nsl::index depth = depth_total - k0, cols = cols_total - j0;
           const nsl::index panels = (cols + nr - 1) / nr;
           std::vector<double> packed(static_cast<std::size_t>(panels * nr * depth), 99.0);
@@ -117,20 +123,30 @@ TEST_CASE("PatchPacker with a slot gain packs the diagonal patch transform (1 + 
     nsl::Tensor<float> columns(nsl::Shape{rows, pixels}), transformed(nsl::Shape{rows, pixels});
     nsl::im2col_reference(x.data(), t.c, t.h, t.w, g, columns.data());
     nsl::patch_transform(nsl::Structure::diagonal, columns.data(), gain.data(), t.c, K, pixels, transformed.data());
-    for (bool transposed : {false, true}) {
+    std::vector<float> padded(static_cast<std::size_t>(nsl::padded_image_size(t.c, t.h, t.w, t.p)));
+    const float* padded_image = nsl::pad_image(x.data(), t.c, t.h, t.w, t.p, padded.data());
+    for (bool transposed : {false, true})
+    for (bool from_padded : {false, true}) {
       CAPTURE(transposed);
-      const nsl::PatchPacker<float> packer{x.data(), t.c, t.h, t.w, g, transposed, gain.data()};
-      // One panel as wide as op(B): op(B) row-major.
+      CAPTURE(from_padded);
+      const nsl::PatchPacker<float> packer{x.data(), t.c,         t.h, t.w, g, transposed,
+                                           gain.data(), from_padded ? padded_image : nullptr};
+      // One panel as wide as op(B) (op(B) row-major), and the GEMM's panels.
       const nsl::index depth = transposed ? pixels : rows, cols = transposed ? rows : pixels;
-      std::vector<float> packed(static_cast<std::size_t>(depth * cols), 99.0f);
-      packer(0, 0, depth, cols, cols, packed.data());
-      bool same = true;
-      for (nsl::index k = 0; k < depth; ++k)
-        for (nsl::index j = 0; j < cols; ++j) {
-          const float expected = transposed ? transformed.data()[j * pixels + k] : transformed.data()[k * pixels + j];
-          same = same && packed[static_cast<std::size_t>(k * cols + j)] == expected;
-        }
-      CHECK(same);
+      for (nsl::index nr : {cols, std::max<nsl::index>(1, nsl::gemm_panel_width<float>())}) {
+        CAPTURE(nr);
+        const nsl::index panels = (cols + nr - 1) / nr;
+        std::vector<float> packed(static_cast<std::size_t>(panels * nr * depth), 99.0f);
+        packer(0, 0, depth, cols, nr, packed.data());
+        bool same = true;
+        for (nsl::index k = 0; k < depth; ++k)
+          for (nsl::index j = 0; j < cols; ++j) {
+            const float expected =
+                transposed ? transformed.data()[j * pixels + k] : transformed.data()[k * pixels + j];
+            same = same && packed[static_cast<std::size_t>((j / nr) * nr * depth + k * nr + j % nr)] == expected;
+          }
+        CHECK(same);
+      }
     }
   }
 }

@@ -130,6 +130,7 @@ struct Conv2dWorkspace {
   Matrix<T> flipped_weight;                ///< Ŵ of the output-side form
   PackedLhs<T> packed_weight;              ///< W, W^T, Ŵ or Ŵ^T packed once for the batch's GEMMs
   std::vector<GemmScratch<T>> gemm;        ///< one GEMM packing scratch per thread
+  std::vector<Vector<T>> padded;           ///< one zero-padded image per thread, read by PatchPacker
   DirectConvScratch<T> direct;             ///< the one-image stride-1 path's (conv2d_direct.hpp)
   WinogradWorkspace<T> winograd;           ///< the Winograd gradients' (winograd.hpp)
 
@@ -140,6 +141,13 @@ struct Conv2dWorkspace {
     reserve_gemm(threads);
     if (static_cast<int>(columns.size()) < threads) columns.resize(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) columns[static_cast<std::size_t>(t)].resize(rows, cols);
+  }
+  /// Room for one padded image of `size` values per thread (grows only); returns the buffers.
+  std::vector<Vector<T>>& reserve_padded(int threads, index size) {
+    if (static_cast<int>(padded.size()) < threads) padded.resize(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t)
+      if (padded[static_cast<std::size_t>(t)].size() < size) padded[static_cast<std::size_t>(t)].resize(size);
+    return padded;
   }
 };
 
@@ -363,14 +371,19 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
     // One image: the GEMM packs W as it goes, each thread only the rows it
     // multiplies when it splits the output by rows (packing first would be
     // serial: for 128 x 1152 weights, a fifth of the product's time).
-    const PatchPacker<T> patches{x.data(), C, H, W, g, false};
+    const T* padded =
+        pad_image(x.data(), C, H, W, g.padding, ws.reserve_padded(1, padded_image_size(C, H, W, g.padding))[0].data());
+    const PatchPacker<T> patches{x.data(), C, H, W, g, false, nullptr, padded};
     gemm_with_rhs<T>(false, O, pixels, rows, w.data(), patches, T(0), y.data(), ws.gemm[0]);
     if (bias.size()) y.sample(0).matrix(O, pixels).colwise() += bias.vec();
     return;
   }
   ws.packed_weight.pack(false, O, rows, w.data());
+  auto& padded = ws.reserve_padded(threads, padded_image_size(C, H, W, g.padding));
   detail::for_each_image(N, threads, [&](index n, std::size_t t) {
-    const PatchPacker<T> patches{x.data() + n * C * H * W, C, H, W, g, false};  // X_n, packed as the GEMM goes
+    const T* image = x.data() + n * C * H * W;  // X_n, packed as the GEMM goes
+    const PatchPacker<T> patches{image, C, H, W, g, false, nullptr,
+                                 pad_image(image, C, H, W, g.padding, padded[t].data())};
     gemm_with_rhs<T>(ws.packed_weight, pixels, patches, T(0), y.data() + n * O * pixels, ws.gemm[t]);
     if (bias.size()) y.sample(n).matrix(O, pixels).colwise() += bias.vec();
   });
@@ -408,6 +421,7 @@ void conv2d_backward_gemm(TensorView<const T> x, TensorView<const T> w, const Co
   const index chunks = detail::batch_chunks(N, threads);
   detail::size_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, O, rows);
   if (dx.size()) ws.packed_weight.pack(true, rows, O, w.data());
+  auto& padded = ws.reserve_padded(threads, padded_image_size(C, H, W, g.padding));
 NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
   for (index chunk = 0; chunk < chunks; ++chunk) {
     const auto t = static_cast<std::size_t>(detail::thread_id());
@@ -415,7 +429,9 @@ NSL_OMP(parallel for num_threads(threads) schedule(static) if (threads > 1))
     const index first = N * chunk / chunks, last = N * (chunk + 1) / chunks;
     for (index n = first; n < last; ++n) {
       const auto dy_n = dy.sample(n).matrix(O, pixels);
-      const PatchPacker<T> patches_transposed{x.data() + n * C * H * W, C, H, W, g, true};  // X_n^T
+      const T* image = x.data() + n * C * H * W;
+      const PatchPacker<T> patches_transposed{image, C, H, W, g, true, nullptr,
+                                              pad_image(image, C, H, W, g.padding, padded[t].data())};  // X_n^T
       gemm_with_rhs<T>(false, O, rows, pixels, dy_n.data(), patches_transposed, n == first ? T(0) : T(1),
                        ws.weight_partials[c].data(), ws.gemm[t]);
       if (n == first) ws.bias_partials[c] = dy_n.rowwise().sum();

@@ -39,6 +39,7 @@ template <class T, class D = Cpu>  // the CPU one; nsl/cuda specialises it for C
 struct DynamicConv2dWorkspace {
   struct PerThread {
     Matrix<T> columns, transformed, transformed_grad, columns_grad, g_grad;
+    Vector<T> padded;  ///< the image zero-padded, read by PatchPacker (diagonal structure)
     GemmScratch<T> gemm;
   };
   std::vector<PerThread> threads;
@@ -47,11 +48,13 @@ struct DynamicConv2dWorkspace {
   PackedLhs<T> packed_weight;  ///< W (forward) or W^T (backward), packed once per call
 
   /// Per-thread matrices; V is only formed for the channel-shared structure
-  /// (the diagonal one is packed for the GEMMs straight from the image).
-  void reserve(int count, Structure s, index rows, index pixels, index g_rows, bool backward) {
+  /// (the diagonal one is packed for the GEMMs straight from the padded
+  /// image, of `padded_size` values). Buffers only grow.
+  void reserve(int count, Structure s, index rows, index pixels, index g_rows, index padded_size, bool backward) {
     if (static_cast<int>(threads.size()) < count) threads.resize(static_cast<std::size_t>(count));
     for (int t = 0; t < count; ++t) {
       auto& b = threads[static_cast<std::size_t>(t)];
+      if (s == Structure::diagonal && b.padded.size() < padded_size) b.padded.resize(padded_size);
       if (s != Structure::diagonal || backward) b.columns.resize(rows, pixels);
       if (s != Structure::diagonal) b.transformed.resize(rows, pixels);
       if (!backward) continue;
@@ -72,13 +75,16 @@ void dynamic_conv2d_forward(Structure s, TensorView<const T> x, TensorView<const
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const int threads = detail::batch_threads(N);
-  ws.reserve(threads, s, rows, P, R, false);
+  const index padded_size = padded_image_size(C, H, W, geometry.padding);
+  ws.reserve(threads, s, rows, P, R, padded_size, false);
   ws.packed_weight.pack(false, O, rows, w.data());
   // One image per thread; with one thread no parallel region (for_each_image).
   detail::for_each_image(N, threads, [&](index n, std::size_t t) {
     auto& b = ws.threads[t];
-    if (s == Structure::diagonal) {  // V = (1 + g) X packed straight from the image
-      PatchPacker<T> transformed{x.data() + n * C * H * W, C, H, W, geometry, false, g.data() + n * R * P};
+    if (s == Structure::diagonal) {  // V = (1 + g) X packed straight from the padded image
+      const T* image = x.data() + n * C * H * W;
+      PatchPacker<T> transformed{image, C, H, W, geometry, false, g.data() + n * R * P,
+                                 pad_image(image, C, H, W, geometry.padding, b.padded.data())};
       gemm_with_rhs<T>(ws.packed_weight, P, transformed, T(0), y.data() + n * O * P, b.gemm);
     } else {
       im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
@@ -112,7 +118,7 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), K = geometry.slots();
   const index rows = C * K, P = out[2] * out[3], R = g.dim(1);
   const int threads = detail::batch_threads(N);
-  ws.reserve(threads, s, rows, P, R, true);
+  ws.reserve(threads, s, rows, P, R, padded_image_size(C, H, W, geometry.padding), true);
   // Chunks of images, each summed by one thread in image order (conv2d.hpp, batch_chunks).
   const index chunks = detail::batch_chunks(N, threads);
   detail::size_chunk_partials(ws.weight_partials, ws.bias_partials, chunks, O, rows);
@@ -129,7 +135,9 @@ void dynamic_conv2d_backward(Structure s, TensorView<const T> x, TensorView<cons
       const T beta = n == first ? T(0) : T(1);
       im2col(x.data() + n * C * H * W, C, H, W, geometry, b.columns.data());
       if (s == Structure::diagonal) {  // dW += dY V^T with V^T packed from the image
-        PatchPacker<T> transformed{x.data() + n * C * H * W, C, H, W, geometry, true, g_n};
+        const T* image = x.data() + n * C * H * W;
+        PatchPacker<T> transformed{image, C, H, W, geometry, true, g_n,
+                                   pad_image(image, C, H, W, geometry.padding, b.padded.data())};
         gemm_with_rhs<T>(false, O, rows, P, dy_n.data(), transformed, beta, ws.weight_partials[c].data(), b.gemm);
       } else {
         patch_transform(s, b.columns.data(), g_n, C, K, P, b.transformed.data());

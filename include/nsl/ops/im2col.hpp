@@ -203,6 +203,33 @@ void col2im_scratch(T* columns, index channels, index height, index width, const
   }
 }
 
+/// Values of an image zero-padded by p on every side, C (H + 2p) (W + 2p);
+/// 0 without padding (pad_image then returns the image itself).
+inline index padded_image_size(index channels, index height, index width, index p) {
+  return p == 0 ? 0 : channels * (height + 2 * p) * (width + 2 * p);
+}
+
+/// The C x H x W image zero-padded by p on every side, plane after plane
+/// (padded_image_size values): written into `out` (each value once) and
+/// returned; without padding, the image itself.
+template <class T>
+const T* pad_image(const T* image, index channels, index height, index width, index p, T* out) {
+  if (p == 0) return image;
+  const index Wp = width + 2 * p;
+  for (index c = 0; c < channels; ++c) {
+    T* plane = out + c * (height + 2 * p) * Wp;
+    std::fill(plane, plane + p * Wp, T(0));
+    for (index h = 0; h < height; ++h) {
+      T* row = plane + (h + p) * Wp;
+      std::fill(row, row + p, T(0));
+      std::copy(image + (c * height + h) * width, image + (c * height + h + 1) * width, row + p);
+      std::fill(row + p + width, row + Wp, T(0));
+    }
+    std::fill(plane + (height + p) * Wp, plane + (height + 2 * p) * Wp, T(0));
+  }
+  return out;
+}
+
 /// Writes blocks of the patch matrix X = im2col(image) ((C K) x P), or of its
 /// transpose, in the panel layout of gemm_with_rhs (nsl/core/gemm.hpp)
 /// without forming X: a convolution's GEMM packs its patches straight from
@@ -216,17 +243,24 @@ struct PatchPacker {
   /// Optional (K x pixels): pack V = (1 + gain_r(p)) X_{(c, r)}(p) instead of X,
   /// the diagonal patch transform of dynamic NSL (nsl/ops/patch_transform.hpp).
   const T* slot_gain = nullptr;
+  /// Optional: the image zero-padded by the geometry's padding on every side
+  /// (pad_image). With it every patch row is read straight from the padded
+  /// planes, one output row's run of pixels at a time, with no bounds to
+  /// test and no zeros to write; without it, from the image itself.
+  const T* padded = nullptr;
 
   /// op(B)'s depths [k0, k0 + depth) x columns [j0, j0 + cols) into nr-wide panels.
-  /// Each patch row is first written contiguously into a line buffer on the
-  /// stack (vectorised copies), then spread over the panels.
+  /// Without `padded`, each patch row is first written contiguously into a
+  /// line buffer on the stack (vectorised copies), then spread over the panels.
   void operator()(index k0, index j0, index depth, index cols, index nr, T* packed) const {
     const index slots = geometry.slots();
     constexpr index chunk = 1024;
     alignas(64) T line[chunk];
     // packed element (k, j) of the block, j in [0, cols).
     const auto at = [&](index k, index j) { return packed + (j / nr) * nr * depth + k * nr + j % nr; };
-    if (!transposed) {  // row k of the block: patch row k0 + k, pixels j0 ...
+    if (padded) {
+      pack_padded(k0, j0, depth, cols, nr, packed);
+    } else if (!transposed) {  // row k of the block: patch row k0 + k, pixels j0 ...
       constexpr index gemm_nr = gemm_panel_width<T>();
       for (index k = 0; k < depth; ++k) {
         const index row = k0 + k;
@@ -259,6 +293,92 @@ struct PatchPacker {
     }
     if (const index used = cols % nr; used != 0)  // zero the last panel's columns past cols
       for (index k = 0; k < depth; ++k) std::fill(at(k, cols - 1) + 1, at(k, cols - used) + nr, T(0));
+  }
+
+  /// operator() from the padded image: for each patch row (c, slot) the
+  /// pixels [first, first + count) in runs inside one output row, whose
+  /// inputs are padded[c, oh s + di, (ow + q) s + dj] for q < run, each
+  /// times 1 + gain (patch_transform's fused multiply-add) when a gain is given.
+  void pack_padded(index k0, index j0, index depth, index cols, index nr, T* packed) const {
+    const index k = geometry.kernel, s = geometry.stride, slots = geometry.slots();
+    const index Wp = width + 2 * geometry.padding, plane = (height + 2 * geometry.padding) * Wp;
+    const index out_w = geometry.output_extent(width), pixels = geometry.output_extent(height) * out_w;
+    // to[q * step] = X[(c, slot), pixel + q] (times the gain) for q < count, the pixels in one output row.
+    const auto run = [&](const T* from, const T* gain, index count, T* to, index step) {
+      if (s == 1 && step == 1) {
+        if (gain) {
+          for (index q = 0; q < count; ++q) to[q] = std::fma(gain[q], from[q], from[q]);
+        } else {
+          for (index q = 0; q < count; ++q) to[q] = from[q];
+        }
+      } else {
+        for (index q = 0; q < count; ++q) {
+          const T v = from[q * s];
+          to[q * step] = gain ? std::fma(gain[q], v, v) : v;
+        }
+      }
+    };
+    // Patch row `row`: its padded source (pixel (oh, ow) reads source[oh s Wp + ow s]) and its gains.
+    const auto source_of = [&](index row) {
+      const index slot = row % slots;
+      return padded + (row / slots) * plane + (slot / k) * Wp + slot % k;
+    };
+    const auto gain_of = [&](index row) { return slot_gain ? slot_gain + (row % slots) * pixels : nullptr; };
+    const index first_oh = (transposed ? k0 : j0) / out_w, first_ow = (transposed ? k0 : j0) % out_w;
+    if (!transposed) {  // row kk of the block: patch row k0 + kk, pixels j0 ...; runs split at output rows and panels
+      for (index kk = 0; kk < depth; ++kk) {
+        const T* source = source_of(k0 + kk);
+        const T* gain = gain_of(k0 + kk);
+        T* panel = packed + kk * nr;
+        index oh = first_oh, ow = first_ow, lane = 0;
+        const T* from = source + oh * s * Wp + ow * s;
+        for (index j = 0; j < cols;) {
+          const index count = std::min({out_w - ow, nr - lane, cols - j});
+          run(from, gain ? gain + j0 + j : nullptr, count, panel + lane, 1);
+          j += count, ow += count, lane += count, from += count * s;
+          if (ow == out_w) ow = 0, ++oh, from = source + oh * s * Wp;
+          if (lane == nr) lane = 0, panel += nr * depth;
+        }
+      }
+    } else {  // column j of the block: patch row j0 + j, pixels k0 ...; runs split at output rows
+      index j = 0;
+      // Whole panels of the GEMM's width: a few pixels of the panel's nr
+      // patch rows side by side in a small block (contiguous runs), then
+      // transposed into the panel with contiguous stores.
+      constexpr index wide = gemm_panel_width<T>();
+      if constexpr (wide > 0)  // (0 without xsimd)
+        if (nr == wide)
+          for (; j + wide <= cols; j += wide) {
+            constexpr index block = 32;  // pixels per step
+            alignas(64) T rows[wide][block];
+            const T* source[wide];
+            const T* gain[wide];
+            for (index jj = 0; jj < wide; ++jj) source[jj] = source_of(j0 + j + jj), gain[jj] = gain_of(j0 + j + jj);
+            T* to = packed + (j / nr) * nr * depth;
+            index oh = first_oh, ow = first_ow;
+            for (index q = 0; q < depth;) {
+              const index count = std::min({out_w - ow, depth - q, block}), at = oh * s * Wp + ow * s;
+              for (index jj = 0; jj < wide; ++jj)
+                run(source[jj] + at, gain[jj] ? gain[jj] + k0 + q : nullptr, count, rows[jj], 1);
+              for (index i = 0; i < count; ++i)
+#pragma GCC unroll 32
+                for (index jj = 0; jj < wide; ++jj) to[(q + i) * wide + jj] = rows[jj][i];
+              q += count, ow += count;
+              if (ow == out_w) ow = 0, ++oh;
+            }
+          }
+      for (; j < cols; ++j) {
+        const T* source = source_of(j0 + j);
+        const T* gain = gain_of(j0 + j);
+        T* to = packed + (j / nr) * nr * depth + j % nr;
+        index oh = first_oh, ow = first_ow;
+        for (index q = 0; q < depth;) {
+          const index count = std::min(out_w - ow, depth - q);
+          run(source + oh * s * Wp + ow * s, gain ? gain + k0 + q : nullptr, count, to + q * nr, nr);
+          q += count, ow = 0, ++oh;
+        }
+      }
+    }
   }
 
   /// line[q] *= 1 + slot_gain[slot, pixel + q], as patch_transform's fused multiply-add.
