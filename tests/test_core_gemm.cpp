@@ -130,3 +130,21 @@ TEST_CASE("gemm with zero sizes leaves C as beta C, and rejects a beta other tha
   CHECK_THROWS_WITH_AS(nsl::gemm<double>(false, false, -1, 3, 1, c.data(), c.data(), 0.0, c.data(), scratch),
                        "gemm: negative size -1 x 3 x 1", nsl::ArgumentError);
 }
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+TEST_CASE("simd_fma rounds once, in every lane, whatever the optimisation level") {
+  // (1 + 2^-12)^2 - (1 + 2^-11) = 2^-24 exactly; rounding the product first
+  // (to 1 + 2^-11, a tie to even) gives 0. Likewise in double with 2^-27.
+  const auto check = [](auto one) {
+    using T = decltype(one);
+    using B = xsimd::batch<T>;
+    const T e = std::is_same_v<T, float> ? T(1) / T(4096) : T(1) / T(134217728);
+    const B a(T(1) + e), c(-(T(1) + 2 * e));
+    alignas(64) T out[B::size];
+    nsl::simd_fma(a, a, c).store_aligned(out);
+    for (std::size_t i = 0; i < B::size; ++i) CHECK(out[i] == e * e);
+  };
+  check(1.0f);
+  check(1.0);
+}
+#endif

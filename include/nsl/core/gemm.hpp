@@ -50,6 +50,8 @@
 #include <xsimd/xsimd.hpp>
 #endif
 
+#include "nsl/core/simd.hpp"
+
 #include "nsl/core/shape.hpp"
 #include "nsl/core/threads.hpp"
 
@@ -267,7 +269,7 @@ void micro_kernel(index depth, const T* a_panel, const T* b_panel, T* tile, inde
     for (index i = 0; i < Rows; ++i) {
       const R a_value(a_panel[i]);
 #pragma GCC unroll 4
-      for (index v = 0; v < nv; ++v) sum[i][v] = xsimd::fma(a_value, b_row[v], sum[i][v]);
+      for (index v = 0; v < nv; ++v) sum[i][v] = simd_fma(a_value, b_row[v], sum[i][v]);
     }
     a_panel += mr;
     b_panel += Shape::nr;

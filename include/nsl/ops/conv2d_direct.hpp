@@ -34,6 +34,7 @@
 #include <xsimd/xsimd.hpp>
 #endif
 
+#include "nsl/core/simd.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
 #include "nsl/ops/im2col.hpp"
@@ -90,7 +91,7 @@ void direct_tile(const T* x, const index* offsets, index K, const T* w, const T*
     for (index p = 0; p < P; ++p) {
       const R pixel(row[p]);
 #pragma GCC unroll 4
-      for (index v = 0; v < V; ++v) acc[p][v] = xsimd::fma(pixel, weight[v], acc[p][v]);
+      for (index v = 0; v < V; ++v) acc[p][v] = simd_fma(pixel, weight[v], acc[p][v]);
     }
     w += V * L;
   }

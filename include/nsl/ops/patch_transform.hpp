@@ -34,6 +34,7 @@
 #include <xsimd/xsimd.hpp>
 #endif
 
+#include "nsl/core/simd.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/similarity/bilinear.hpp"
 
@@ -66,7 +67,7 @@ struct WideLanes {
   static type load(const T* p) { return type::load_unaligned(p); }
   static void store(T* p, const type& v) { v.store_unaligned(p); }
   static type zero() { return type(T(0)); }
-  static type fma(const type& a, const type& b, const type& c) { return xsimd::fma(a, b, c); }
+  static type fma(const type& a, const type& b, const type& c) { return simd_fma(a, b, c); }
 };
 #else
 template <class T>
