@@ -191,22 +191,9 @@ inline void direct_offsets(const DirectPlan& d, std::vector<index>& offsets) {
 // x̃ of image x in `buffer` (grown to size), or x itself without padding.
 template <class T>
 const T* direct_padded_image(const DirectPlan& d, const T* x, Vector<T>& buffer) {
-  if (d.p == 0) return x;
-  const index size = d.C * d.Hp * d.Wp;
+  const index size = padded_image_size(d.C, d.H, d.W, d.p);
   if (buffer.size() < size) buffer.resize(size);
-  T* padded = buffer.data();
-  for (index c = 0; c < d.C; ++c) {  // each cell written once: the frame's zeros, the image's rows
-    T* plane = padded + c * d.Hp * d.Wp;
-    std::fill(plane, plane + d.p * d.Wp, T(0));
-    for (index h = 0; h < d.H; ++h) {
-      T* row = plane + (h + d.p) * d.Wp;
-      std::fill(row, row + d.p, T(0));
-      std::copy(x + (c * d.H + h) * d.W, x + (c * d.H + h + 1) * d.W, row + d.p);
-      std::fill(row + d.p + d.W, row + d.Wp, T(0));
-    }
-    std::fill(plane + (d.H + d.p) * d.Wp, plane + d.Hp * d.Wp, T(0));
-  }
-  return padded;
+  return pad_image(x, d.C, d.H, d.W, d.p, buffer.data());
 }
 
 // Items [first, last) of one image: `packed` holds the blocks from

@@ -329,15 +329,14 @@ struct PatchPacker {
       for (index kk = 0; kk < depth; ++kk) {
         const T* source = source_of(k0 + kk);
         const T* gain = gain_of(k0 + kk);
-        T* panel = packed + kk * nr;
-        index oh = first_oh, ow = first_ow, lane = 0;
-        const T* from = source + oh * s * Wp + ow * s;
+        index oh = first_oh, ow = first_ow, panel = 0, lane = 0;
         for (index j = 0; j < cols;) {
           const index count = std::min({out_w - ow, nr - lane, cols - j});
-          run(from, gain ? gain + j0 + j : nullptr, count, panel + lane, 1);
-          j += count, ow += count, lane += count, from += count * s;
-          if (ow == out_w) ow = 0, ++oh, from = source + oh * s * Wp;
-          if (lane == nr) lane = 0, panel += nr * depth;
+          run(source + oh * s * Wp + ow * s, gain ? gain + j0 + j : nullptr, count,
+              packed + panel * nr * depth + kk * nr + lane, 1);
+          j += count, ow += count, lane += count;
+          if (ow == out_w) ow = 0, ++oh;
+          if (lane == nr) lane = 0, ++panel;
         }
       }
     } else {  // column j of the block: patch row j0 + j, pixels k0 ...; runs split at output rows
