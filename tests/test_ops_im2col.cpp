@@ -83,18 +83,21 @@ TEST_CASE("PatchPacker writes every block of the patch matrix and of its transpo
       const auto op_b = [&](nsl::index k, nsl::index j) {
         return transposed ? reference.data()[j * pixels + k] : reference.data()[k * pixels + j];
       };
-      // From the image, and from its padded copy.
+      // From the padded copy (pad_image); without it only an unpadded geometry is accepted.
       std::vector<double> padded(static_cast<std::size_t>(nsl::padded_image_size(t.c, t.h, t.w, t.p)));
       const double* padded_image = nsl::pad_image(x.data(), t.c, t.h, t.w, t.p, padded.data());
-      for (bool from_padded : {false, true})
+      const nsl::PatchPacker<double> packer{x.data(), t.c, t.h, t.w, g, transposed, nullptr, padded_image};
+      if (t.p > 0) {
+        const nsl::PatchPacker<double> unpadded{x.data(), t.c, t.h, t.w, g, transposed};
+        std::vector<double> out(static_cast<std::size_t>(rows * pixels));
+        CHECK_THROWS_AS(unpadded(0, 0, depth_total, cols_total, cols_total, out.data()), nsl::ArgumentError);
+      }
       for (nsl::index nr : {nsl::index(1), nsl::index(3), nsl::index(8), nsl::index(16),
                             std::max<nsl::index>(1, nsl::gemm_panel_width<double>())}) {
-        const nsl::PatchPacker<double> packer{x.data(), t.c,       t.h,    t.w, g, transposed,
-                                              nullptr,  from_padded ? padded_image : nullptr};
         // The whole matrix, and a block that starts inside it.
         for (auto [k0, j0] : {std::array<nsl::index, 2>{0, 0}, {depth_total / 3, cols_total / 2}}) {
           CAPTURE(t.c); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.k); CAPTURE(t.s); CAPTURE(t.p);
-          CAPTURE(transposed); CAPTURE(from_padded); CAPTURE(nr); CAPTURE(k0); CAPTURE(j0);
+          CAPTURE(transposed); CAPTURE(nr); CAPTURE(k0); CAPTURE(j0);
           const nsl::index depth = depth_total - k0, cols = cols_total - j0;
           const nsl::index panels = (cols + nr - 1) / nr;
           std::vector<double> packed(static_cast<std::size_t>(panels * nr * depth), 99.0);
@@ -125,12 +128,9 @@ TEST_CASE("PatchPacker with a slot gain packs the diagonal patch transform (1 + 
     nsl::patch_transform(nsl::Structure::diagonal, columns.data(), gain.data(), t.c, K, pixels, transformed.data());
     std::vector<float> padded(static_cast<std::size_t>(nsl::padded_image_size(t.c, t.h, t.w, t.p)));
     const float* padded_image = nsl::pad_image(x.data(), t.c, t.h, t.w, t.p, padded.data());
-    for (bool transposed : {false, true})
-    for (bool from_padded : {false, true}) {
+    for (bool transposed : {false, true}) {
       CAPTURE(transposed);
-      CAPTURE(from_padded);
-      const nsl::PatchPacker<float> packer{x.data(), t.c,         t.h, t.w, g, transposed,
-                                           gain.data(), from_padded ? padded_image : nullptr};
+      const nsl::PatchPacker<float> packer{x.data(), t.c, t.h, t.w, g, transposed, gain.data(), padded_image};
       // One panel as wide as op(B) (op(B) row-major), and the GEMM's panels.
       const nsl::index depth = transposed ? pixels : rows, cols = transposed ? rows : pixels;
       for (nsl::index nr : {cols, std::max<nsl::index>(1, nsl::gemm_panel_width<float>())}) {

@@ -243,63 +243,29 @@ struct PatchPacker {
   /// Optional (K x pixels): pack V = (1 + gain_r(p)) X_{(c, r)}(p) instead of X,
   /// the diagonal patch transform of dynamic NSL (nsl/ops/patch_transform.hpp).
   const T* slot_gain = nullptr;
-  /// Optional: the image zero-padded by the geometry's padding on every side
-  /// (pad_image). With it every patch row is read straight from the padded
-  /// planes, one output row's run of pixels at a time, with no bounds to
-  /// test and no zeros to write; without it, from the image itself.
+  /// The image zero-padded by the geometry's padding on every side
+  /// (pad_image; without padding, the image itself, and null is read as
+  /// `image`). Every patch row is read straight from the padded planes, one
+  /// output row's run of pixels at a time, with no bounds to test and no
+  /// zeros to write.
   const T* padded = nullptr;
 
   /// op(B)'s depths [k0, k0 + depth) x columns [j0, j0 + cols) into nr-wide panels.
-  /// Without `padded`, each patch row is first written contiguously into a
-  /// line buffer on the stack (vectorised copies), then spread over the panels.
   void operator()(index k0, index j0, index depth, index cols, index nr, T* packed) const {
-    const index slots = geometry.slots();
-    constexpr index chunk = 1024;
-    alignas(64) T line[chunk];
-    // packed element (k, j) of the block, j in [0, cols).
-    const auto at = [&](index k, index j) { return packed + (j / nr) * nr * depth + k * nr + j % nr; };
-    if (padded) {
-      pack_padded(k0, j0, depth, cols, nr, packed);
-    } else if (!transposed) {  // row k of the block: patch row k0 + k, pixels j0 ...
-      constexpr index gemm_nr = gemm_panel_width<T>();
-      for (index k = 0; k < depth; ++k) {
-        const index row = k0 + k;
-        for (index q0 = 0; q0 < cols; q0 += chunk) {
-          const index n = std::min(chunk, cols - q0);
-          row_segment(row / slots, row % slots, j0 + q0, n, line);
-          if (slot_gain) apply_gain(row % slots, j0 + q0, n, line);
-          index q = 0;
-          if constexpr (gemm_nr > 0)  // (0 without xsimd)
-            if (nr == gemm_nr && q0 % gemm_nr == 0)  // whole panels, a fixed-size copy each
-              for (; q + gemm_nr <= n; q += gemm_nr) std::copy(line + q, line + q + gemm_nr, at(k, q0 + q));
-          while (q < n) {  // runs that stay inside one panel
-            const index j = q0 + q, run = std::min(nr - j % nr, n - q);
-            std::copy(line + q, line + q + run, at(k, j));
-            q += run;
-          }
-        }
-      }
-    } else {  // column j of the block: patch row j0 + j, pixels k0 ...
-      for (index j = 0; j < cols; ++j) {
-        const index row = j0 + j;
-        for (index q0 = 0; q0 < depth; q0 += chunk) {
-          const index n = std::min(chunk, depth - q0);
-          row_segment(row / slots, row % slots, k0 + q0, n, line);
-          if (slot_gain) apply_gain(row % slots, k0 + q0, n, line);
-          T* out = at(q0, j);
-          for (index q = 0; q < n; ++q) out[q * nr] = line[q];
-        }
-      }
+    require(padded || geometry.padding == 0, ErrorKind::argument,
+            "PatchPacker: a padding of ", geometry.padding, " needs the padded image (pad_image)");
+    pack_padded(padded ? padded : image, k0, j0, depth, cols, nr, packed);
+    if (const index used = cols % nr; used != 0) {  // zero the last panel's columns past cols
+      T* last = packed + (cols / nr) * nr * depth;
+      for (index k = 0; k < depth; ++k) std::fill(last + k * nr + used, last + (k + 1) * nr, T(0));
     }
-    if (const index used = cols % nr; used != 0)  // zero the last panel's columns past cols
-      for (index k = 0; k < depth; ++k) std::fill(at(k, cols - 1) + 1, at(k, cols - used) + nr, T(0));
   }
 
   /// operator() from the padded image: for each patch row (c, slot) the
   /// pixels [first, first + count) in runs inside one output row, whose
   /// inputs are padded[c, oh s + di, (ow + q) s + dj] for q < run, each
   /// times 1 + gain (patch_transform's fused multiply-add) when a gain is given.
-  void pack_padded(index k0, index j0, index depth, index cols, index nr, T* packed) const {
+  void pack_padded(const T* padded_image, index k0, index j0, index depth, index cols, index nr, T* packed) const {
     const index k = geometry.kernel, s = geometry.stride, slots = geometry.slots();
     const index Wp = width + 2 * geometry.padding, plane = (height + 2 * geometry.padding) * Wp;
     const index out_w = geometry.output_extent(width), pixels = geometry.output_extent(height) * out_w;
@@ -321,7 +287,7 @@ struct PatchPacker {
     // Patch row `row`: its padded source (pixel (oh, ow) reads source[oh s Wp + ow s]) and its gains.
     const auto source_of = [&](index row) {
       const index slot = row % slots;
-      return padded + (row / slots) * plane + (slot / k) * Wp + slot % k;
+      return padded_image + (row / slots) * plane + (slot / k) * Wp + slot % k;
     };
     const auto gain_of = [&](index row) { return slot_gain ? slot_gain + (row % slots) * pixels : nullptr; };
     const index first_oh = (transposed ? k0 : j0) / out_w, first_ow = (transposed ? k0 : j0) % out_w;
@@ -377,71 +343,6 @@ struct PatchPacker {
           q += count, ow = 0, ++oh;
         }
       }
-    }
-  }
-
-  /// line[q] *= 1 + slot_gain[slot, pixel + q], as patch_transform's fused multiply-add.
-  void apply_gain(index slot, index pixel, index count, T* line) const {
-    const index pixels = geometry.output_extent(height) * geometry.output_extent(width);
-    const T* gain = slot_gain + slot * pixels + pixel;
-    for (index q = 0; q < count; ++q) line[q] = std::fma(gain[q], line[q], line[q]);
-  }
-
-  /// out[q] = X[(c, slot), pixel + q] for q in [0, count).
-  void row_segment(index c, index slot, index pixel, index count, T* out) const {
-    const index k = geometry.kernel, s = geometry.stride, pad = geometry.padding;
-    const index out_w = geometry.output_extent(width), di = slot / k, dj = slot % k;
-    const T* plane = image + c * height * width;
-    // Output columns [ow_begin, ow_end) of this slot read input columns inside [0, W).
-    const index ow_begin = std::clamp<index>(detail::ceil_div(pad - dj, s), 0, out_w);
-    const index ow_end = std::clamp<index>(detail::floor_div(width - 1 + pad - dj, s) + 1, ow_begin, out_w);
-    const index end = pixel + count;
-    if (s == 1 && out_w == width) {
-      // Stride 1, width kept: pixel p reads input element p + offset (im2col's
-      // one-copy trick); copy the span between the first and the last valid
-      // pixels, zero what lies outside it, then the entries that wrapped.
-      const index out_h = geometry.output_extent(height);
-      const index oh_begin = std::clamp<index>(pad - di, 0, out_h);
-      const index oh_end = std::clamp<index>(height + pad - di, oh_begin, out_h);
-      const index offset = (di - pad) * width + (dj - pad);
-      if (oh_begin >= oh_end || ow_begin >= ow_end) {
-        std::fill(out, out + count, T(0));
-        return;
-      }
-      const index first = std::clamp(oh_begin * out_w + ow_begin, pixel, end);
-      const index last = std::clamp((oh_end - 1) * out_w + ow_end, first, end);
-      std::fill(out, out + (first - pixel), T(0));
-      std::copy(plane + first + offset, plane + last + offset, out + (first - pixel));
-      std::fill(out + (last - pixel), out + count, T(0));
-      if (ow_begin > 0 || ow_end < out_w)
-        for (index oh = std::max(oh_begin, pixel / out_w); oh < oh_end && oh * out_w < end; ++oh) {
-          const index row = oh * out_w;
-          for (index q = std::max(row, pixel); q < std::min(row + ow_begin, end); ++q) out[q - pixel] = T(0);
-          for (index q = std::max(row + ow_end, pixel); q < std::min(row + out_w, end); ++q) out[q - pixel] = T(0);
-        }
-      return;
-    }
-    index p = pixel, oh = pixel / out_w, ow = pixel % out_w;
-    while (p < end) {
-      const index run = std::min(end - p, out_w - ow);  // the rest of this output row
-      const index base = (p - pixel) - ow;  // out[base + o]: output column o of this row
-      const index ih = oh * s - pad + di;
-      if (ih < 0 || ih >= height) {
-        std::fill(out + (base + ow), out + (base + ow + run), T(0));
-      } else {
-        const T* in = plane + ih * width + dj - pad;  // in[o * s]: input column o * s + dj - pad
-        const index lo = std::clamp(ow_begin, ow, ow + run), hi = std::clamp(ow_end, lo, ow + run);
-        std::fill(out + (base + ow), out + (base + lo), T(0));
-        if (s == 1) {
-          std::copy(in + lo, in + hi, out + (base + lo));
-        } else {
-          for (index o = lo; o < hi; ++o) out[base + o] = in[o * s];
-        }
-        std::fill(out + (base + hi), out + (base + ow + run), T(0));
-      }
-      p += run;
-      ow = 0;
-      ++oh;
     }
   }
 };
