@@ -191,6 +191,46 @@ TEST_CASE("Winograd's forward gives each image the same bits whatever the batch 
 }
 #endif
 
+TEST_CASE("Winograd's forward with the images across the lanes agrees with the direct formula") {
+  // The lanes layout (winograd.hpp; with AVX-512 the layout of batches of 16
+  // and more): whole groups, part-filled groups, every padding, odd map
+  // sizes, both tiles.
+  nsl::Rng rng(14);
+  nsl::WinogradWorkspace<double> ws;
+  struct Case { Index n, c, o, h, w, pad; };
+  for (const Case s : {Case{16, 3, 5, 6, 6, 1}, Case{21, 4, 3, 7, 5, 0}, Case{35, 2, 6, 5, 9, 2}, Case{17, 5, 4, 1, 1, 1},
+                       Case{3, 4, 4, 8, 8, 1}, Case{17, 40, 48, 11, 9, 0}}) {  // the last: several bands and chunks
+    CAPTURE(s.n); CAPTURE(s.h); CAPTURE(s.w); CAPTURE(s.pad);
+    const auto lanes = nsl::WinogradLayout::lanes;
+    const auto p = problem<double>(rng, s.n, s.c, s.o, s.h, s.w, s.pad);
+    const auto expected = direct_forward(p, true);
+    Tensor<double> two(p.dy.shape(), 7.0), four(p.dy.shape(), -7.0);
+    nsl::winograd_conv2d_forward<double, 2>(p.x.view(), p.w.view(), p.b.view(), p.g, two.view(), ws, lanes);
+    nsl::winograd_conv2d_forward<double, 4>(p.x.view(), p.w.view(), p.b.view(), p.g, four.view(), ws, lanes);
+    CHECK(nsl::test::max_relative_difference(two, expected) < 1e-12);
+    CHECK(nsl::test::max_relative_difference(four, expected) < 1e-12);
+  }
+}
+
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+TEST_CASE("Winograd's lanes layout gives each image the bits of the plane-at-a-time layout") {
+  nsl::Rng rng(15);
+  nsl::WinogradWorkspace<float> ws;
+  for (Index pad : {0, 1}) {
+    CAPTURE(pad);
+    const auto p = problem<float>(rng, 19, 32, 40, 14, 13, pad);
+    Tensor<float> lanes(p.dy.shape()), planes(p.dy.shape());
+    nsl::winograd_conv2d_forward<float, 2>(p.x.view(), p.w.view(), p.b.view(), p.g, lanes.view(), ws,
+                                           nsl::WinogradLayout::lanes);
+    nsl::winograd_conv2d_forward<float, 2>(p.x.view(), p.w.view(), p.b.view(), p.g, planes.view(), ws,
+                                           nsl::WinogradLayout::planes);
+    bool same = true;
+    for (Index i = 0; i < lanes.size(); ++i) same = same && lanes[i] == planes[i];
+    CHECK(same);
+  }
+}
+#endif
+
 TEST_CASE("Winograd convolution passes gradcheck (F(2x2, 3x3) and F(4x4, 3x3), padding 0, 1 and 2)") {
   nsl::Rng rng(10);
   for (Index pad : {0, 1, 2}) {

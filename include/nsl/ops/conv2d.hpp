@@ -30,7 +30,7 @@
 // The same GEMM sizes; the copies are O K x HW instead of C K x HW.
 //
 // Winograd. A 3 x 3 stride-1 layer with enough channels and images takes its
-// gradients (and, without AVX-512, its forward) from nsl/ops/winograd.hpp:
+// forward and its gradients from nsl/ops/winograd.hpp:
 // the same contract, about half the multiplications (conv2d_winograd_shape below).
 #pragma once
 
@@ -217,13 +217,13 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
 // Where conv2d_forward and conv2d_backward use Winograd's F(2x2, 3x3)
 // (nsl/ops/winograd.hpp, docs/winograd.md): 3 x 3 stride-1 layers with at
 // least 32 input and 32 output channels, on a batch of at least 16 images
-// (a single image or a few leave its GEMMs too narrow), in a build with
-// xsimd (the configuration measured). Measured on CNN-9's three stages at
-// batch 64, 2 threads (nsl_bench conv3x3/*, docs/winograd.md): the gradients
-// take 0.57-0.84x the patch-matrix GEMMs' time with AVX-512 and 0.70-0.72x
-// with AVX2; the forward 0.73-1.00x the direct convolution's with AVX2, but
-// 1.05-1.13x with AVX-512, where the direct convolution stays. The choice
-// depends on the shapes and the build alone, so a run is the same on every call.
+// (a single image or a few leave its GEMMs too narrow; from 16 on, the
+// forward puts 16 images across the SIMD lanes), in a build with xsimd (the
+// configuration measured). Measured on CNN-9's three stages at batch 64, 2
+// threads (nsl_bench conv3x3/*, docs/winograd.md): the gradients take
+// 0.57-0.84x the patch-matrix GEMMs' time with AVX-512 and 0.70-0.72x with
+// AVX2; the forward 0.67-0.92x the direct convolution's with AVX-512. The
+// choice depends on the shapes and the build alone, so a run is the same on every call.
 inline bool conv2d_winograd_shape(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
   return winograd_supported(g) && in_channels >= 32 && out_channels >= 32 && batch >= 16;
@@ -236,12 +236,7 @@ inline bool conv2d_backward_winograd(index in_channels, index out_channels, inde
   return conv2d_winograd_shape(in_channels, out_channels, batch, g);
 }
 inline bool conv2d_forward_winograd(index in_channels, index out_channels, index batch, const ConvGeometry& g) {
-#if defined(__AVX512F__)
-  (void)in_channels, (void)out_channels, (void)batch, (void)g;
-  return false;
-#else
   return conv2d_winograd_shape(in_channels, out_channels, batch, g);
-#endif
 }
 
 // True when conv2d_forward / conv2d_backward use the output-side form

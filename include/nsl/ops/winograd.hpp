@@ -42,6 +42,9 @@
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
 #include <xsimd/xsimd.hpp>
 #endif
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
@@ -728,6 +731,246 @@ void winograd_reserve(const WinogradPlan& d, int threads, WinogradWorkspace<T>& 
   }
 }
 
+// ---------------------------------------------------------------------------
+// Images across the lanes: the forward's layout for batches of 16 images and
+// more. The plane-at-a-time transforms above put one plane's tiles across
+// the SIMD lanes; a tile's window then starts m values after the previous
+// one's, which is what the phase split is for, and a small map leaves lanes
+// idle (a 7 x 7 map has 16 F(2x2) tiles, 4 F(4x4) ones). Here the lanes hold
+// the same tile of winograd_images images instead. The group's input is
+// first interleaved, image innermost and zero-padded:
+//
+//     x̃[c][h][w][l] = x[n0 + l][c][h - p][w - p]     (0 outside the image, and for l >= count)
+//
+// so that window entry (a, b) of tile (i, j) for all the images is one
+// contiguous run at x̃[c][i m + a][j m + b], each tile's transform is α²
+// register loads, α² stores and the additions between, and V's column
+// (t, l) is tile t of image n0 + l. M comes back the same way, into
+// ỹ[o][h][w][l], which is then written out per image. The group goes by
+// bands of tile rows, so x̃ and ỹ hold a band's rows only (the α - m rows
+// two bands share are moved down, not interleaved again). Each column of
+// the GEMMs is one image's, and the transforms do the same arithmetic as
+// the plane-at-a-time ones, so a batch gives each image the bits of that image alone.
+constexpr index winograd_images = winograd_run;
+
+// Whether WinogradLayout::automatic takes the images across the lanes: with
+// AVX-512, for at least a full group. (With AVX2 the plane-at-a-time path
+// measured as fast or faster on CNN-9's stages, docs/winograd.md.)
+inline bool winograd_by_lanes(index N) {
+#if defined(__AVX512F__)
+  return N >= winograd_images;
+#else
+  (void)N;
+  return false;
+#endif
+}
+
+// Tiles per chunk of the lanes path: a chunk's V and M (α² (C + O) tiles
+// winograd_images values) stay within about 768 KiB, in the core's L2.
+inline index winograd_lanes_chunk(const WinogradPlan& d, index value_bytes) {
+  const index per_tile = d.alpha * d.alpha * (d.C + d.O) * winograd_images * value_bytes;
+  return std::clamp<index>(768 * 1024 / std::max<index>(per_tile, 1), 1, d.tiles);
+}
+
+// The distance between two of the α² blocks (rows x columns) of V or M on
+// the lanes path: one run of lanes more than the block, so that the α²
+// stores of a tile's transform (or its loads on the way back) do not all
+// fall in the same sets of the L1 cache, as whole multiples of 4 KiB apart would.
+inline index winograd_lanes_block(index rows, index columns) { return rows * columns + winograd_images; }
+
+// Tile rows per band of the lanes path: about a chunk's tiles, at least one row.
+inline index winograd_lanes_band(const WinogradPlan& d, index chunk) {
+  return std::clamp<index>(chunk / d.tiles_w, 1, d.tiles_h);
+}
+
+// The rows of x̃ and ỹ a band holds, and the sizes of the lanes path's
+// per-thread buffers: x̃ (C in_rows Wp L), ỹ (O out_rows (tiles_w m) L)
+// and a tile transform's scratch (α² L).
+inline index winograd_lanes_in_rows(const WinogradPlan& d, index band) { return band * d.m + d.alpha - d.m; }
+inline index winograd_lanes_out_rows(const WinogradPlan& d, index band) { return band * d.m; }
+inline index winograd_lanes_size(const WinogradPlan& d, index band) {
+  return (d.C * winograd_lanes_in_rows(d, band) * d.Wp + d.O * winograd_lanes_out_rows(d, band) * d.tiles_w * d.m +
+          d.alpha * d.alpha) * winograd_images;
+}
+
+#if defined(__AVX512F__)
+// r[j][i] = r[i][j] for a 16 x 16 block of floats held as 16 registers:
+// pairs of rows interleaved by values, then by pairs of values, then by
+// 128-bit quarters twice.
+inline void winograd_transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int s = 0; s < 4; ++s) {
+      t[i + s] = _mm512_shuffle_f32x4(r[i + s], r[i + 4 + s], 0x88);
+      t[i + 4 + s] = _mm512_shuffle_f32x4(r[i + s], r[i + 4 + s], 0xDD);
+    }
+  for (int s = 0; s < 8; ++s) {
+    r[s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0x88);
+    r[8 + s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0xDD);
+  }
+}
+inline __mmask16 winograd_first(index count) { return static_cast<__mmask16>((1u << count) - 1u); }
+#endif
+
+// Rows [r0, r1) of x̃ (padded rows, as in the header comment) for images
+// [n0, n0 + count), count <= winograd_images, into rows from `local` of
+// xt (C blocks of in_rows x Wp x L). With AVX-512, floats go 16 x 16 at a
+// time through registers: 16 images' runs of 16 pixels in, 16 pixels'
+// runs of 16 images out.
+template <class T>
+void winograd_interleave_rows(const WinogradPlan& d, const T* x, index n0, index count, index r0, index r1,
+                              T* xt, index local, index in_rows) {
+  constexpr index L = winograd_images;
+  const index row = d.Wp * L;
+  for (index c = 0; c < d.C; ++c)
+    for (index r = r0; r < r1; ++r) {
+      T* to = xt + (c * in_rows + local + r - r0) * row;
+      const index h = r - d.p;
+      if (h < 0 || h >= d.H) {
+        std::fill(to, to + row, T(0));
+        continue;
+      }
+      std::fill(to, to + d.p * L, T(0));
+      std::fill(to + (d.p + d.W) * L, to + row, T(0));
+      to += d.p * L;
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        for (index w0 = 0; w0 < d.W; w0 += 16) {
+          const index width = std::min<index>(16, d.W - w0);
+          __m512 v[16];
+          for (index l = 0; l < 16; ++l)
+            v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(width), x + ((n0 + l) * d.C + c) * d.H * d.W + h * d.W + w0)
+                             : _mm512_setzero_ps();
+          winograd_transpose16(v);
+          for (index k = 0; k < width; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
+        }
+        continue;
+      }
+#endif
+      for (index w = 0; w < d.W; ++w)
+        for (index l = 0; l < L; ++l) to[w * L + l] = l < count ? x[((n0 + l) * d.C + c) * d.H * d.W + h * d.W + w] : T(0);
+    }
+}
+
+// V of tiles [t0, t1) of the band whose first tile row is i0: α² blocks
+// (winograd_lanes_block apart) of C x columns, columns = (t1 - t0) L,
+// column (t - t0) L + l for tile t of image l.
+template <class T, class F>
+void winograd_input_lanes(const WinogradPlan& d, const T* xt, index in_rows, index i0, index t0, index t1, T* v,
+                          T* scratch) {
+  constexpr index L = winograd_images, m = F::m;
+  const index columns = (t1 - t0) * L, block = winograd_lanes_block(d.C, columns), row = d.Wp * L;
+  const index plane = in_rows * row;
+  const auto window = [row](auto a, auto b) { return decltype(a)::value * row + decltype(b)::value * L; };
+  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
+  for (index c = 0; c < d.C; ++c)
+    for (index t = t0; t < t1; ++t) {
+      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
+      winograd_two_sided<T, InputK<F>>(xt + c * plane + i * m * row + j * m * L, window,
+                                       v + c * columns + (t - t0) * L, position, L, scratch);
+    }
+}
+
+// ỹ's tiles [t0, t1) (band from tile row i0; O blocks of out_rows x
+// (tiles_w m) x L) from M (α² blocks of O x columns, as V).
+template <class T, class F>
+void winograd_output_lanes(const WinogradPlan& d, const T* mm, index out_rows, index i0, index t0, index t1, T* yt,
+                           T* scratch) {
+  constexpr index L = winograd_images, m = F::m;
+  const index columns = (t1 - t0) * L, block = winograd_lanes_block(d.O, columns), row = d.tiles_w * m * L;
+  const index plane = out_rows * row;
+  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
+  const auto pixel = [row](auto a, auto b) { return decltype(a)::value * row + decltype(b)::value * L; };
+  for (index o = 0; o < d.O; ++o)
+    for (index t = t0; t < t1; ++t) {
+      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
+      winograd_two_sided<T, OutputK<F>>(mm + o * columns + (t - t0) * L, position,
+                                        yt + o * plane + i * m * row + j * m * L, pixel, L, scratch);
+    }
+}
+
+// Output rows [h0, h1) of images [n0, n0 + count) from ỹ (its row h - h0),
+// plus bias (null: none).
+template <class T>
+void winograd_deinterleave_rows(const WinogradPlan& d, const T* yt, index out_rows, index h0, index h1, index n0,
+                                index count, const T* bias, T* y) {
+  constexpr index L = winograd_images;
+  const index row = d.tiles_w * d.m * L, plane = out_rows * row;
+  for (index o = 0; o < d.O; ++o) {
+    const T b = bias ? bias[o] : T(0);
+    for (index h = h0; h < h1; ++h) {
+      const T* from = yt + o * plane + (h - h0) * row;
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        const __m512 shift = _mm512_set1_ps(b);
+        for (index w0 = 0; w0 < d.Wo; w0 += 16) {
+          const index width = std::min<index>(16, d.Wo - w0);
+          __m512 r[16];
+          for (index k = 0; k < 16; ++k) r[k] = k < width ? _mm512_loadu_ps(from + (w0 + k) * L) : _mm512_setzero_ps();
+          winograd_transpose16(r);
+          for (index l = 0; l < count; ++l)
+            _mm512_mask_storeu_ps(y + ((n0 + l) * d.O + o) * d.Ho * d.Wo + h * d.Wo + w0, winograd_first(width),
+                                  _mm512_add_ps(r[l], shift));
+        }
+        continue;
+      }
+#endif
+      for (index l = 0; l < count; ++l) {
+        T* to = y + ((n0 + l) * d.O + o) * d.Ho * d.Wo + h * d.Wo;
+        for (index w = 0; w < d.Wo; ++w) to[w] = from[w * L + l] + b;
+      }
+    }
+  }
+}
+
+// The forward of images [n0, n0 + count) by the lanes path, band by band,
+// with the thread's buffers (planes: x̃, ỹ and scratch, winograd_lanes_size;
+// inputs: V; outputs: M).
+template <class T, class F>
+void winograd_forward_lanes(const WinogradPlan& d, const T* x, index n0, index count,
+                            const std::vector<PackedLhs<T>>& packed, const T* bias, T* y, T* planes, T* v, T* mm,
+                            GemmScratch<T>& gemm_scratch) {
+  constexpr index L = winograd_images, m = F::m, alpha2 = F::alpha * F::alpha, shared = F::alpha - F::m;
+  const index chunk = winograd_lanes_chunk(d, index(sizeof(T))), band = winograd_lanes_band(d, chunk);
+  const index in_rows = winograd_lanes_in_rows(d, band), out_rows = winograd_lanes_out_rows(d, band);
+  const index row = d.Wp * L;
+  T* xt = planes;
+  T* yt = xt + d.C * in_rows * row;
+  T* scratch = yt + d.O * out_rows * d.tiles_w * m * L;
+  for (index i0 = 0; i0 < d.tiles_h; i0 += band) {
+    const index i1 = std::min(d.tiles_h, i0 + band);
+    if (i0 == 0) {
+      winograd_interleave_rows(d, x, n0, count, index(0), i1 * m + shared, xt, index(0), in_rows);
+    } else {  // the previous band's last rows are this band's first
+      for (index c = 0; c < d.C; ++c)
+        std::copy(xt + (c * in_rows + band * m) * row, xt + (c * in_rows + band * m + shared) * row,
+                  xt + c * in_rows * row);
+      winograd_interleave_rows(d, x, n0, count, i0 * m + shared, i1 * m + shared, xt, shared, in_rows);
+    }
+    for (index t0 = i0 * d.tiles_w; t0 < i1 * d.tiles_w; t0 += chunk) {
+      const index t1 = std::min(i1 * d.tiles_w, t0 + chunk), columns = (t1 - t0) * L;
+      winograd_input_lanes<T, F>(d, xt, in_rows, i0, t0, t1, v, scratch);
+      for (index e = 0; e < alpha2; ++e)  // M_ξν = U_ξν V_ξν
+        gemm<T>(packed[static_cast<std::size_t>(e)], false, columns, v + e * winograd_lanes_block(d.C, columns),
+                T(0), mm + e * winograd_lanes_block(d.O, columns), gemm_scratch);
+      winograd_output_lanes<T, F>(d, mm, out_rows, i0, t0, t1, yt, scratch);
+    }
+    winograd_deinterleave_rows(d, yt, out_rows, i0 * m, std::min(d.Ho, i1 * m), n0, count, bias, y);
+  }
+}
+
 inline void winograd_check(const char* op, const Shape& x, const Shape& w, const ConvGeometry& g) {
   check_rank(op, "input", x, 4);
   check_rank(op, "weight", w, 4);
@@ -738,15 +981,23 @@ inline void winograd_check(const char* op, const Shape& x, const Shape& w, const
 }
 }  // namespace detail
 
+/// How winograd_conv2d_forward lays out its tiles: one image plane at a
+/// time with the plane's tiles across the SIMD lanes, or 16 images at a
+/// time with the same tile of each image across the lanes (detail::
+/// winograd_images); `automatic` picks by the batch and the build
+/// (detail::winograd_by_lanes). Both give the same values, bit for bit with xsimd.
+enum class WinogradLayout { automatic, planes, lanes };
+
 /// y = conv(x, w) + bias (an empty bias: none) for a 3 x 3 stride-1
 /// convolution, by F(Tile x Tile, 3 x 3) in α² GEMMs per group of images
 /// (OpenMP over the groups outside a parallel region; one group's GEMMs
 /// split over the threads when the batch is one group). With xsimd (nsl's
 /// own GEMM) each output depends on its own image only: the same bits
-/// whatever the batch and thread count.
+/// whatever the batch, the thread count and the layout.
 template <class T, index Tile = 2>
 void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
-                             const ConvGeometry& g, TensorView<T> y, WinogradWorkspace<T>& ws) {
+                             const ConvGeometry& g, TensorView<T> y, WinogradWorkspace<T>& ws,
+                             WinogradLayout layout = WinogradLayout::automatic) {
   using F = WinogradF<Tile>;
   constexpr index alpha2 = F::alpha * F::alpha;
   detail::winograd_check("winograd_conv2d_forward", x.shape(), w.shape(), g);
@@ -761,10 +1012,38 @@ void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, Tenso
   detail::winograd_grow_list(ws.packed, alpha2);
   for (index e = 0; e < alpha2; ++e)
     ws.packed[static_cast<std::size_t>(e)].pack(false, O, C, ws.filters.data() + e * O * C);
+  const T* b = bias.size() ? bias.data() : nullptr;
+  if (layout == WinogradLayout::lanes || (layout == WinogradLayout::automatic && detail::winograd_by_lanes(N))) {
+    constexpr index L = detail::winograd_images;
+    const index groups = (N + L - 1) / L, chunk = detail::winograd_lanes_chunk(d, index(sizeof(T)));
+    const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), groups));
+    detail::winograd_grow_list(ws.inputs, threads);
+    detail::winograd_grow_list(ws.outputs, threads);
+    detail::winograd_grow_list(ws.planes, threads);
+    detail::winograd_grow_list(ws.gemm, threads);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
+      detail::winograd_grow(ws.inputs[t], alpha2 * detail::winograd_lanes_block(C, chunk * L));
+      detail::winograd_grow(ws.outputs[t], alpha2 * detail::winograd_lanes_block(O, chunk * L));
+      detail::winograd_grow(ws.planes[t], detail::winograd_lanes_size(d, detail::winograd_lanes_band(d, chunk)));
+    }
+    const auto run = [&](index group, int t) {
+      const auto s = static_cast<std::size_t>(t);
+      detail::winograd_forward_lanes<T, F>(d, x.data(), group * L, std::min(L, N - group * L), ws.packed, b, y.data(),
+                                           ws.planes[s].data(), ws.inputs[s].data(), ws.outputs[s].data(), ws.gemm[s]);
+    };
+    if (threads <= 1) {
+      for (index group = 0; group < groups; ++group) run(group, 0);
+      return;
+    }
+#ifdef _OPENMP
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+    for (index group = 0; group < groups; ++group) run(group, omp_get_thread_num());
+#endif
+    return;
+  }
   const index groups = (N + d.group - 1) / d.group;
   const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), groups));
   detail::winograd_reserve(d, threads, ws);
-  const T* b = bias.size() ? bias.data() : nullptr;
   const auto run = [&](index group, int t) {
     const auto s = static_cast<std::size_t>(t);
     const index n0 = group * d.group, count = std::min(d.group, N - n0), columns = count * d.tiles;
