@@ -71,6 +71,7 @@ struct WinogradLayer {
   Tensor<double> weight, bias, weight_grad, bias_grad, input;
   nsl::ConvGeometry g;
   nsl::WinogradWorkspace<double> ws;
+  nsl::WinogradLayout layout = nsl::WinogradLayout::automatic;
 
   Shape output_shape(const Shape& x) const {
     return Shape{x[0], weight.dim(0), g.output_extent(x[2]), g.output_extent(x[3])};
@@ -79,12 +80,12 @@ struct WinogradLayer {
     input = Tensor<double>(x.shape());
     nsl::copy<double>(x, input.view());
     Tensor<double> y(output_shape(x.shape()));
-    nsl::winograd_conv2d_forward<double, Tile>(x, weight.view(), bias.view(), g, y.view(), ws);
+    nsl::winograd_conv2d_forward<double, Tile>(x, weight.view(), bias.view(), g, y.view(), ws, layout);
     return y;
   }
   void backward_into(nsl::TensorView<const double> dy, nsl::TensorView<double> dx) {
     nsl::winograd_conv2d_backward<double, Tile>(input.view(), weight.view(), g, dy, dx, weight_grad.view(),
-                                                bias_grad.view(), ws);
+                                                bias_grad.view(), ws, layout);
   }
   std::vector<nsl::Parameter<double>> parameters() {
     return {{"weight", weight.view(), weight_grad.view(), true}, {"bias", bias.view(), bias_grad.view(), false}};
@@ -191,7 +192,7 @@ TEST_CASE("Winograd's forward gives each image the same bits whatever the batch 
 }
 #endif
 
-TEST_CASE("Winograd's forward with the images across the lanes agrees with the direct formula") {
+TEST_CASE("Winograd's forward and gradients with the images across the lanes agree with the direct formula") {
   // The lanes layout (winograd.hpp; with AVX-512 the layout of batches of 16
   // and more): whole groups, part-filled groups, every padding, odd map
   // sizes, both tiles.
@@ -209,6 +210,29 @@ TEST_CASE("Winograd's forward with the images across the lanes agrees with the d
     nsl::winograd_conv2d_forward<double, 4>(p.x.view(), p.w.view(), p.b.view(), p.g, four.view(), ws, lanes);
     CHECK(nsl::test::max_relative_difference(two, expected) < 1e-12);
     CHECK(nsl::test::max_relative_difference(four, expected) < 1e-12);
+
+    // The gradients by lanes: dw and db accumulate onto what is there, dx is assigned.
+    const auto dw0 = nsl::test::randn<double>(p.w.shape(), rng), db0 = nsl::test::randn<double>(p.b.shape(), rng);
+    Tensor<double> dw_ref = dw0, db_ref = db0, dx_ref(p.x.shape());
+    nsl::conv2d_backward_reference<double>(p.x.view(), p.w.view(), p.g, p.dy.view(), dx_ref.view(), dw_ref.view(),
+                                           db_ref.view());
+    for (int tile : {2, 4}) {
+      CAPTURE(tile);
+      Tensor<double> dw = dw0, db = db0, dx(p.x.shape(), 3.0);
+      if (tile == 2)
+        nsl::winograd_conv2d_backward<double, 2>(p.x.view(), p.w.view(), p.g, p.dy.view(), dx.view(), dw.view(),
+                                                 db.view(), ws, lanes);
+      else
+        nsl::winograd_conv2d_backward<double, 4>(p.x.view(), p.w.view(), p.g, p.dy.view(), dx.view(), dw.view(),
+                                                 db.view(), ws, lanes);
+      CHECK(nsl::test::max_relative_difference(dx, dx_ref) < 1e-12);
+      CHECK(nsl::test::max_relative_difference(dw, dw_ref) < 1e-12);
+      CHECK(nsl::test::max_relative_difference(db, db_ref) < 1e-12);
+      Tensor<double> dw_only = dw0;  // without dx
+      nsl::winograd_conv2d_backward<double, 2>(p.x.view(), p.w.view(), p.g, p.dy.view(), nsl::TensorView<double>(),
+                                               dw_only.view(), nsl::TensorView<double>(), ws, lanes);
+      CHECK(nsl::test::max_relative_difference(dw_only, dw_ref) < 1e-12);
+    }
   }
 }
 
@@ -231,7 +255,7 @@ TEST_CASE("Winograd's lanes layout gives each image the bits of the plane-at-a-t
 }
 #endif
 
-TEST_CASE("Winograd convolution passes gradcheck (F(2x2, 3x3) and F(4x4, 3x3), padding 0, 1 and 2)") {
+TEST_CASE("Winograd convolution passes gradcheck (F(2x2, 3x3) and F(4x4, 3x3), padding 0, 1 and 2, both layouts)") {
   nsl::Rng rng(10);
   for (Index pad : {0, 1, 2}) {
     CAPTURE(pad);
@@ -248,6 +272,11 @@ TEST_CASE("Winograd convolution passes gradcheck (F(2x2, 3x3) and F(4x4, 3x3), p
     CHECK(report2.worst_error < 1e-7);
     CHECK(report4.worst_error < 1e-7);
     CHECK(report2.tensors.size() == 3u);
+    two.layout = four.layout = nsl::WinogradLayout::lanes;  // the same through the lanes layout
+    const auto lanes2 = nsl::gradcheck(two, x), lanes4 = nsl::gradcheck(four, x);
+    CAPTURE(lanes2.str()); CAPTURE(lanes4.str());
+    CHECK(lanes2.worst_error < 1e-7);
+    CHECK(lanes4.worst_error < 1e-7);
   }
 }
 

@@ -824,44 +824,79 @@ inline void winograd_transpose16(__m512 (&r)[16]) {
 inline __mmask16 winograd_first(index count) { return static_cast<__mmask16>((1u << count) - 1u); }
 #endif
 
-// Rows [r0, r1) of x̃ (padded rows, as in the header comment) for images
-// [n0, n0 + count), count <= winograd_images, into rows from `local` of
-// xt (C blocks of in_rows x Wp x L). With AVX-512, floats go 16 x 16 at a
-// time through registers: 16 images' runs of 16 pixels in, 16 pixels'
-// runs of 16 images out.
+// Rows [r0, r1) of the zero-padded planes of `channels` channels of images
+// [n0, n0 + count), count <= winograd_images, interleaved, image innermost,
+// into rows from `local` of `out` (channel blocks of `rows` rows of
+// `width` x L values): padded row r, column q, is x[n0 + l][c][r - p][q -
+// p], zero outside the H x W plane and for l >= count. With AVX-512, floats
+// go 16 x 16 at a time through registers: 16 images' runs of 16 pixels in,
+// 16 pixels' runs of 16 images out.
 template <class T>
-void winograd_interleave_rows(const WinogradPlan& d, const T* x, index n0, index count, index r0, index r1,
-                              T* xt, index local, index in_rows) {
+void winograd_interleave(const T* x, index channels, index H, index W, index p, index width, index n0, index count,
+                         index r0, index r1, T* out, index local, index rows) {
   constexpr index L = winograd_images;
-  const index row = d.Wp * L;
-  for (index c = 0; c < d.C; ++c)
+  const index row = width * L;
+  for (index c = 0; c < channels; ++c)
     for (index r = r0; r < r1; ++r) {
-      T* to = xt + (c * in_rows + local + r - r0) * row;
-      const index h = r - d.p;
-      if (h < 0 || h >= d.H) {
+      T* to = out + (c * rows + local + r - r0) * row;
+      const index h = r - p;
+      if (h < 0 || h >= H) {
         std::fill(to, to + row, T(0));
         continue;
       }
-      std::fill(to, to + d.p * L, T(0));
-      std::fill(to + (d.p + d.W) * L, to + row, T(0));
-      to += d.p * L;
+      std::fill(to, to + p * L, T(0));
+      std::fill(to + (p + W) * L, to + row, T(0));
+      to += p * L;
+      const T* from = x + (n0 * channels + c) * H * W + h * W;  // image n0 + l at from + l channels H W
 #if defined(__AVX512F__)
       if constexpr (std::is_same_v<T, float>) {
-        for (index w0 = 0; w0 < d.W; w0 += 16) {
-          const index width = std::min<index>(16, d.W - w0);
+        for (index w0 = 0; w0 < W; w0 += 16) {
+          const index run = std::min<index>(16, W - w0);
           __m512 v[16];
           for (index l = 0; l < 16; ++l)
-            v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(width), x + ((n0 + l) * d.C + c) * d.H * d.W + h * d.W + w0)
+            v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(run), from + l * channels * H * W + w0)
                              : _mm512_setzero_ps();
           winograd_transpose16(v);
-          for (index k = 0; k < width; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
+          for (index k = 0; k < run; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
         }
         continue;
       }
 #endif
-      for (index w = 0; w < d.W; ++w)
-        for (index l = 0; l < L; ++l) to[w * L + l] = l < count ? x[((n0 + l) * d.C + c) * d.H * d.W + h * d.W + w] : T(0);
+      for (index w = 0; w < W; ++w)
+        for (index l = 0; l < L; ++l) to[w * L + l] = l < count ? from[l * channels * H * W + w] : T(0);
     }
+}
+
+// The inverse for rows [h0, h1) of the planes (Hout x Wout) of `channels`
+// channels of images [n0, n0 + count): to[n0 + l][c][h][w] = from[c plane +
+// (h - h0) row + (w + col0) L + l], plus bias[c] (null: none).
+template <class T>
+void winograd_deinterleave(const T* from, index channels, index plane, index row, index col0, index Hout,
+                           index Wout, index h0, index h1, index n0, index count, const T* bias, T* to) {
+  constexpr index L = winograd_images;
+  for (index c = 0; c < channels; ++c) {
+    const T b = bias ? bias[c] : T(0);
+    for (index h = h0; h < h1; ++h) {
+      const T* in = from + c * plane + (h - h0) * row + col0 * L;
+      T* out = to + (n0 * channels + c) * Hout * Wout + h * Wout;  // image n0 + l at out + l channels Hout Wout
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        const __m512 shift = _mm512_set1_ps(b);
+        for (index w0 = 0; w0 < Wout; w0 += 16) {
+          const index run = std::min<index>(16, Wout - w0);
+          __m512 r[16];
+          for (index k = 0; k < 16; ++k) r[k] = k < run ? _mm512_loadu_ps(in + (w0 + k) * L) : _mm512_setzero_ps();
+          winograd_transpose16(r);
+          for (index l = 0; l < count; ++l)
+            _mm512_mask_storeu_ps(out + l * channels * Hout * Wout + w0, winograd_first(run), _mm512_add_ps(r[l], shift));
+        }
+        continue;
+      }
+#endif
+      for (index l = 0; l < count; ++l)
+        for (index w = 0; w < Wout; ++w) out[l * channels * Hout * Wout + w] = in[w * L + l] + b;
+    }
+  }
 }
 
 // V of tiles [t0, t1) of the band whose first tile row is i0: α² blocks
@@ -901,40 +936,6 @@ void winograd_output_lanes(const WinogradPlan& d, const T* mm, index out_rows, i
     }
 }
 
-// Output rows [h0, h1) of images [n0, n0 + count) from ỹ (its row h - h0),
-// plus bias (null: none).
-template <class T>
-void winograd_deinterleave_rows(const WinogradPlan& d, const T* yt, index out_rows, index h0, index h1, index n0,
-                                index count, const T* bias, T* y) {
-  constexpr index L = winograd_images;
-  const index row = d.tiles_w * d.m * L, plane = out_rows * row;
-  for (index o = 0; o < d.O; ++o) {
-    const T b = bias ? bias[o] : T(0);
-    for (index h = h0; h < h1; ++h) {
-      const T* from = yt + o * plane + (h - h0) * row;
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>) {
-        const __m512 shift = _mm512_set1_ps(b);
-        for (index w0 = 0; w0 < d.Wo; w0 += 16) {
-          const index width = std::min<index>(16, d.Wo - w0);
-          __m512 r[16];
-          for (index k = 0; k < 16; ++k) r[k] = k < width ? _mm512_loadu_ps(from + (w0 + k) * L) : _mm512_setzero_ps();
-          winograd_transpose16(r);
-          for (index l = 0; l < count; ++l)
-            _mm512_mask_storeu_ps(y + ((n0 + l) * d.O + o) * d.Ho * d.Wo + h * d.Wo + w0, winograd_first(width),
-                                  _mm512_add_ps(r[l], shift));
-        }
-        continue;
-      }
-#endif
-      for (index l = 0; l < count; ++l) {
-        T* to = y + ((n0 + l) * d.O + o) * d.Ho * d.Wo + h * d.Wo;
-        for (index w = 0; w < d.Wo; ++w) to[w] = from[w * L + l] + b;
-      }
-    }
-  }
-}
-
 // The forward of images [n0, n0 + count) by the lanes path, band by band,
 // with the thread's buffers (planes: x̃, ỹ and scratch, winograd_lanes_size;
 // inputs: V; outputs: M).
@@ -952,12 +953,13 @@ void winograd_forward_lanes(const WinogradPlan& d, const T* x, index n0, index c
   for (index i0 = 0; i0 < d.tiles_h; i0 += band) {
     const index i1 = std::min(d.tiles_h, i0 + band);
     if (i0 == 0) {
-      winograd_interleave_rows(d, x, n0, count, index(0), i1 * m + shared, xt, index(0), in_rows);
+      winograd_interleave(x, d.C, d.H, d.W, d.p, d.Wp, n0, count, index(0), i1 * m + shared, xt, index(0), in_rows);
     } else {  // the previous band's last rows are this band's first
       for (index c = 0; c < d.C; ++c)
         std::copy(xt + (c * in_rows + band * m) * row, xt + (c * in_rows + band * m + shared) * row,
                   xt + c * in_rows * row);
-      winograd_interleave_rows(d, x, n0, count, i0 * m + shared, i1 * m + shared, xt, shared, in_rows);
+      winograd_interleave(x, d.C, d.H, d.W, d.p, d.Wp, n0, count, i0 * m + shared, i1 * m + shared, xt, shared,
+                          in_rows);
     }
     for (index t0 = i0 * d.tiles_w; t0 < i1 * d.tiles_w; t0 += chunk) {
       const index t1 = std::min(i1 * d.tiles_w, t0 + chunk), columns = (t1 - t0) * L;
@@ -967,7 +969,127 @@ void winograd_forward_lanes(const WinogradPlan& d, const T* x, index n0, index c
                 T(0), mm + e * winograd_lanes_block(d.O, columns), gemm_scratch);
       winograd_output_lanes<T, F>(d, mm, out_rows, i0, t0, t1, yt, scratch);
     }
-    winograd_deinterleave_rows(d, yt, out_rows, i0 * m, std::min(d.Ho, i1 * m), n0, count, bias, y);
+    winograd_deinterleave(yt, d.O, out_rows * d.tiles_w * m * L, d.tiles_w * m * L, index(0), d.Ho, d.Wo, i0 * m,
+                          std::min(d.Ho, i1 * m), n0, count, bias, y);
+  }
+}
+
+// Ŷ of tiles [t0, t1) of the band from tile row i0 (α² blocks, winograd_lanes_block
+// apart, of O x columns) from the interleaved output gradient ỹ (O blocks
+// of out_rows x (tiles_w m) x L).
+template <class T, class F>
+void winograd_gradient_lanes(const WinogradPlan& d, const T* dyt, index out_rows, index i0, index t0, index t1, T* yh,
+                             T* scratch) {
+  constexpr index L = winograd_images, m = F::m;
+  const index columns = (t1 - t0) * L, block = winograd_lanes_block(d.O, columns), row = d.tiles_w * m * L;
+  const index plane = out_rows * row;
+  const auto window = [row](auto a, auto b) { return decltype(a)::value * row + decltype(b)::value * L; };
+  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
+  for (index o = 0; o < d.O; ++o)
+    for (index t = t0; t < t1; ++t) {
+      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
+      winograd_two_sided<T, GradK<F>>(dyt + o * plane + i * m * row + j * m * L, window,
+                                      yh + o * columns + (t - t0) * L, position, L, scratch);
+    }
+}
+
+// B dV B^T of tiles [t0, t1) (dV: α² blocks of C x columns, as V) added
+// into the interleaved input gradient (C blocks of in_rows x Wp x L, band
+// from tile row i0), where neighbouring tiles overlap by α - m. `scratch`:
+// 2 α² L values.
+template <class T, class F>
+void winograd_input_gradient_lanes(const WinogradPlan& d, const T* dv, index in_rows, index i0, index t0, index t1,
+                                   T* dxt, T* scratch) {
+  constexpr index L = winograd_images, m = F::m, alpha = F::alpha;
+  const index columns = (t1 - t0) * L, block = winograd_lanes_block(d.C, columns), row = d.Wp * L;
+  const index plane = in_rows * row;
+  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
+  const auto at = [](auto a, auto b) { return (decltype(a)::value * F::alpha + decltype(b)::value) * L; };
+  T* tile = scratch;  // [a][b][l]
+  for (index c = 0; c < d.C; ++c)
+    for (index t = t0; t < t1; ++t) {
+      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
+      winograd_two_sided<T, InputGradK<F>>(dv + c * columns + (t - t0) * L, position, tile, at, L,
+                                           scratch + alpha * alpha * L);
+      T* to = dxt + c * plane + i * m * row + j * m * L;
+      for (index a = 0; a < alpha; ++a)
+        for (index k = 0; k < alpha * L; ++k) to[a * row + k] += tile[a * alpha * L + k];
+    }
+}
+
+// The per-thread buffer of the lanes backward: x̃, ỹ's gradient, the input
+// gradient's rows and the transforms' scratch.
+inline index winograd_lanes_backward_size(const WinogradPlan& d, index band) {
+  return (2 * d.C * winograd_lanes_in_rows(d, band) * d.Wp +
+          d.O * winograd_lanes_out_rows(d, band) * d.tiles_w * d.m + 2 * d.alpha * d.alpha) * winograd_images;
+}
+
+// The gradients of images [n0, n0 + count) by the lanes path, band by
+// band: dU (α² blocks of O x C) assigned when `assign`, else added to; dx
+// (null: skipped, and `packed` unused: U_ξν^T packed) assigned; the
+// output gradient's sums over the pixels added to db (null: skipped).
+template <class T, class F>
+void winograd_backward_lanes(const WinogradPlan& d, const T* x, const T* dy, index n0, index count,
+                             const std::vector<PackedLhs<T>>& packed, T* dx, T* du, bool assign, T* db, T* planes,
+                             T* v, T* yh, GemmScratch<T>& gemm_scratch) {
+  constexpr index L = winograd_images, m = F::m, alpha2 = F::alpha * F::alpha, shared = F::alpha - F::m;
+  const index chunk = winograd_lanes_chunk(d, index(sizeof(T))), band = winograd_lanes_band(d, chunk);
+  const index in_rows = winograd_lanes_in_rows(d, band), out_rows = winograd_lanes_out_rows(d, band);
+  const index row = d.Wp * L, plane = in_rows * row;
+  T* xt = planes;
+  T* dyt = xt + d.C * plane;
+  T* dxt = dyt + d.O * out_rows * d.tiles_w * m * L;
+  T* scratch = dxt + d.C * plane;
+  if (db)
+    for (index o = 0; o < d.O; ++o)
+      for (index l = 0; l < count; ++l) {
+        const T* from = dy + ((n0 + l) * d.O + o) * d.Ho * d.Wo;
+        T sum = T(0);
+        for (index e = 0; e < d.Ho * d.Wo; ++e) sum += from[e];
+        db[o] += sum;
+      }
+  bool first = assign;
+  for (index i0 = 0; i0 < d.tiles_h; i0 += band) {
+    const index i1 = std::min(d.tiles_h, i0 + band);
+    if (i0 == 0) {
+      winograd_interleave(x, d.C, d.H, d.W, d.p, d.Wp, n0, count, index(0), i1 * m + shared, xt, index(0), in_rows);
+      if (dx) std::fill(dxt, dxt + d.C * plane, T(0));
+    } else {  // the previous band's last rows are this band's first
+      for (index c = 0; c < d.C; ++c) {
+        std::copy(xt + c * plane + band * m * row, xt + c * plane + (band * m + shared) * row, xt + c * plane);
+        if (dx) {
+          std::copy(dxt + c * plane + band * m * row, dxt + c * plane + (band * m + shared) * row, dxt + c * plane);
+          std::fill(dxt + c * plane + shared * row, dxt + (c + 1) * plane, T(0));
+        }
+      }
+      winograd_interleave(x, d.C, d.H, d.W, d.p, d.Wp, n0, count, i0 * m + shared, i1 * m + shared, xt, shared,
+                          in_rows);
+    }
+    winograd_interleave(dy, d.O, d.Ho, d.Wo, index(0), d.tiles_w * m, n0, count, i0 * m, i1 * m, dyt, index(0),
+                        out_rows);
+    for (index t0 = i0 * d.tiles_w; t0 < i1 * d.tiles_w; t0 += chunk) {
+      const index t1 = std::min(i1 * d.tiles_w, t0 + chunk), columns = (t1 - t0) * L;
+      const index v_block = winograd_lanes_block(d.C, columns), y_block = winograd_lanes_block(d.O, columns);
+      winograd_input_lanes<T, F>(d, xt, in_rows, i0, t0, t1, v, scratch);
+      winograd_gradient_lanes<T, F>(d, dyt, out_rows, i0, t0, t1, yh, scratch);
+      for (index e = 0; e < alpha2; ++e)  // dU_ξν (+)= Ŷ_ξν V_ξν^T
+        gemm<T>(false, true, d.O, d.C, columns, yh + e * y_block, v + e * v_block, first ? T(0) : T(1), du + e * d.O * d.C,
+                gemm_scratch);
+      first = false;
+      if (dx) {
+        for (index e = 0; e < alpha2; ++e)  // dV_ξν = U_ξν^T Ŷ_ξν, over V
+          gemm<T>(packed[static_cast<std::size_t>(e)], false, columns, yh + e * y_block, T(0), v + e * v_block,
+                  gemm_scratch);
+        winograd_input_gradient_lanes<T, F>(d, v, in_rows, i0, t0, t1, dxt, scratch);
+      }
+    }
+    if (dx) {  // padded rows [i0 m, end) are complete: dx's rows among them
+      const index end = i1 == d.tiles_h ? i1 * m + shared : i1 * m;
+      const index h0 = std::max<index>(0, i0 * m - d.p), h1 = std::min(d.H, end - d.p);
+      if (h0 < h1)
+        winograd_deinterleave(dxt + (h0 + d.p - i0 * m) * row, d.C, plane, row, d.p, d.H, d.W, h0, h1, n0, count,
+                              static_cast<const T*>(nullptr), dx);
+    }
   }
 }
 
@@ -1074,7 +1196,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
 template <class T, index Tile = 2>
 void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, const ConvGeometry& g,
                               TensorView<const T> dy, TensorView<T> dx, TensorView<T> dw, TensorView<T> db,
-                              WinogradWorkspace<T>& ws) {
+                              WinogradWorkspace<T>& ws, WinogradLayout layout = WinogradLayout::automatic) {
   using F = WinogradF<Tile>;
   constexpr index alpha2 = F::alpha * F::alpha;
   const char* op = "winograd_conv2d_backward";
@@ -1098,7 +1220,24 @@ void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, cons
   }
   const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), N));
   const index chunks = std::min<index>(N, threads);
-  detail::winograd_reserve(d, threads, ws);
+  const bool lanes =
+      layout == WinogradLayout::lanes || (layout == WinogradLayout::automatic && detail::winograd_by_lanes(N));
+  const index lanes_chunk = detail::winograd_lanes_chunk(d, index(sizeof(T)));
+  if (lanes) {
+    constexpr index L = detail::winograd_images;
+    detail::winograd_grow_list(ws.inputs, threads);
+    detail::winograd_grow_list(ws.outputs, threads);
+    detail::winograd_grow_list(ws.planes, threads);
+    detail::winograd_grow_list(ws.gemm, threads);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
+      detail::winograd_grow(ws.inputs[t], alpha2 * detail::winograd_lanes_block(C, lanes_chunk * L));
+      detail::winograd_grow(ws.outputs[t], alpha2 * detail::winograd_lanes_block(O, lanes_chunk * L));
+      detail::winograd_grow(ws.planes[t],
+                            detail::winograd_lanes_backward_size(d, detail::winograd_lanes_band(d, lanes_chunk)));
+    }
+  } else {
+    detail::winograd_reserve(d, threads, ws);
+  }
   detail::winograd_grow_list(ws.filter_grads, chunks);
   detail::winograd_grow_list(ws.bias_grads, chunks);
   for (std::size_t c = 0; c < static_cast<std::size_t>(chunks); ++c) {
@@ -1113,6 +1252,14 @@ void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, cons
     T* yh = ws.outputs[s].data();
     T* du = ws.filter_grads[static_cast<std::size_t>(chunk)].data();
     T* bias_sum = db.size() ? ws.bias_grads[static_cast<std::size_t>(chunk)].data() : nullptr;
+    if (lanes) {
+      constexpr index L = detail::winograd_images;
+      for (index n0 = first; n0 < last; n0 += L)
+        detail::winograd_backward_lanes<T, F>(d, x.data(), dy.data(), n0, std::min(L, last - n0), ws.packed,
+                                              dx.size() ? dx.data() : nullptr, du, n0 == first, bias_sum,
+                                              ws.planes[s].data(), v, yh, ws.gemm[s]);
+      return;
+    }
     for (index n0 = first; n0 < last; n0 += d.group) {
       const index count = std::min(d.group, last - n0), columns = count * d.tiles;
       const index v_block = detail::winograd_block(C, columns), y_block = detail::winograd_block(O, columns);
