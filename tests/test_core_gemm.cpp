@@ -52,6 +52,7 @@ TEST_CASE("gemm equals the reference for every transposition, beta 0 and 1, part
   nsl::GemmScratch<float> scratch_f;
   check_against_reference<float>(32, 784, 288, rng, scratch_f, 1e-4);
   check_against_reference<float>(37, 21, 13, rng, scratch_f, 1e-4);
+  check_against_reference<float>(20, 70, 37, rng, scratch_f, 1e-4);  // whole panels, depths past a multiple of 16
   nsl::set_num_threads(saved);
 }
 

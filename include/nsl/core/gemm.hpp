@@ -235,7 +235,19 @@ void pack_rhs(const OperandView<T>& b, index depth, index cols, T* packed) {
       const T* from[nr];
       for (index j = 0; j < nr; ++j) from[j] = &b(0, p0 + std::min(j, width - 1));
       if (width == nr) {
-        for (index k = 0; k < depth; ++k)
+        index k = 0;
+#if defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float> && nr % 16 == 0) {
+          for (; k + 16 <= depth; k += 16)  // 16 columns' runs of 16 depths at a time, transposed in registers
+            for (index j0 = 0; j0 < nr; j0 += 16) {
+              __m512 r[16];
+              for (index j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(from[j0 + j] + k);
+              transpose16(r);
+              for (index q = 0; q < 16; ++q) _mm512_storeu_ps(packed + (k + q) * nr + j0, r[q]);
+            }
+        }
+#endif
+        for (; k < depth; ++k)
 #pragma GCC unroll 32
           for (index j = 0; j < nr; ++j) packed[k * nr + j] = from[j][k];
       } else {

@@ -6,15 +6,49 @@
 // -O1), so the rounding and the speed of nsl's kernels would depend on the
 // optimisation level. Here the AVX-512 registers take the fused
 // instruction directly; everything else goes to xsimd::fma.
+//
+// detail::transpose16 (AVX-512, with or without xsimd): a 16 x 16 block of
+// floats held as 16 registers, transposed in registers (the GEMM's packing
+// of a transposed operand, the Winograd layout of images across the lanes).
 #pragma once
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+namespace nsl::detail {
+// r[j][i] = r[i][j]: pairs of rows interleaved by values, then by pairs of
+// values, then by 128-bit quarters twice.
+inline void transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 16; i += 8)
+    for (int s = 0; s < 4; ++s) {
+      t[i + s] = _mm512_shuffle_f32x4(r[i + s], r[i + 4 + s], 0x88);
+      t[i + 4 + s] = _mm512_shuffle_f32x4(r[i + s], r[i + 4 + s], 0xDD);
+    }
+  for (int s = 0; s < 8; ++s) {
+    r[s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0x88);
+    r[8 + s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0xDD);
+  }
+}
+}  // namespace nsl::detail
+#endif
 
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
 #include <type_traits>
 
 #include <xsimd/xsimd.hpp>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace nsl {
 

@@ -42,11 +42,9 @@
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
 #include <xsimd/xsimd.hpp>
 #endif
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include "nsl/core/gemm.hpp"
+#include "nsl/core/simd.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
 #include "nsl/ops/im2col.hpp"
@@ -794,33 +792,6 @@ inline index winograd_lanes_size(const WinogradPlan& d, index band) {
 }
 
 #if defined(__AVX512F__)
-// r[j][i] = r[i][j] for a 16 x 16 block of floats held as 16 registers:
-// pairs of rows interleaved by values, then by pairs of values, then by
-// 128-bit quarters twice.
-inline void winograd_transpose16(__m512 (&r)[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
-    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  for (int i = 0; i < 16; i += 8)
-    for (int s = 0; s < 4; ++s) {
-      t[i + s] = _mm512_shuffle_f32x4(r[i + s], r[i + 4 + s], 0x88);
-      t[i + 4 + s] = _mm512_shuffle_f32x4(r[i + s], r[i + 4 + s], 0xDD);
-    }
-  for (int s = 0; s < 8; ++s) {
-    r[s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0x88);
-    r[8 + s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0xDD);
-  }
-}
 inline __mmask16 winograd_first(index count) { return static_cast<__mmask16>((1u << count) - 1u); }
 #endif
 
@@ -856,7 +827,7 @@ void winograd_interleave(const T* x, index channels, index H, index W, index p, 
           for (index l = 0; l < 16; ++l)
             v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(run), from + l * channels * H * W + w0)
                              : _mm512_setzero_ps();
-          winograd_transpose16(v);
+          transpose16(v);
           for (index k = 0; k < run; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
         }
         continue;
@@ -886,7 +857,7 @@ void winograd_deinterleave(const T* from, index channels, index plane, index row
           const index run = std::min<index>(16, Wout - w0);
           __m512 r[16];
           for (index k = 0; k < 16; ++k) r[k] = k < run ? _mm512_loadu_ps(in + (w0 + k) * L) : _mm512_setzero_ps();
-          winograd_transpose16(r);
+          transpose16(r);
           for (index l = 0; l < count; ++l)
             _mm512_mask_storeu_ps(out + l * channels * Hout * Wout + w0, winograd_first(run), _mm512_add_ps(r[l], shift));
         }
