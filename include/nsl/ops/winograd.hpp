@@ -870,23 +870,34 @@ void winograd_deinterleave(const T* from, index channels, index plane, index row
   }
 }
 
-// V of tiles [t0, t1) of the band whose first tile row is i0: α² blocks
-// (winograd_lanes_block apart) of C x columns, columns = (t1 - t0) L,
-// column (t - t0) L + l for tile t of image l.
+// K In K^T of tiles [t0, t1) of a band from tile row i0, for each of
+// `channels` interleaved planes of `from` (blocks of `plane` values, rows of
+// `row` values; tile (i, j)'s window at row (i - i0) m, column j m) into
+// α² blocks (winograd_lanes_block apart) of channels x columns, columns =
+// (t1 - t0) L, column (t - t0) L + l for tile t of image l: V from x̃
+// (K = InputK) or Ŷ from the output gradient's interleaved rows (GradK).
+template <class T, class F, class K>
+void winograd_tiles_lanes(const WinogradPlan& d, const T* from, index channels, index plane, index row, index i0,
+                          index t0, index t1, T* out, T* scratch) {
+  constexpr index L = winograd_images, m = F::m;
+  const index columns = (t1 - t0) * L, block = winograd_lanes_block(channels, columns);
+  const auto window = [row](auto a, auto b) { return decltype(a)::value * row + decltype(b)::value * L; };
+  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
+  for (index c = 0; c < channels; ++c)
+    for (index t = t0; t < t1; ++t) {
+      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
+      winograd_two_sided<T, K>(from + c * plane + i * m * row + j * m * L, window, out + c * columns + (t - t0) * L,
+                               position, L, scratch);
+    }
+}
+
+// V of tiles [t0, t1) of the band from tile row i0, from x̃ (C blocks of
+// in_rows x Wp x L).
 template <class T, class F>
 void winograd_input_lanes(const WinogradPlan& d, const T* xt, index in_rows, index i0, index t0, index t1, T* v,
                           T* scratch) {
-  constexpr index L = winograd_images, m = F::m;
-  const index columns = (t1 - t0) * L, block = winograd_lanes_block(d.C, columns), row = d.Wp * L;
-  const index plane = in_rows * row;
-  const auto window = [row](auto a, auto b) { return decltype(a)::value * row + decltype(b)::value * L; };
-  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
-  for (index c = 0; c < d.C; ++c)
-    for (index t = t0; t < t1; ++t) {
-      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
-      winograd_two_sided<T, InputK<F>>(xt + c * plane + i * m * row + j * m * L, window,
-                                       v + c * columns + (t - t0) * L, position, L, scratch);
-    }
+  const index row = d.Wp * winograd_images;
+  winograd_tiles_lanes<T, F, InputK<F>>(d, xt, d.C, in_rows * row, row, i0, t0, t1, v, scratch);
 }
 
 // ỹ's tiles [t0, t1) (band from tile row i0; O blocks of out_rows x
@@ -945,23 +956,14 @@ void winograd_forward_lanes(const WinogradPlan& d, const T* x, index n0, index c
   }
 }
 
-// Ŷ of tiles [t0, t1) of the band from tile row i0 (α² blocks, winograd_lanes_block
-// apart, of O x columns) from the interleaved output gradient ỹ (O blocks
-// of out_rows x (tiles_w m) x L).
+// Ŷ of tiles [t0, t1) of the band from tile row i0 (α² blocks of O x
+// columns), from the output gradient's interleaved rows (O blocks of
+// out_rows x (tiles_w m) x L).
 template <class T, class F>
 void winograd_gradient_lanes(const WinogradPlan& d, const T* dyt, index out_rows, index i0, index t0, index t1, T* yh,
                              T* scratch) {
-  constexpr index L = winograd_images, m = F::m;
-  const index columns = (t1 - t0) * L, block = winograd_lanes_block(d.O, columns), row = d.tiles_w * m * L;
-  const index plane = out_rows * row;
-  const auto window = [row](auto a, auto b) { return decltype(a)::value * row + decltype(b)::value * L; };
-  const auto position = [block](auto xi, auto nu) { return (decltype(xi)::value * F::alpha + decltype(nu)::value) * block; };
-  for (index o = 0; o < d.O; ++o)
-    for (index t = t0; t < t1; ++t) {
-      const index i = t / d.tiles_w - i0, j = t % d.tiles_w;
-      winograd_two_sided<T, GradK<F>>(dyt + o * plane + i * m * row + j * m * L, window,
-                                      yh + o * columns + (t - t0) * L, position, L, scratch);
-    }
+  const index row = d.tiles_w * F::m * winograd_images;
+  winograd_tiles_lanes<T, F, GradK<F>>(d, dyt, d.O, out_rows * row, row, i0, t0, t1, yh, scratch);
 }
 
 // B dV B^T of tiles [t0, t1) (dV: α² blocks of C x columns, as V) added
