@@ -1066,6 +1066,20 @@ void winograd_backward_lanes(const WinogradPlan& d, const T* x, const T* dy, ind
   }
 }
 
+// run(item, thread) for item < count: serially on thread 0 when `threads`
+// is 1, else split over that many OpenMP threads in static order.
+template <class Run>
+void winograd_for_each(index count, int threads, const Run& run) {
+  if (threads <= 1) {
+    for (index item = 0; item < count; ++item) run(item, 0);
+    return;
+  }
+#ifdef _OPENMP
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+  for (index item = 0; item < count; ++item) run(item, omp_get_thread_num());
+#endif
+}
+
 inline void winograd_check(const char* op, const Shape& x, const Shape& w, const ConvGeometry& g) {
   check_rank(op, "input", x, 4);
   check_rank(op, "weight", w, 4);
@@ -1126,14 +1140,7 @@ void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, Tenso
       detail::winograd_forward_lanes<T, F>(d, x.data(), group * L, std::min(L, N - group * L), ws.packed, b, y.data(),
                                            ws.planes[s].data(), ws.inputs[s].data(), ws.outputs[s].data(), ws.gemm[s]);
     };
-    if (threads <= 1) {
-      for (index group = 0; group < groups; ++group) run(group, 0);
-      return;
-    }
-#ifdef _OPENMP
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-    for (index group = 0; group < groups; ++group) run(group, omp_get_thread_num());
-#endif
+    detail::winograd_for_each(groups, threads, run);
     return;
   }
   const index groups = (N + d.group - 1) / d.group;
@@ -1151,14 +1158,7 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
               ws.gemm[s]);
     detail::winograd_output_tiles<T, F>(d, mm, n0, count, b, y.data(), ws.planes[s].data());
   };
-  if (threads <= 1) {
-    for (index group = 0; group < groups; ++group) run(group, 0);
-    return;
-  }
-#ifdef _OPENMP
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-  for (index group = 0; group < groups; ++group) run(group, omp_get_thread_num());
-#endif
+  detail::winograd_for_each(groups, threads, run);
 }
 
 /// The gradients of winograd_conv2d_forward: dx assigned (skipped when
@@ -1249,14 +1249,7 @@ void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, cons
       }
     }
   };
-  if (threads <= 1) {
-    run(0, 0);
-  } else {
-#ifdef _OPENMP
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-    for (index chunk = 0; chunk < chunks; ++chunk) run(chunk, omp_get_thread_num());
-#endif
-  }
+  detail::winograd_for_each(chunks, threads, run);
   detail::winograd_filter_gradients<T, F>(ws.filter_grads.data(), chunks, O, C, dw.data());
   if (db.size())
     for (index c = 0; c < chunks; ++c)
