@@ -795,6 +795,54 @@ inline index winograd_lanes_size(const WinogradPlan& d, index band) {
 inline __mmask16 winograd_first(index count) { return static_cast<__mmask16>((1u << count) - 1u); }
 #endif
 
+// to[w L + l] = from[l stride + w] for w < W, l < L (zero for l >=
+// count): one row of the images, interleaved. With AVX-512, floats go 16 x
+// 16 at a time through registers: 16 images' runs of 16 pixels in, 16
+// pixels' runs of 16 images out.
+template <class T>
+void winograd_interleave_row(const T* from, index stride, index W, index count, T* to) {
+  constexpr index L = winograd_images;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (index w0 = 0; w0 < W; w0 += 16) {
+      const index run = std::min<index>(16, W - w0);
+      __m512 v[16];
+      for (index l = 0; l < 16; ++l)
+        v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(run), from + l * stride + w0) : _mm512_setzero_ps();
+      transpose16(v);
+      for (index k = 0; k < run; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
+    }
+  } else
+#endif
+  {
+    for (index w = 0; w < W; ++w)
+      for (index l = 0; l < L; ++l) to[w * L + l] = l < count ? from[l * stride + w] : T(0);
+  }
+}
+
+// The inverse: to[l stride + w] = from[w L + l] + shift for w < W, l < count.
+template <class T>
+void winograd_deinterleave_row(const T* from, index W, index count, T shift, index stride, T* to) {
+  constexpr index L = winograd_images;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512 add = _mm512_set1_ps(shift);
+    for (index w0 = 0; w0 < W; w0 += 16) {
+      const index run = std::min<index>(16, W - w0);
+      __m512 r[16];
+      for (index k = 0; k < 16; ++k) r[k] = k < run ? _mm512_loadu_ps(from + (w0 + k) * L) : _mm512_setzero_ps();
+      transpose16(r);
+      for (index l = 0; l < count; ++l)
+        _mm512_mask_storeu_ps(to + l * stride + w0, winograd_first(run), _mm512_add_ps(r[l], add));
+    }
+  } else
+#endif
+  {
+    for (index l = 0; l < count; ++l)
+      for (index w = 0; w < W; ++w) to[l * stride + w] = from[w * L + l] + shift;
+  }
+}
+
 // Rows [r0, r1) of the zero-padded planes of `channels` channels of images
 // [n0, n0 + count), count <= winograd_images, interleaved, image innermost,
 // into rows from `local` of `out` (channel blocks of `rows` rows of
@@ -819,22 +867,7 @@ void winograd_interleave(const T* x, index channels, index H, index W, index p, 
       std::fill(to + (p + W) * L, to + row, T(0));
       to += p * L;
       const T* from = x + (n0 * channels + c) * H * W + h * W;  // image n0 + l at from + l channels H W
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>) {
-        for (index w0 = 0; w0 < W; w0 += 16) {
-          const index run = std::min<index>(16, W - w0);
-          __m512 v[16];
-          for (index l = 0; l < 16; ++l)
-            v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(run), from + l * channels * H * W + w0)
-                             : _mm512_setzero_ps();
-          transpose16(v);
-          for (index k = 0; k < run; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
-        }
-        continue;
-      }
-#endif
-      for (index w = 0; w < W; ++w)
-        for (index l = 0; l < L; ++l) to[w * L + l] = l < count ? from[l * channels * H * W + w] : T(0);
+      winograd_interleave_row(from, channels * H * W, W, count, to);
     }
 }
 
@@ -850,22 +883,7 @@ void winograd_deinterleave(const T* from, index channels, index plane, index row
     for (index h = h0; h < h1; ++h) {
       const T* in = from + c * plane + (h - h0) * row + col0 * L;
       T* out = to + (n0 * channels + c) * Hout * Wout + h * Wout;  // image n0 + l at out + l channels Hout Wout
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>) {
-        const __m512 shift = _mm512_set1_ps(b);
-        for (index w0 = 0; w0 < Wout; w0 += 16) {
-          const index run = std::min<index>(16, Wout - w0);
-          __m512 r[16];
-          for (index k = 0; k < 16; ++k) r[k] = k < run ? _mm512_loadu_ps(in + (w0 + k) * L) : _mm512_setzero_ps();
-          transpose16(r);
-          for (index l = 0; l < count; ++l)
-            _mm512_mask_storeu_ps(out + l * channels * Hout * Wout + w0, winograd_first(run), _mm512_add_ps(r[l], shift));
-        }
-        continue;
-      }
-#endif
-      for (index l = 0; l < count; ++l)
-        for (index w = 0; w < Wout; ++w) out[l * channels * Hout * Wout + w] = in[w * L + l] + b;
+      winograd_deinterleave_row(in, Wout, count, b, channels * Hout * Wout, out);
     }
   }
 }
