@@ -1084,6 +1084,22 @@ void winograd_backward_lanes(const WinogradPlan& d, const T* x, const T* dy, ind
   }
 }
 
+// Grows the lanes path's per-thread buffers: V and M (or Ŷ) for a chunk
+// of tiles, and `planes` values of interleaved rows and scratch.
+template <class T>
+void winograd_lanes_reserve(const WinogradPlan& d, int threads, index chunk, index planes, WinogradWorkspace<T>& ws) {
+  const index alpha2 = d.alpha * d.alpha, columns = chunk * winograd_images;
+  winograd_grow_list(ws.inputs, threads);
+  winograd_grow_list(ws.outputs, threads);
+  winograd_grow_list(ws.planes, threads);
+  winograd_grow_list(ws.gemm, threads);
+  for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
+    winograd_grow(ws.inputs[t], alpha2 * winograd_lanes_block(d.C, columns));
+    winograd_grow(ws.outputs[t], alpha2 * winograd_lanes_block(d.O, columns));
+    winograd_grow(ws.planes[t], planes);
+  }
+}
+
 // run(item, thread) for item < count: serially on thread 0 when `threads`
 // is 1, else split over that many OpenMP threads in static order.
 template <class Run>
@@ -1144,15 +1160,8 @@ void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, Tenso
     constexpr index L = detail::winograd_images;
     const index groups = (N + L - 1) / L, chunk = detail::winograd_lanes_chunk(d, index(sizeof(T)));
     const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), groups));
-    detail::winograd_grow_list(ws.inputs, threads);
-    detail::winograd_grow_list(ws.outputs, threads);
-    detail::winograd_grow_list(ws.planes, threads);
-    detail::winograd_grow_list(ws.gemm, threads);
-    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
-      detail::winograd_grow(ws.inputs[t], alpha2 * detail::winograd_lanes_block(C, chunk * L));
-      detail::winograd_grow(ws.outputs[t], alpha2 * detail::winograd_lanes_block(O, chunk * L));
-      detail::winograd_grow(ws.planes[t], detail::winograd_lanes_size(d, detail::winograd_lanes_band(d, chunk)));
-    }
+    detail::winograd_lanes_reserve(d, threads, chunk, detail::winograd_lanes_size(d, detail::winograd_lanes_band(d, chunk)),
+                                   ws);
     const auto run = [&](index group, int t) {
       const auto s = static_cast<std::size_t>(t);
       detail::winograd_forward_lanes<T, F>(d, x.data(), group * L, std::min(L, N - group * L), ws.packed, b, y.data(),
@@ -1213,19 +1222,10 @@ void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, cons
   const index chunks = std::min<index>(N, threads);
   const bool lanes =
       layout == WinogradLayout::lanes || (layout == WinogradLayout::automatic && detail::winograd_by_lanes(N));
-  const index lanes_chunk = detail::winograd_lanes_chunk(d, index(sizeof(T)));
   if (lanes) {
-    constexpr index L = detail::winograd_images;
-    detail::winograd_grow_list(ws.inputs, threads);
-    detail::winograd_grow_list(ws.outputs, threads);
-    detail::winograd_grow_list(ws.planes, threads);
-    detail::winograd_grow_list(ws.gemm, threads);
-    for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
-      detail::winograd_grow(ws.inputs[t], alpha2 * detail::winograd_lanes_block(C, lanes_chunk * L));
-      detail::winograd_grow(ws.outputs[t], alpha2 * detail::winograd_lanes_block(O, lanes_chunk * L));
-      detail::winograd_grow(ws.planes[t],
-                            detail::winograd_lanes_backward_size(d, detail::winograd_lanes_band(d, lanes_chunk)));
-    }
+    const index chunk = detail::winograd_lanes_chunk(d, index(sizeof(T)));
+    detail::winograd_lanes_reserve(d, threads, chunk,
+                                   detail::winograd_lanes_backward_size(d, detail::winograd_lanes_band(d, chunk)), ws);
   } else {
     detail::winograd_reserve(d, threads, ws);
   }
