@@ -51,6 +51,24 @@ inline bool in_parallel_region() {
 #endif
 }
 
+/// run(item, thread) for item < count: serially with thread 0 when
+/// `threads` is 1 (or without OpenMP), else split over that many OpenMP
+/// threads in static order, `thread` the caller's OpenMP thread number (to
+/// pick per-thread scratch).
+template <class Run>
+void for_each_on_threads(index count, int threads, const Run& run) {
+#ifdef _OPENMP
+  if (threads > 1) {
+NSL_OMP(parallel for num_threads(threads) schedule(static))
+    for (index item = 0; item < count; ++item) run(item, omp_get_thread_num());
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (index item = 0; item < count; ++item) run(item, 0);
+}
+
 /// How many pieces parallel_ranges / parallel_pieces split [0, n) into (>= 1).
 inline index count_pieces(index n, index grain) {
   const int threads = in_parallel_region() ? 1 : num_threads();

@@ -284,14 +284,7 @@ void conv2d_direct_forward_batch(const T* x, index N, index C, index H, index W,
     const T* padded = detail::direct_padded_image(d, x + n * C * H * W, scratch.padded[static_cast<std::size_t>(t)]);
     detail::direct_items(d, padded, scratch.offsets.data(), packed.data(), bias, 0, d.items, y + n * O * d.Ho * d.Wo);
   };
-  if (threads <= 1) {
-    for (index n = 0; n < N; ++n) image(n, 0);
-    return;
-  }
-#ifdef _OPENMP
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-  for (index n = 0; n < N; ++n) image(n, omp_get_thread_num());
-#endif
+  for_each_on_threads(N, threads, image);
 #else
   (void)x, (void)N, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch;
   fail(ErrorKind::state, "conv2d_direct_forward_batch: needs xsimd (conv2d_direct_supported)");

@@ -713,20 +713,27 @@ void winograd_input_gradient_tiles(const WinogradPlan& d, const T* dv, index n0,
     }
 }
 
-// Per-thread scratch: V, M (or Ŷ) for a group, a padded plane and the
-// transforms' rows.
+// Grows `threads` threads' buffers: V (inputs), M or Ŷ (outputs), planes and GEMM scratch.
 template <class T>
-void winograd_reserve(const WinogradPlan& d, int threads, WinogradWorkspace<T>& ws) {
-  const index columns = d.group * d.tiles, alpha2 = d.alpha * d.alpha;
+void winograd_grow_buffers(int threads, index inputs, index outputs, index planes, WinogradWorkspace<T>& ws) {
   winograd_grow_list(ws.inputs, threads);
   winograd_grow_list(ws.outputs, threads);
   winograd_grow_list(ws.planes, threads);
   winograd_grow_list(ws.gemm, threads);
   for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
-    winograd_grow(ws.inputs[t], alpha2 * winograd_block(d.C, columns));
-    winograd_grow(ws.outputs[t], alpha2 * winograd_block(d.O, columns));
-    winograd_grow(ws.planes[t], d.Hp * d.Wp + winograd_plane_scratch(d.alpha, d.m, d.tiles_h, d.tiles_w));
+    winograd_grow(ws.inputs[t], inputs);
+    winograd_grow(ws.outputs[t], outputs);
+    winograd_grow(ws.planes[t], planes);
   }
+}
+
+// Per-thread scratch: V, M (or Ŷ) for a group, a padded plane and the
+// transforms' rows.
+template <class T>
+void winograd_reserve(const WinogradPlan& d, int threads, WinogradWorkspace<T>& ws) {
+  const index columns = d.group * d.tiles, alpha2 = d.alpha * d.alpha;
+  winograd_grow_buffers(threads, alpha2 * winograd_block(d.C, columns), alpha2 * winograd_block(d.O, columns),
+                        d.Hp * d.Wp + winograd_plane_scratch(d.alpha, d.m, d.tiles_h, d.tiles_w), ws);
 }
 
 // ---------------------------------------------------------------------------
@@ -1089,29 +1096,8 @@ void winograd_backward_lanes(const WinogradPlan& d, const T* x, const T* dy, ind
 template <class T>
 void winograd_lanes_reserve(const WinogradPlan& d, int threads, index chunk, index planes, WinogradWorkspace<T>& ws) {
   const index alpha2 = d.alpha * d.alpha, columns = chunk * winograd_images;
-  winograd_grow_list(ws.inputs, threads);
-  winograd_grow_list(ws.outputs, threads);
-  winograd_grow_list(ws.planes, threads);
-  winograd_grow_list(ws.gemm, threads);
-  for (std::size_t t = 0; t < static_cast<std::size_t>(threads); ++t) {
-    winograd_grow(ws.inputs[t], alpha2 * winograd_lanes_block(d.C, columns));
-    winograd_grow(ws.outputs[t], alpha2 * winograd_lanes_block(d.O, columns));
-    winograd_grow(ws.planes[t], planes);
-  }
-}
-
-// run(item, thread) for item < count: serially on thread 0 when `threads`
-// is 1, else split over that many OpenMP threads in static order.
-template <class Run>
-void winograd_for_each(index count, int threads, const Run& run) {
-  if (threads <= 1) {
-    for (index item = 0; item < count; ++item) run(item, 0);
-    return;
-  }
-#ifdef _OPENMP
-NSL_OMP(parallel for num_threads(threads) schedule(static))
-  for (index item = 0; item < count; ++item) run(item, omp_get_thread_num());
-#endif
+  winograd_grow_buffers(threads, alpha2 * winograd_lanes_block(d.C, columns), alpha2 * winograd_lanes_block(d.O, columns),
+                        planes, ws);
 }
 
 inline void winograd_check(const char* op, const Shape& x, const Shape& w, const ConvGeometry& g) {
@@ -1167,7 +1153,7 @@ void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, Tenso
       detail::winograd_forward_lanes<T, F>(d, x.data(), group * L, std::min(L, N - group * L), ws.packed, b, y.data(),
                                            ws.planes[s].data(), ws.inputs[s].data(), ws.outputs[s].data(), ws.gemm[s]);
     };
-    detail::winograd_for_each(groups, threads, run);
+    for_each_on_threads(groups, threads, run);
     return;
   }
   const index groups = (N + d.group - 1) / d.group;
@@ -1185,7 +1171,7 @@ void winograd_conv2d_forward(TensorView<const T> x, TensorView<const T> w, Tenso
               ws.gemm[s]);
     detail::winograd_output_tiles<T, F>(d, mm, n0, count, b, y.data(), ws.planes[s].data());
   };
-  detail::winograd_for_each(groups, threads, run);
+  for_each_on_threads(groups, threads, run);
 }
 
 /// The gradients of winograd_conv2d_forward: dx assigned (skipped when
@@ -1267,7 +1253,7 @@ void winograd_conv2d_backward(TensorView<const T> x, TensorView<const T> w, cons
       }
     }
   };
-  detail::winograd_for_each(chunks, threads, run);
+  for_each_on_threads(chunks, threads, run);
   detail::winograd_filter_gradients<T, F>(ws.filter_grads.data(), chunks, O, C, dw.data());
   if (db.size())
     for (index c = 0; c < chunks; ++c)
