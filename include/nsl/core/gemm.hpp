@@ -242,7 +242,7 @@ void pack_rhs(const OperandView<T>& b, index depth, index cols, T* packed) {
             for (index j0 = 0; j0 < nr; j0 += 16) {
               __m512 r[16];
               for (index j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(from[j0 + j] + k);
-              transpose16(r);
+              simd_transpose16(r);
               for (index q = 0; q < 16; ++q) _mm512_storeu_ps(packed + (k + q) * nr + j0, r[q]);
             }
         }

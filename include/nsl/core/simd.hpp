@@ -7,7 +7,7 @@
 // optimisation level. Here the AVX-512 registers take the fused
 // instruction directly; everything else goes to xsimd::fma.
 //
-// detail::transpose16 (AVX-512, with or without xsimd): a 16 x 16 block of
+// simd_transpose16 (AVX-512, with or without xsimd): a 16 x 16 block of
 // floats held as 16 registers, transposed in registers (the GEMM's packing
 // of a transposed operand, the Winograd layout of images across the lanes).
 #pragma once
@@ -15,10 +15,10 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-namespace nsl::detail {
-// r[j][i] = r[i][j]: pairs of rows interleaved by values, then by pairs of
-// values, then by 128-bit quarters twice.
-inline void transpose16(__m512 (&r)[16]) {
+namespace nsl {
+/// r[j][i] = r[i][j] for 16 registers of 16 floats: pairs of rows
+/// interleaved by values, then by pairs of values, then by 128-bit quarters twice.
+inline void simd_transpose16(__m512 (&r)[16]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
@@ -42,7 +42,7 @@ inline void transpose16(__m512 (&r)[16]) {
     r[8 + s] = _mm512_shuffle_f32x4(t[s], t[8 + s], 0xDD);
   }
 }
-}  // namespace nsl::detail
+}  // namespace nsl
 #endif
 
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD

@@ -816,7 +816,7 @@ void winograd_interleave_row(const T* from, index stride, index W, index count, 
       __m512 v[16];
       for (index l = 0; l < 16; ++l)
         v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(run), from + l * stride + w0) : _mm512_setzero_ps();
-      transpose16(v);
+      simd_transpose16(v);
       for (index k = 0; k < run; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
     }
   } else
@@ -838,7 +838,7 @@ void winograd_deinterleave_row(const T* from, index W, index count, T shift, ind
       const index run = std::min<index>(16, W - w0);
       __m512 r[16];
       for (index k = 0; k < 16; ++k) r[k] = k < run ? _mm512_loadu_ps(from + (w0 + k) * L) : _mm512_setzero_ps();
-      transpose16(r);
+      simd_transpose16(r);
       for (index l = 0; l < count; ++l)
         _mm512_mask_storeu_ps(to + l * stride + w0, winograd_first(run), _mm512_add_ps(r[l], add));
     }
