@@ -147,12 +147,44 @@ TEST_CASE("one image: the direct convolution equals the reference, whatever the 
   const Case cases[] = {{32, 32, 28, 28, 3, 1}, {32, 64, 14, 14, 3, 1}, {64, 128, 7, 7, 3, 1}, {128, 128, 7, 7, 3, 1},
                         {8, 1, 6, 5, 3, 1},     {8, 7, 9, 4, 3, 1},     {8, 16, 3, 17, 3, 1}, {8, 17, 5, 5, 3, 2},
                         {8, 40, 7, 7, 3, 1},    {8, 70, 4, 4, 3, 1},    {8, 130, 2, 3, 3, 1}, {3, 33, 1, 1, 3, 1},
-                        {5, 24, 1, 30, 3, 1},   {4, 20, 8, 8, 5, 2},    {6, 12, 6, 6, 1, 0},  {6, 48, 9, 9, 3, 0}};
+                        {5, 24, 1, 30, 3, 1},   {4, 20, 8, 8, 5, 2},    {6, 12, 6, 6, 1, 0},  {6, 48, 9, 9, 3, 0},
+                        {5, 32, 6, 6, 3, 1},    {7, 64, 5, 5, 3, 1}};  // full blocks, depths past a multiple of 16
   for (const Case& t : cases)
     for (bool bias : {true, false}) {
       direct_path::check_direct<double>(t.c, t.o, t.h, t.w, t.k, t.pad, bias, rng, 1e-12);
       direct_path::check_direct<float>(t.c, t.o, t.h, t.w, t.k, t.pad, bias, rng, 1e-5);
     }
+}
+
+TEST_CASE("one scratch through changing shapes: the direct convolution's padded image follows each shape") {
+  if (!nsl::conv2d_direct_supported({3, 1, 1})) {
+    MESSAGE("built without xsimd: conv2d_forward keeps the GEMM path for one image");
+    return;
+  }
+  // The padded image's zero borders are written when the shape changes and
+  // kept otherwise: a stale border (a wider padding before, more channels,
+  // another image's values) would show here as a wrong output near an edge.
+  nsl::Rng rng(33);
+  nsl::DirectConvScratch<float> scratch;
+  struct Case {
+    nsl::index c, h, w, pad, batch;
+  };
+  for (const Case& t : {Case{4, 6, 6, 1, 1}, Case{4, 5, 7, 2, 1}, Case{4, 6, 6, 1, 1}, Case{3, 9, 4, 1, 2},
+                        Case{4, 6, 6, 1, 1}, Case{4, 6, 6, 1, 3}, Case{4, 6, 6, 0, 1}, Case{4, 6, 6, 1, 1}}) {
+    CAPTURE(t.c); CAPTURE(t.h); CAPTURE(t.w); CAPTURE(t.pad); CAPTURE(t.batch);
+    const nsl::ConvGeometry g{3, 1, t.pad};
+    const auto x = nsl::test::randn<float>(Shape{t.batch, t.c, t.h, t.w}, rng);
+    const auto weight = nsl::test::randn<float>(Shape{20, t.c, 3, 3}, rng);
+    const Shape out = nsl::conv2d_output_shape("test", x.shape(), weight.shape(), Shape{}, g);
+    Tensor<float> reference(out), fast(out, 5.0f);
+    nsl::conv2d_forward_reference<float>(x.view(), weight.view(), Tensor<float>().view(), g, reference.view());
+    if (t.batch == 1)
+      nsl::conv2d_direct_forward<float>(x.data(), t.c, t.h, t.w, weight.data(), 20, nullptr, g, fast.data(), scratch);
+    else
+      nsl::conv2d_direct_forward_batch<float>(x.data(), t.batch, t.c, t.h, t.w, weight.data(), 20, nullptr, g,
+                                              fast.data(), scratch);
+    CHECK(nsl::test::max_relative_difference(fast, reference) < 1e-5);
+  }
 }
 
 TEST_CASE("one image through conv2d_forward (direct, GEMM and matrix-vector paths) equals the reference") {

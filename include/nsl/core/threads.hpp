@@ -69,6 +69,29 @@ NSL_OMP(parallel for num_threads(threads) schedule(static))
   for (index item = 0; item < count; ++item) run(item, 0);
 }
 
+/// first(t) for every t < threads, then, once all of those have returned,
+/// second(t) for every t < threads: one parallel region of `threads` OpenMP
+/// threads with a barrier between the two phases (serially with one thread
+/// or without OpenMP). For work whose second phase reads what every thread
+/// wrote in the first, at the cost of one barrier instead of a second region.
+template <class First, class Second>
+void on_threads_in_two_phases(int threads, const First& first, const Second& second) {
+#ifdef _OPENMP
+  if (threads > 1) {
+NSL_OMP(parallel num_threads(threads))
+    {
+      const int team = omp_get_num_threads(), me = omp_get_thread_num();
+      for (int t = me; t < threads; t += team) first(t);
+NSL_OMP(barrier)
+      for (int t = me; t < threads; t += team) second(t);
+    }
+    return;
+  }
+#endif
+  for (int t = 0; t < threads; ++t) first(t);
+  for (int t = 0; t < threads; ++t) second(t);
+}
+
 /// How many pieces parallel_ranges / parallel_pieces split [0, n) into (>= 1).
 inline index count_pieces(index n, index grain) {
   const int threads = in_parallel_region() ? 1 : num_threads();

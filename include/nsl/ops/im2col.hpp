@@ -15,6 +15,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
@@ -209,6 +214,41 @@ inline index padded_image_size(index channels, index height, index width, index 
   return p == 0 ? 0 : channels * (height + 2 * p) * (width + 2 * p);
 }
 
+namespace detail {
+// dst[0, n) = src[0, n) for the short runs of padding (a row of a small
+// map): whole registers, the last one overlapping the one before, instead
+// of a libc call per run (memmove's fixed cost is that of the copy itself
+// for 7 to 56 values).
+template <class T>
+inline void copy_run(const T* src, index n, T* dst) {
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  using Register = xsimd::batch<T>;
+  constexpr index L = static_cast<index>(Register::size);
+  if (n >= L) {
+    for (index j = 0; j + L < n; j += L) Register::load_unaligned(src + j).store_unaligned(dst + j);
+    Register::load_unaligned(src + n - L).store_unaligned(dst + n - L);
+    return;
+  }
+#endif
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {  // shorter than a register: one masked load and store
+    if (n < 16) {
+      const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1u);
+      _mm512_mask_storeu_ps(dst, mask, _mm512_maskz_loadu_ps(mask, src));
+      return;
+    }
+  } else if constexpr (std::is_same_v<T, double>) {
+    if (n < 8) {
+      const __mmask8 mask = static_cast<__mmask8>((1u << n) - 1u);
+      _mm512_mask_storeu_pd(dst, mask, _mm512_maskz_loadu_pd(mask, src));
+      return;
+    }
+  }
+#endif
+  for (index j = 0; j < n; ++j) dst[j] = src[j];
+}
+}  // namespace detail
+
 /// The C x H x W image zero-padded by p on every side, plane after plane
 /// (padded_image_size values): written into `out` (each value once) and
 /// returned; without padding, the image itself.
@@ -218,17 +258,42 @@ const T* pad_image(const T* image, index channels, index height, index width, in
   const index Wp = width + 2 * p;
   for (index c = 0; c < channels; ++c) {
     T* plane = out + c * (height + 2 * p) * Wp;
-    std::fill(plane, plane + p * Wp, T(0));
+    std::fill(plane, plane + p * Wp + p, T(0));  // the top rows and the first row's left border
     for (index h = 0; h < height; ++h) {
       T* row = plane + (h + p) * Wp;
-      std::fill(row, row + p, T(0));
-      std::copy(image + (c * height + h) * width, image + (c * height + h + 1) * width, row + p);
-      std::fill(row + p + width, row + Wp, T(0));
+      detail::copy_run(image + (c * height + h) * width, width, row + p);
+      std::fill(row + p + width, row + Wp + p, T(0));  // its right border, the next row's left border
     }
-    std::fill(plane + (height + p) * Wp, plane + (height + 2 * p) * Wp, T(0));
+    std::fill(plane + (height + p) * Wp + p, plane + (height + 2 * p) * Wp, T(0));
   }
   return out;
 }
+
+/// pad_image's result kept between calls for images of one shape: the
+/// zero borders are written only when the shape changes (the buffer is
+/// zeroed whole then), so each image after the first costs the copy of its
+/// interior rows. Only grows.
+template <class T>
+struct PaddedImageBuffer {
+  Vector<T> values;
+  index channels = -1, height = -1, width = -1, padding = -1;
+
+  /// Makes `values` a zero-bordered C x (H + 2p) x (W + 2p) image (p > 0).
+  void prepare(index C, index H, index W, index p) {
+    if (C == channels && H == height && W == width && p == padding) return;
+    const index size = padded_image_size(C, H, W, p);
+    if (values.size() < size) values.resize(size);
+    values.head(size).setZero();
+    channels = C, height = H, width = W, padding = p;
+  }
+  /// Planes [first, last) of `image` into the interior (after prepare).
+  void copy_planes(const T* image, index first, index last) {
+    const index Wp = width + 2 * padding, Hp = height + 2 * padding;
+    for (index c = first; c < last; ++c)
+      for (index h = 0; h < height; ++h)
+        detail::copy_run(image + (c * height + h) * width, width, values.data() + (c * Hp + h + padding) * Wp + padding);
+  }
+};
 
 /// Writes blocks of the patch matrix X = im2col(image) ((C K) x P), or of its
 /// transpose, in the panel layout of gemm_with_rhs (nsl/core/gemm.hpp)
