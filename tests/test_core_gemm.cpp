@@ -63,8 +63,10 @@ TEST_CASE("gemm outside a parallel region splits the product over threads and gi
     CAPTURE(threads);
     nsl::set_num_threads(threads);
     nsl::GemmScratch<double> scratch;
-    // Wide (split by columns), tall (split by rows), and too small to split.
-    for (auto [m, n, k] : {std::array<nsl::index, 3>{40, 150, 60}, {333, 20, 70}, {5, 9, 4}})
+    // Wide (split by columns), tall (split by rows), both with work for
+    // three threads (detail::min_gemm_work each), and too small to split.
+    static_assert(40 * 450 * 60 >= 3 * nsl::detail::min_gemm_work && 333 * 20 * 140 >= 3 * nsl::detail::min_gemm_work);
+    for (auto [m, n, k] : {std::array<nsl::index, 3>{40, 450, 60}, {333, 20, 140}, {5, 9, 4}})
       check_against_reference<double>(m, n, k, rng, scratch, 1e-12);
     nsl::GemmScratch<float> scratch_f;
     check_against_reference<float>(64, 576, 256, rng, scratch_f, 1e-4);
