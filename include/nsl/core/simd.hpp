@@ -7,6 +7,9 @@
 // optimisation level. Here the AVX-512 registers take the fused
 // instruction directly; everything else goes to xsimd::fma.
 //
+// simd_first_lanes16 / simd_first_lanes8 (AVX-512): the mask of a
+// register's first n lanes.
+//
 // simd_transpose16 (AVX-512, with or without xsimd): a 16 x 16 block of
 // floats held as 16 registers, transposed in registers (the GEMM's packing
 // of a transposed operand, the Winograd layout of images across the lanes).
@@ -15,7 +18,14 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+#include <cstddef>
+
 namespace nsl {
+/// The mask of a register's first `count` lanes (count <= 16 floats, <= 8
+/// doubles): masked loads and stores of a row shorter than a register.
+inline __mmask16 simd_first_lanes16(std::ptrdiff_t count) { return static_cast<__mmask16>((1u << count) - 1u); }
+inline __mmask8 simd_first_lanes8(std::ptrdiff_t count) { return static_cast<__mmask8>((1u << count) - 1u); }
+
 /// r[j][i] = r[i][j] for 16 registers of 16 floats: pairs of rows
 /// interleaved by values, then by pairs of values, then by 128-bit quarters twice.
 inline void simd_transpose16(__m512 (&r)[16]) {

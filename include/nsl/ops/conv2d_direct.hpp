@@ -206,12 +206,11 @@ inline void direct_offsets(const DirectPlan& d, std::vector<index>& offsets) {
       for (index dj = 0; dj < d.k; ++dj) offsets[static_cast<std::size_t>(depth++)] = (c * d.Hp + di) * d.Wp + dj;
 }
 
-// x̃ of image x in `buffer` (its borders written once per shape), or x
-// itself without padding.
+// x̃ of image x in `buffer` (prepared for this shape by the caller, before
+// any thread starts), or x itself without padding.
 template <class T>
 const T* direct_padded_image(const DirectPlan& d, const T* x, PaddedImageBuffer<T>& buffer) {
   if (d.p == 0) return x;
-  buffer.prepare(d.C, d.H, d.W, d.p);
   buffer.copy_planes(x, 0, d.C);
   return buffer.values.data();
 }

@@ -17,11 +17,8 @@
 #include <cmath>
 #include <type_traits>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "nsl/core/gemm.hpp"
+#include "nsl/core/simd.hpp"
 #include "nsl/core/tensor.hpp"
 
 namespace nsl {
@@ -233,13 +230,13 @@ inline void copy_run(const T* src, index n, T* dst) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {  // shorter than a register: one masked load and store
     if (n < 16) {
-      const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1u);
+      const __mmask16 mask = simd_first_lanes16(n);
       _mm512_mask_storeu_ps(dst, mask, _mm512_maskz_loadu_ps(mask, src));
       return;
     }
   } else if constexpr (std::is_same_v<T, double>) {
     if (n < 8) {
-      const __mmask8 mask = static_cast<__mmask8>((1u << n) - 1u);
+      const __mmask8 mask = simd_first_lanes8(n);
       _mm512_mask_storeu_pd(dst, mask, _mm512_maskz_loadu_pd(mask, src));
       return;
     }

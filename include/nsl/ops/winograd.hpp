@@ -798,10 +798,6 @@ inline index winograd_lanes_size(const WinogradPlan& d, index band) {
           d.alpha * d.alpha) * winograd_images;
 }
 
-#if defined(__AVX512F__)
-inline __mmask16 winograd_first(index count) { return static_cast<__mmask16>((1u << count) - 1u); }
-#endif
-
 // to[w L + l] = from[l stride + w] for w < W, l < L (zero for l >=
 // count): one row of the images, interleaved. With AVX-512, floats go 16 x
 // 16 at a time through registers: 16 images' runs of 16 pixels in, 16
@@ -815,7 +811,7 @@ void winograd_interleave_row(const T* from, index stride, index W, index count, 
       const index run = std::min<index>(16, W - w0);
       __m512 v[16];
       for (index l = 0; l < 16; ++l)
-        v[l] = l < count ? _mm512_maskz_loadu_ps(winograd_first(run), from + l * stride + w0) : _mm512_setzero_ps();
+        v[l] = l < count ? _mm512_maskz_loadu_ps(simd_first_lanes16(run), from + l * stride + w0) : _mm512_setzero_ps();
       simd_transpose16(v);
       for (index k = 0; k < run; ++k) _mm512_storeu_ps(to + (w0 + k) * L, v[k]);
     }
@@ -840,7 +836,7 @@ void winograd_deinterleave_row(const T* from, index W, index count, T shift, ind
       for (index k = 0; k < 16; ++k) r[k] = k < run ? _mm512_loadu_ps(from + (w0 + k) * L) : _mm512_setzero_ps();
       simd_transpose16(r);
       for (index l = 0; l < count; ++l)
-        _mm512_mask_storeu_ps(to + l * stride + w0, winograd_first(run), _mm512_add_ps(r[l], add));
+        _mm512_mask_storeu_ps(to + l * stride + w0, simd_first_lanes16(run), _mm512_add_ps(r[l], add));
     }
   } else
 #endif
