@@ -33,7 +33,8 @@ NSL_DEB_PACKAGES=(
 if [[ "${1:-}" != demo ]]; then
   NSL_DEB_PACKAGES+=(doctest-dev libbenchmark-dev python3-numpy python3-torch libopenblas0-pthread)
   # oneDNN, the library PyTorch's CPU convolutions run on, as a peer in nsl_bench (bench/onednn_peer.cpp).
-  NSL_DEB_PACKAGES+=(libdnnl-dev)
+  # (Its CMake config needs OpenCL's headers, which libdnnl-dev only recommends.)
+  NSL_DEB_PACKAGES+=(libdnnl-dev ocl-icd-opencl-dev)
   NSL_DEB_PACKAGES+=(libonnx-dev libprotobuf-dev)
   # scripts/fuzz.sh: the readers' fuzzing harnesses, built with clang's libFuzzer.
   NSL_DEB_PACKAGES+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev)
