@@ -107,6 +107,32 @@ TEST_CASE("inference pooling equals the reference on the 2x2 stride-2 shapes of 
                        "max_pool2d_infer: output: expected [1, 1, 2, 2], got [1, 1, 3, 2]", nsl::ShapeError);
 }
 
+TEST_CASE_TEMPLATE("inference 2x2 pooling a register of windows at a time: every width and height, a NaN in every lane", T,
+                   float, double) {
+  // Widths 1-70 put 0-35 whole windows in a row: none, part of one register
+  // of windows (16 with AVX-512, 8 with AVX2), several, and a tail; odd
+  // sizes add the clipped last column and row. One NaN per plane, at a
+  // cell that moves from plane to plane, so that it falls in every lane.
+  nsl::Rng rng(30);
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (nsl::index w = 1; w <= 70; ++w)
+    for (nsl::index h : {1, 2, 3, 6}) {
+      CAPTURE(w); CAPTURE(h);
+      auto x = nsl::test::randn<T>(Shape{1, 5, h, w}, rng);
+      for (nsl::index i = 0; i < x.size(); ++i) x[i] = std::round(x[i]);  // ties
+      for (nsl::index c = 1; c < 5; ++c) x[c * h * w + (c * 7 + w) % (h * w)] = nan;
+      const Shape out = nsl::max_pool2d_output_shape("test", x.shape(), 2, 2);
+      Tensor<T> y(out, T(5)), y_ref(out, T(-5));
+      std::vector<nsl::index> argmax_ref;
+      nsl::max_pool2d_infer<T>(x.view(), 2, 2, y.view());
+      nsl::max_pool2d_forward_reference<T>(x.view(), 2, 2, y_ref.view(), argmax_ref);
+      int wrong = 0;
+      for (nsl::index j = 0; j < y.size(); ++j)
+        wrong += std::isnan(y_ref[j]) ? !std::isnan(y[j]) : !(y[j] == y_ref[j]);
+      CHECK(wrong == 0);
+    }
+}
+
 TEST_CASE("backward sends each output gradient to its winner - overlapping windows add up - dx is assigned") {
   // 3x3 stride 1 on 3x3 (padding 1 each side): the four windows that hold the
   // corner (2, 2) all pick 9; the others pick 5, 6, 6, 8, 8.

@@ -31,10 +31,16 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "nsl/core/simd.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace nsl {
 
@@ -65,6 +71,60 @@ namespace detail {
 template <class T>
 inline bool pool_candidate_wins(T candidate, T best) {
   return candidate > best || (std::isnan(candidate) && !std::isnan(best));
+}
+
+// y[j] = the maximum of the 2 x 2 window top[2j], top[2j + 1], bottom[2j],
+// bottom[2j + 1] for j < count, NaN when any of the four is: whole
+// registers of windows with AVX-512 or AVX2 (floats), the rest one by one.
+// max_pool2d_infer's windows away from the clipped edge.
+#if defined(__AVX512F__)
+// max(a, b) lane by lane, NaN where either is (max_ps alone returns b there).
+inline __m512 pool_max_nan(__m512 a, __m512 b) {
+  return _mm512_mask_add_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q), a, b);
+}
+// Up to 16 windows from up to 32 cells of each row (masked: only `count`).
+inline void pool_pairs16(const float* top, const float* bottom, float* y, index count) {
+  const __mmask16 low = simd_first_lanes16(std::min<index>(2 * count, 16));
+  const __mmask16 high = simd_first_lanes16(std::max<index>(2 * count - 16, 0));
+  const __m512 v0 = pool_max_nan(_mm512_maskz_loadu_ps(low, top), _mm512_maskz_loadu_ps(low, bottom));
+  const __m512 v1 = pool_max_nan(_mm512_maskz_loadu_ps(high, top + 16), _mm512_maskz_loadu_ps(high, bottom + 16));
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512 m = pool_max_nan(_mm512_permutex2var_ps(v0, even, v1), _mm512_permutex2var_ps(v0, odd, v1));
+  _mm512_mask_storeu_ps(y, simd_first_lanes16(count), m);
+}
+#elif defined(__AVX2__)
+inline __m256 pool_max_nan(__m256 a, __m256 b) {
+  return _mm256_blendv_ps(_mm256_max_ps(a, b), _mm256_add_ps(a, b), _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+}
+// 8 windows from 16 cells of each row.
+inline void pool_pairs8(const float* top, const float* bottom, float* y) {
+  const __m256 v0 = pool_max_nan(_mm256_loadu_ps(top), _mm256_loadu_ps(bottom));
+  const __m256 v1 = pool_max_nan(_mm256_loadu_ps(top + 8), _mm256_loadu_ps(bottom + 8));
+  // Even and odd cells of each 128-bit half, then the halves' quarters in order.
+  const __m256 m = pool_max_nan(_mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)));
+  _mm256_storeu_ps(y, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), _MM_SHUFFLE(3, 1, 2, 0))));
+}
+#endif
+
+template <class T>
+void pool_pairs(const T* top, const T* bottom, T* y, index count) {
+  index j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+    for (; j < count; j += 16) pool_pairs16(top + 2 * j, bottom + 2 * j, y + j, std::min<index>(count - j, 16));
+#elif defined(__AVX2__)
+    for (; j + 8 <= count; j += 8) pool_pairs8(top + 2 * j, bottom + 2 * j, y + j);
+#endif
+  }
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (; j < count; ++j) {
+    const T a = top[2 * j], b = top[2 * j + 1], c = bottom[2 * j], d = bottom[2 * j + 1];
+    const T ab = a > b ? a : b, cd = c > d ? c : d;
+    const bool unordered = (a != a) | (b != b) | (c != c) | (d != d);
+    y[j] = unordered ? nan : ab > cd ? ab : cd;
+  }
 }
 }  // namespace detail
 
@@ -180,8 +240,9 @@ NSL_OMP(parallel for schedule(static))
 /// Inference: y assigned as by max_pool2d_forward (a NaN in a window gives
 /// NaN), without the winners. The running maximum is a select rather than a
 /// branch (ReLU outputs tie at zero often, and a mispredicted branch per
-/// cell cost more than the comparisons), and 2 x 2 stride-2 windows away
-/// from the clipped edge take a loop the compiler vectorises. One thread
+/// cell cost more than the comparisons), and 2 x 2 stride-2 windows go a
+/// register of windows at a time (detail::pool_pairs; GCC left the plain
+/// loop scalar), those clipped by an odd height or width beside them. One thread
 /// below 64 Ki window cells: a parallel region costs more than that work.
 template <class T>
 void max_pool2d_infer(TensorView<const T> x, index window, index stride, TensorView<T> y) {
@@ -204,15 +265,15 @@ void max_pool2d_infer(TensorView<const T> x, index window, index stride, TensorV
       const index h_end = std::min<index>(oh * stride - pad_top + window, H);
       T* y_row = y_plane + oh * out_w;
       index ow = 0;
-      if (pairs && h_end - h_first == 2) {
+      if (pairs) {  // (a window clipped to one row, at the bottom of an odd height: that row twice)
         const T* top = x_plane + h_first * W;
-        const T* bottom = top + W;
-        for (; ow < full_w; ++ow) {
-          const T a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
-          const T ab = a > b ? a : b, cd = c > d ? c : d;
-          const bool unordered = (a != a) | (b != b) | (c != c) | (d != d);
-          y_row[ow] = unordered ? nan : ab > cd ? ab : cd;
+        const T* bottom = h_end - h_first == 2 ? top + W : top;
+        detail::pool_pairs(top, bottom, y_row, full_w);
+        if (W % 2) {  // the window clipped to the last column
+          const T a = top[W - 1], b = bottom[W - 1];
+          y_row[full_w] = (a != a) | (b != b) ? nan : a > b ? a : b;
         }
+        continue;
       }
       for (; ow < out_w; ++ow) {
         const index w_first = std::max<index>(ow * stride - pad_left, 0);
