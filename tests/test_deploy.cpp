@@ -114,6 +114,8 @@ TEST_CASE("deploy folds every BatchNorm of CNN-9, the predictors' included, and 
     int batch_norms = 0, static_layers = 0, dynamic_layers = 0;
     for_each_layer(deployed, [&](const nsl::Layer<double>& layer) {
       batch_norms += dynamic_cast<const nsl::BatchNorm2d<double>*>(&layer) != nullptr;
+      if (const auto* conv = dynamic_cast<const nsl::Conv2d<double>*>(&layer))  // weights laid out for infer
+        CHECK(conv->inference_prepared() == nsl::conv2d_direct_supported(conv->geometry()));
       static_layers += dynamic_cast<const nsl::StaticNSConv2d<double>*>(&layer) != nullptr;
       if (const auto* d = dynamic_cast<const nsl::DynamicNSConv2d<double>*>(&layer)) {
         ++dynamic_layers;

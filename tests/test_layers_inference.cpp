@@ -2,7 +2,8 @@
 // for Conv2d, ReLU, MaxPool2d, BatchNorm2d, Linear, StaticNSConv2d and
 // SphereConv2d, infer equals the evaluation-mode forward, changes nothing in
 // the layer, reuses one workspace across batch sizes and reports shape errors
-// as forward does. (That it allocates nothing once warm is checked in
+// as forward does; Conv2d's weights laid out for inference, and a ReLU fused
+// into the convolution before it by Sequential. (That it allocates nothing once warm is checked in
 // tests/memory/test_inference_allocations.cpp.)
 #include <doctest/doctest.h>
 
@@ -18,6 +19,7 @@
 #include "nsl/layers/relu.hpp"
 #include "nsl/layers/sphere_conv2d.hpp"
 #include "nsl/layers/static_ns_conv2d.hpp"
+#include "nsl/models/sequential.hpp"
 #include "test_util.hpp"
 
 namespace layers_inference_test {
@@ -301,6 +303,73 @@ TEST_CASE("BatchNorm2d and ReLU infer in place, as the containers call them") {
   frozen_bn.infer(in_place.view(), in_place.view(), ws_bn);
   nsl::ReLU<double>().infer(in_place.view(), in_place.view(), ws_relu);
   CHECK(nsl::test::max_relative_difference(in_place, expected) == 0.0);
+}
+
+TEST_CASE("Conv2d::prepare_inference: infer reads weights laid out once, until the weights may change") {
+  if (!nsl::conv2d_direct_supported({3, 1, 1})) {
+    MESSAGE("built without xsimd: no direct convolution, nothing to lay out");
+    return;
+  }
+  nsl::Rng rng(107);
+  nsl::Conv2d<float> conv(8, 40, 3, {1, 1, true}, rng);
+  const Tensor<float> x = nsl::test::randn<float>(Shape{1, 8, 7, 7}, rng);
+  nsl::InferenceWorkspace ws;
+  const Tensor<float> before = conv.infer(x.view(), ws);
+  CHECK_FALSE(conv.inference_prepared());
+  conv.prepare_inference();
+  REQUIRE(conv.inference_prepared());
+  const nsl::Conv2d<float>& frozen = conv;
+  CHECK(frozen.infer(x.view(), ws).vec() == before.vec());  // the same sums in the same order
+  // A non-const access to the weights drops the layout, so that a change
+  // through it is seen; a stale copy would give `before` again.
+  conv.weight()[0] += 1.0f;
+  CHECK_FALSE(conv.inference_prepared());
+  const Tensor<float> changed = frozen.infer(x.view(), ws);
+  CHECK(changed.vec() != before.vec());
+  conv.prepare_inference();
+  CHECK(frozen.infer(x.view(), ws).vec() == changed.vec());
+  conv.parameters();
+  CHECK_FALSE(conv.inference_prepared());
+  conv.prepare_inference();
+  nsl::Rng again(1);
+  conv.reset_parameters(again);
+  CHECK_FALSE(conv.inference_prepared());
+  // Stride 2 has no direct path: nothing laid out, infer as before.
+  nsl::Conv2d<float> strided(8, 16, 3, {2, 1, true}, rng);
+  strided.prepare_inference();
+  CHECK_FALSE(strided.inference_prepared());
+}
+
+TEST_CASE("Sequential infer fuses a ReLU into the convolution before it: the unfused values, wherever it sits") {
+  // conv-relu in the middle and at the end (the output written by the
+  // fused call), a stride-2 conv (GEMM path: the ReLU over y after), a ReLU
+  // after a layer that cannot fuse it (max-pooling), and two ReLUs in a row.
+  nsl::Rng rng(108);
+  nsl::Sequential<float> net;
+  net.add("conv1", std::make_unique<nsl::Conv2d<float>>(8, 32, 3, nsl::Conv2dOptions{1, 1, true}, rng));
+  net.add("relu1", std::make_unique<nsl::ReLU<float>>());
+  net.add("conv2", std::make_unique<nsl::Conv2d<float>>(32, 16, 3, nsl::Conv2dOptions{2, 1, true}, rng));
+  net.add("relu2", std::make_unique<nsl::ReLU<float>>());
+  net.add("relu3", std::make_unique<nsl::ReLU<float>>());
+  net.add("pool", std::make_unique<nsl::MaxPool2d<float>>());
+  net.add("relu4", std::make_unique<nsl::ReLU<float>>());
+  net.add("conv3", std::make_unique<nsl::Conv2d<float>>(16, 24, 3, nsl::Conv2dOptions{1, 1, true}, rng));
+  net.add("relu5", std::make_unique<nsl::ReLU<float>>());
+  net.set_training(false);
+  for (nsl::index batch : {1, 3}) {
+    CAPTURE(batch);
+    const Tensor<float> x = nsl::test::randn<float>(Shape{batch, 8, 12, 12}, rng);
+    const Tensor<float> expected = net.forward(x.view());
+    CHECK(expected.vec().minCoeff() == 0.0f);
+    for (bool prepared : {false, true}) {
+      CAPTURE(prepared);
+      if (prepared) net.prepare_inference();
+      nsl::InferenceWorkspace ws;
+      const nsl::Sequential<float>& frozen = net;
+      CHECK(frozen.infer(x.view(), ws).vec() == expected.vec());
+      CHECK(frozen.infer(x.view(), ws).vec() == expected.vec());  // a warm workspace
+    }
+  }
 }
 
 TEST_CASE("a workspace used by one layer is refused by a layer of another kind") {

@@ -126,6 +126,24 @@ void check_direct(nsl::index c, nsl::index o, nsl::index h, nsl::index w, nsl::i
     const Tensor<T> third(batch.view().sample(2).reshaped(Shape{1, c, h, w}));
     nsl::conv2d_forward_reference<T>(third.view(), weight.view(), b.view(), g, other_reference.view());
     CHECK(nsl::test::max_relative_difference(other, other_reference) < tolerance);
+
+    // The weights laid out beforehand (direct_weights), and the ReLU applied
+    // as the values are stored: the same sums in the same order, so the
+    // same bits as the layout of each call, and max(that, 0).
+    const nsl::DirectWeights<T> prepared = nsl::direct_weights<T>(weight.data(), o, c * k * k);
+    REQUIRE(prepared.fits(o, c * k * k));
+    Tensor<T> from_prepared(out, T(5)), with_relu(out, T(5));
+    nsl::conv2d_direct_forward<T>(x.data(), c, h, w, weight.data(), o, bias ? b.data() : nullptr, g,
+                                  from_prepared.data(), scratch, &prepared);
+    CHECK(from_prepared.vec() == first.vec());
+    nsl::conv2d_direct_forward<T>(x.data(), c, h, w, weight.data(), o, bias ? b.data() : nullptr, g,
+                                  with_relu.data(), scratch, &prepared, true);
+    CHECK(with_relu.vec() == first.vec().cwiseMax(T(0)));
+    Tensor<T> batch_prepared(batch_out.shape(), T(5));
+    nsl::conv2d_direct_forward_batch<T>(batch.data(), 3, c, h, w, weight.data(), o, bias ? b.data() : nullptr, g,
+                                        batch_prepared.data(), scratch, &prepared, true);
+    CHECK(batch_prepared.view().sample(1).vec() == first.vec().cwiseMax(T(0)));
+    CHECK(batch_prepared.view().sample(0).vec() == batch_out.view().sample(0).vec().cwiseMax(T(0)));
   }
   nsl::set_num_threads(saved);
 }
@@ -208,6 +226,34 @@ TEST_CASE("one image through conv2d_forward (direct, GEMM and matrix-vector path
     nsl::conv2d_forward<double>(x.view(), w.view(), b.view(), g, fast.view(), ws);
     nsl::conv2d_forward_reference<double>(x.view(), w.view(), b.view(), g, reference.view());
     CHECK(nsl::test::max_relative_difference(fast, reference) < 1e-12);
+  }
+}
+
+TEST_CASE("conv2d_forward with a ReLU: max(conv + bias, 0) on every path (direct, GEMM, Winograd, matrix-vector)") {
+  // The direct path applies the ReLU as it stores y, the others over y
+  // after: either way the values of relu_forward(conv2d_forward(...)).
+  nsl::Rng rng(34);
+  struct Case {
+    nsl::index n, c, o, h, k, stride, pad;
+  };
+  for (const Case& t : {Case{1, 32, 40, 12, 3, 1, 1}, Case{3, 32, 40, 12, 3, 1, 1}, Case{1, 1, 32, 28, 3, 1, 1},
+                        Case{1, 16, 24, 9, 3, 2, 1}, Case{16, 32, 32, 8, 3, 1, 1}, Case{3, 128, 10, 4, 4, 1, 0},
+                        Case{2, 8, 4, 6, 3, 1, 1}}) {
+    CAPTURE(t.n); CAPTURE(t.c); CAPTURE(t.o); CAPTURE(t.h); CAPTURE(t.k); CAPTURE(t.stride);
+    const nsl::ConvGeometry g{t.k, t.stride, t.pad};
+    const auto x = nsl::test::randn<float>(Shape{t.n, t.c, t.h, t.h}, rng);
+    const auto w = nsl::test::randn<float>(Shape{t.o, t.c, t.k, t.k}, rng);
+    const auto b = nsl::test::randn<float>(Shape{t.o}, rng);
+    const Shape out = nsl::conv2d_output_shape("test", x.shape(), w.shape(), b.shape(), g);
+    nsl::Conv2dWorkspace<float> ws;
+    Tensor<float> plain(out, 5.0f), fused(out, 5.0f);
+    nsl::conv2d_forward<float>(x.view(), w.view(), b.view(), g, plain.view(), ws);
+    const nsl::DirectWeights<float> prepared = nsl::direct_weights<float>(w.data(), t.o, t.c * t.k * t.k);
+    nsl::conv2d_forward<float>(x.view(), w.view(), b.view(), g, fused.view(), ws, &prepared, true);
+    nsl::relu_forward<float>(plain.view(), plain.view());
+    CHECK(fused.vec() == plain.vec());
+    CHECK(fused.vec().minCoeff() == 0.0f);
+    CHECK(fused.vec().maxCoeff() > 0.0f);
   }
 }
 

@@ -22,8 +22,10 @@
 //
 // A folded layer keeps its convolution's name; the folded BN disappears
 // (names: "stage1.conv1", no "stage1.bn1"). The result is an ordinary
-// network: its const infer (Layer::infer) is what deployment runs, and its
-// parameters() can still be fine-tuned. The folds are computed in double,
+// network: its const infer (Layer::infer) is what deployment runs, with
+// the convolutions' weights laid out for it once (Layer::prepare_inference),
+// and its parameters() can still be fine-tuned (taking them drops that
+// layout; prepare_inference() after the training restores it). The folds are computed in double,
 // then rounded to T: the logits agree with the trained network's to float
 // rounding (tests/test_deploy.cpp). CPU only.
 #pragma once
@@ -238,6 +240,7 @@ Sequential<T> deploy(const Sequential<T>& net) {
     if (folded_bn) ++i;  // the BN lives on in the layer just added
   }
   out.set_training(false);
+  out.prepare_inference();
   return out;
 }
 

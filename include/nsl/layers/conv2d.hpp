@@ -51,6 +51,7 @@ class Conv2d : public Layer<T, D> {
 
   /// Weights ~ N(0, 2 / (k*k*C_in)) (He), bias 0.
   void reset_parameters(Rng& rng) {
+    prepared_ = {};
     const double fan_in = static_cast<double>(in_channels() * geometry_.slots());
     fill_normal<T>(weight_.view(), rng, 0.0, std::sqrt(2.0 / fan_in));
     bias_.set_zero();
@@ -76,7 +77,10 @@ class Conv2d : public Layer<T, D> {
   }
   /// Inference without keeping state: const, safe to call from several threads.
   void infer(TensorView<const T, D> x, TensorView<T, D> y, Conv2dWorkspace<T, D>& workspace) const {
-    conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace);
+    if constexpr (is_cpu_v<D>)
+      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace, prepared_.empty() ? nullptr : &prepared_);
+    else
+      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace);
   }
   /// Const inference (Layer::infer): the same, with the im2col/GEMM buffers
   /// kept in `ws`. CPU only (elsewhere the base's error).
@@ -85,8 +89,33 @@ class Conv2d : public Layer<T, D> {
     else infer(x, y, ws.scratch<Conv2dWorkspace<T, D>>());
   }
   using Layer<T, D>::infer;
+  /// infer and a ReLU in one pass (Layer::infer_relu): the direct
+  /// convolution applies it as it stores y, other paths over y after. CPU only.
+  bool infer_relu(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
+    if constexpr (!is_cpu_v<D>) {
+      return Layer<T, D>::infer_relu(x, y, ws);
+    } else {
+      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, ws.scratch<Conv2dWorkspace<T, D>>(),
+                        prepared_.empty() ? nullptr : &prepared_, true);
+      return true;
+    }
+  }
+
+  /// The weights laid out for the one-image direct convolution
+  /// (conv2d_direct.hpp), which infer then reads instead of laying them out
+  /// on every call (Layer::prepare_inference: dropped by a non-const access
+  /// to the weights). Stride-1 CPU layers built with xsimd; others keep none.
+  void prepare_inference() override {
+    prepared_ = {};
+    if constexpr (is_cpu_v<D>)
+      if (conv2d_direct_supported(geometry_))
+        prepared_ = direct_weights<T>(weight_.data(), out_channels(), in_channels() * geometry_.slots());
+  }
+  /// Whether infer reads weights laid out by prepare_inference.
+  bool inference_prepared() const { return !prepared_.empty(); }
 
   std::vector<Parameter<T, D>> parameters() override {
+    prepared_ = {};
     std::vector<Parameter<T, D>> params{{"weight", weight_.view(), weight_grad_.view(), true}};
     if (!bias_.empty()) params.push_back({"bias", bias_.view(), bias_grad_.view(), false});
     return params;
@@ -96,7 +125,10 @@ class Conv2d : public Layer<T, D> {
   index out_channels() const { return weight_.dim(0); }
   const ConvGeometry& geometry() const { return geometry_; }
   bool has_bias() const { return !bias_.empty(); }
-  Tensor<T, D>& weight() { return weight_; }
+  Tensor<T, D>& weight() {
+    prepared_ = {};
+    return weight_;
+  }
   const Tensor<T, D>& weight() const { return weight_; }
   Tensor<T, D>& bias() { return bias_; }
   const Tensor<T, D>& bias() const { return bias_; }
@@ -108,6 +140,7 @@ class Conv2d : public Layer<T, D> {
   Tensor<T, D> weight_, weight_grad_, bias_, bias_grad_;
   SavedTensor<T, D> input_;             ///< the last forward's input
   Conv2dWorkspace<T, D> workspace_;     ///< im2col buffers, reused across steps
+  DirectWeights<T> prepared_;           ///< prepare_inference's layout of weight_ (empty: none)
 };
 
 }  // namespace nsl

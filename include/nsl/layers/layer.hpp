@@ -149,6 +149,23 @@ class Layer {
     (void)x, (void)y, (void)ws;
     fail(ErrorKind::state, cat(describe(), ": this layer has no const inference"));
   }
+  /// infer followed by a ReLU, y = max(infer(x), 0), in one pass where the
+  /// layer can (Conv2d applies it as it stores y): true when done, false
+  /// (nothing written) where it cannot. Sequential::infer calls it for a
+  /// layer that a ReLU follows, and skips the ReLU.
+  virtual bool infer_relu(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const {
+    (void)x, (void)y, (void)ws;
+    return false;
+  }
+  /// Lays out, once, what infer reads on every call, so that each call does
+  /// less (Conv2d: its weights for the one-image direct convolution); a
+  /// container prepares its parts, and deploy() its result. The layout is a
+  /// copy of the parameters: a non-const access to them (parameters(),
+  /// weight()) drops it, and infer works as before it. Weights changed
+  /// through views taken before this call are not seen by infer: prepare
+  /// again after training.
+  virtual void prepare_inference() {}
+
   /// The same into a new output tensor.
   Tensor<T, D> infer(TensorView<const T, D> x, InferenceWorkspace& ws) const {
     Tensor<T, D> y(output_shape(x.shape()));

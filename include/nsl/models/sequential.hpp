@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "nsl/layers/layer.hpp"
+#include "nsl/layers/relu.hpp"
 
 namespace nsl {
 
@@ -64,21 +65,32 @@ class Sequential : public Layer<T, D> {
   /// Const inference: each layer's infer with its own child workspace; the
   /// outputs between layers live in `ws` (two buffers in turn, grown to the
   /// largest), so the container keeps nothing and allocates nothing once `ws`
-  /// has seen the shape.
+  /// has seen the shape. A layer followed by a ReLU runs both in one pass
+  /// where it can (Layer::infer_relu; the same values).
   void infer(TensorView<const T, D> x, TensorView<T, D> y, InferenceWorkspace& ws) const override {
     require(!entries_.empty(), ErrorKind::state, "Sequential: infer on an empty container");
     check_shape("Sequential::infer", "output", y.shape(), output_shape(x.shape()));
     auto& between = ws.scratch<InferenceBuffers>().tensors;
     TensorView<const T, D> current = x;
-    for (std::size_t i = 0; i + 1 < entries_.size(); ++i) {
-      const Shape out = entries_[i].layer->output_shape(current.shape());
-      Tensor<T, D>& buffer = between[i % 2];
-      if (buffer.size() < out.size()) buffer.resize(Shape{out.size()});
-      const TensorView<T, D> next(buffer.data(), out);
-      entries_[i].layer->infer(current, next, ws.child(i));
+    for (std::size_t i = 0, turn = 0; i < entries_.size(); ++turn) {
+      const Layer<T, D>& layer = *entries_[i].layer;
+      const bool relu_next = i + 1 < entries_.size() && dynamic_cast<const ReLU<T, D>*>(entries_[i + 1].layer.get());
+      const std::size_t after = relu_next ? i + 2 : i + 1;  // the next layer if the ReLU is fused
+      const Shape out = layer.output_shape(current.shape());
+      TensorView<T, D> next = y;
+      if (after < entries_.size()) {
+        Tensor<T, D>& buffer = between[turn % 2];
+        if (buffer.size() < out.size()) buffer.resize(Shape{out.size()});
+        next = TensorView<T, D>(buffer.data(), out);
+      }
+      if (relu_next && layer.infer_relu(current, next, ws.child(i))) {
+        i = after;
+      } else {  // the ReLU, if any, runs next, in place when it is the last layer
+        layer.infer(current, next, ws.child(i));
+        ++i;
+      }
       current = next;
     }
-    entries_.back().layer->infer(current, y, ws.child(entries_.size() - 1));
   }
   using Layer<T, D>::infer;
 
@@ -116,6 +128,9 @@ class Sequential : public Layer<T, D> {
   }
   void set_replica_sum(ReplicaSum* replicas) override {
     for (auto& e : entries_) e.layer->set_replica_sum(replicas);
+  }
+  void prepare_inference() override {
+    for (auto& e : entries_) e.layer->prepare_inference();
   }
   /// Calls hook(i) right after layer i's backward, from the last layer to
   /// the first: from then on the gradients of layer i's parameters are

@@ -40,6 +40,7 @@
 #include "nsl/core/gemm.hpp"
 #include "nsl/core/tensor.hpp"
 #include "nsl/core/threads.hpp"
+#include "nsl/ops/activation.hpp"
 #include "nsl/ops/conv2d_direct.hpp"
 #include "nsl/ops/im2col.hpp"
 #include "nsl/ops/winograd.hpp"
@@ -319,34 +320,37 @@ inline bool conv2d_backward_uses_winograd(index in_channels, index out_channels,
   return detail::conv2d_backward_winograd(in_channels, out_channels, batch, g);
 }
 
+namespace detail {
+// conv2d_forward by the path the shapes choose; true when that path applied
+// the ReLU (`relu`) as it stored y (the direct convolution does).
 template <class T>
-void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
-                    const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws) {
-  const Shape out = conv2d_output_shape("conv2d_forward", x.shape(), w.shape(), bias.shape(), g);
-  check_shape("conv2d_forward", "output", y.shape(), out);
-  if (detail::conv2d_output_side(x.dim(1), w.dim(0), g)) {
-    detail::conv2d_forward_output_side(x, w, bias, g, y, ws);
-    return;
+bool conv2d_forward_paths(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                          const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws,
+                          const DirectWeights<T>* prepared, bool relu) {
+  const Shape out = y.shape();
+  if (conv2d_output_side(x.dim(1), w.dim(0), g)) {
+    conv2d_forward_output_side(x, w, bias, g, y, ws);
+    return false;
   }
   const index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0);
   const index rows = C * g.slots(), pixels = out[2] * out[3];
-  const int threads = detail::batch_threads(N);
+  const int threads = batch_threads(N);
   ws.reserve_gemm(threads);
   if (pixels == 1 && g.padding == 0 && g.kernel == H && g.kernel == W) {
     // The window covers the image (a classifier's last layer): X_n is x_n
     // itself, and each image's product a matrix-vector one (Eigen's, which
     // allocates nothing), y_n = W x_n + b.
     const auto weights = w.matrix(O, rows);
-    detail::for_each_image(N, threads, [&](index n, std::size_t) {
+    for_each_image(N, threads, [&](index n, std::size_t) {
       auto y_n = y.sample(n).vec();
       y_n.noalias() = weights * x.sample(n).vec();
       if (bias.size()) y_n += bias.vec();
     });
-    return;
+    return false;
   }
-  if (detail::conv2d_forward_winograd(C, O, N, g)) {
+  if (conv2d_forward_winograd(C, O, N, g)) {
     winograd_conv2d_forward<T, 2>(x, w, bias, g, y, ws.winograd);
-    return;
+    return false;
   }
   if (conv2d_direct_supported(g) && rows >= 64) {
     // Stride 1: without the patch matrix (nsl/ops/conv2d_direct.hpp; a
@@ -355,12 +359,13 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
     // smaller than the thread count; else an image per thread.
     const T* b = bias.size() ? bias.data() : nullptr;
     if (in_parallel_region() || N >= num_threads())
-      conv2d_direct_forward_batch<T>(x.data(), N, C, H, W, w.data(), O, b, g, y.data(), ws.direct);
+      conv2d_direct_forward_batch<T>(x.data(), N, C, H, W, w.data(), O, b, g, y.data(), ws.direct, prepared,
+                                     relu);
     else
       for (index n = 0; n < N; ++n)
         conv2d_direct_forward<T>(x.data() + n * C * H * W, C, H, W, w.data(), O, b, g, y.data() + n * O * pixels,
-                                 ws.direct);
-    return;
+                                 ws.direct, prepared, relu);
+    return true;
   }
   if (N == 1) {
     // One image: the GEMM packs W as it goes, each thread only the rows it
@@ -371,17 +376,33 @@ void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<con
     const PatchPacker<T> patches{x.data(), C, H, W, g, false, nullptr, padded};
     gemm_with_rhs<T>(false, O, pixels, rows, w.data(), patches, T(0), y.data(), ws.gemm[0]);
     if (bias.size()) y.sample(0).matrix(O, pixels).colwise() += bias.vec();
-    return;
+    return false;
   }
   ws.packed_weight.pack(false, O, rows, w.data());
   auto& padded = ws.reserve_padded(threads, padded_image_size(C, H, W, g.padding));
-  detail::for_each_image(N, threads, [&](index n, std::size_t t) {
+  for_each_image(N, threads, [&](index n, std::size_t t) {
     const T* image = x.data() + n * C * H * W;  // X_n, packed as the GEMM goes
     const PatchPacker<T> patches{image, C, H, W, g, false, nullptr,
                                  pad_image(image, C, H, W, g.padding, padded[t].data())};
     gemm_with_rhs<T>(ws.packed_weight, pixels, patches, T(0), y.data() + n * O * pixels, ws.gemm[t]);
     if (bias.size()) y.sample(n).matrix(O, pixels).colwise() += bias.vec();
   });
+  return false;
+}
+}  // namespace detail
+
+/// y = conv(x, w) + bias (bias: an empty view for none), by the path the
+/// shapes choose; with `relu`, y = max(conv(x, w) + bias, 0) (the ReLU as y
+/// is stored where the path allows, else over y afterwards). `prepared`: w
+/// laid out beforehand for the direct path (direct_weights of these very
+/// weights), or null: laid out on each call.
+template <class T>
+void conv2d_forward(TensorView<const T> x, TensorView<const T> w, TensorView<const T> bias,
+                    const ConvGeometry& g, TensorView<T> y, Conv2dWorkspace<T>& ws,
+                    const DirectWeights<T>* prepared = nullptr, bool relu = false) {
+  const Shape out = conv2d_output_shape("conv2d_forward", x.shape(), w.shape(), bias.shape(), g);
+  check_shape("conv2d_forward", "output", y.shape(), out);
+  if (!detail::conv2d_forward_paths(x, w, bias, g, y, ws, prepared, relu) && relu) relu_forward<T>(y, y);
 }
 
 namespace detail {

@@ -18,7 +18,8 @@
 // image is read in place (each tile's rows are a few cache lines; its zero
 // borders are kept between calls of one shape), and only the weights of
 // the channel blocks a thread computes are laid out for it, depth by depth,
-// V L channels side by side. Channels are the vector side,
+// V L channels side by side (or, for a layer that keeps them laid out,
+// DirectWeights, none: Conv2d::prepare_inference). Channels are the vector side,
 // so 32, 64 or 128 of them fill the registers whatever the image size (a
 // 7 x 7 image leaves a GEMM over its 49 pixels a quarter empty). The sum
 // over the depths runs in the same order as the reference loops, c, di, dj.
@@ -52,6 +53,24 @@ struct DirectConvScratch {
   std::vector<Vector<T>> weights;   ///< per thread: its blocks, each K x (V L) (a batch: all, in the first)
 };
 
+/// A stride-1 convolution's weights laid out once for conv2d_direct_forward,
+/// which then skips its own layout of them on every call (at batch 1 that
+/// layout is about a tenth of a deployed CNN-9's time: each call reads the
+/// weights and writes them again). w^T, depth-major: row d = (c, di, dj)
+/// holds the O channels' weights w[o, c, di, dj] side by side, then zeros up
+/// to `stride`, a whole number of the widest tile O channels can take (1, 2
+/// or 4 SIMD registers), so that every tile reads whole registers. Empty
+/// without xsimd.
+template <class T>
+struct DirectWeights {
+  Vector<T> values;  ///< K x stride
+  index O = 0, K = 0, stride = 0;
+  bool empty() const { return values.size() == 0; }
+  /// Whether these are the weights of an O x K convolution (the caller's to
+  /// keep equal to the weights they were made from).
+  bool fits(index out_channels, index depth) const { return !empty() && O == out_channels && K == depth; }
+};
+
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
 namespace detail {
 
@@ -68,14 +87,16 @@ struct DirectShape {
 
 // One tile: `Pixels` consecutive output pixels of one row (their image rows
 // start at `x`: pixel p at depth d reads x[offsets[d] + p]) by `Registers`
-// L channels, whose packed weights start at `w` (K x V L). Writes the first
-// `channels` channels to y (channel stride ys, pixel p at y + p) as the sum
-// plus bias (none when null). (The offsets come from a table rather than
+// L channels, whose laid-out weights start at `w`: V L values per depth,
+// `wstep` apart (V L for one block's own layout, more for DirectWeights).
+// Writes the first `channels` channels to y (channel stride ys, pixel p at
+// y + p) as the sum plus bias (none when null), through a ReLU when `relu`
+// (v > 0 ? v : 0, relu_forward's value). (The offsets come from a table rather than
 // from loops over c, di, dj: with those loops in view, GCC carries pixels
 // from one dj to the next through the stack.)
 template <class T, index Pixels, index Registers>
-void direct_tile(const T* x, const index* offsets, index K, const T* w, const T* bias, T* y, index ys,
-                 index channels) {
+void direct_tile(const T* x, const index* offsets, index K, const T* w, index wstep, const T* bias, bool relu, T* y,
+                 index ys, index channels) {
   using Shape = DirectShape<T>;
   using R = typename Shape::Register;
   constexpr index L = Shape::lanes, V = Registers, P = Pixels;
@@ -95,27 +116,30 @@ void direct_tile(const T* x, const index* offsets, index K, const T* w, const T*
 #pragma GCC unroll 4
       for (index v = 0; v < V; ++v) acc[p][v] = simd_fma(pixel, weight[v], acc[p][v]);
     }
-    w += V * L;
+    w += wstep;
   }
   alignas(64) T sums[V * L];
   for (index p = 0; p < P; ++p) {
 #pragma GCC unroll 4
     for (index v = 0; v < V; ++v) acc[p][v].store_aligned(sums + v * L);
-    for (index o = 0; o < channels; ++o) y[o * ys + p] = bias ? sums[o] + bias[o] : sums[o];
+    for (index o = 0; o < channels; ++o) {
+      const T value = bias ? sums[o] + bias[o] : sums[o];
+      y[o * ys + p] = relu && !(value > T(0)) ? T(0) : value;
+    }
   }
 }
 
 // direct_tile for a run-time pixel count 1 <= pixels <= Pixels.
 template <class T, index Registers, index Pixels>
-void direct_tile_pixels(index pixels, const T* x, const index* offsets, index K, const T* w, const T* bias, T* y,
-                        index ys, index channels) {
+void direct_tile_pixels(index pixels, const T* x, const index* offsets, index K, const T* w, index wstep,
+                        const T* bias, bool relu, T* y, index ys, index channels) {
   if constexpr (Pixels > 1) {
     if (pixels < Pixels) {
-      direct_tile_pixels<T, Registers, Pixels - 1>(pixels, x, offsets, K, w, bias, y, ys, channels);
+      direct_tile_pixels<T, Registers, Pixels - 1>(pixels, x, offsets, K, w, wstep, bias, relu, y, ys, channels);
       return;
     }
   }
-  direct_tile<T, Pixels, Registers>(x, offsets, K, w, bias, y, ys, channels);
+  direct_tile<T, Pixels, Registers>(x, offsets, K, w, wstep, bias, relu, y, ys, channels);
 }
 
 // Lays out channel block b (channels b V L ...) of w (O x K): element
@@ -157,18 +181,36 @@ index direct_registers(index O, index Wo) {
 }
 
 template <class T, index Registers>
-void direct_row(const T* x, const index* offsets, index K, index Wo, const T* w, const T* bias, T* y, index ys,
-                index channels) {
+void direct_row(const T* x, const index* offsets, index K, index Wo, const T* w, index wstep, const T* bias,
+                bool relu, T* y, index ys, index channels) {
   constexpr index max_pixels = DirectShape<T>::accumulators / Registers;
   const index segments = (Wo + max_pixels - 1) / max_pixels;
   for (index s = 0, ow = 0; s < segments; ++s) {  // segments as equal as can be: 28 = 14 + 14
     const index end = Wo * (s + 1) / segments, pixels = end - ow;
-    direct_tile_pixels<T, Registers, max_pixels>(pixels, x + ow, offsets, K, w, bias, y + ow, ys, channels);
+    direct_tile_pixels<T, Registers, max_pixels>(pixels, x + ow, offsets, K, w, wstep, bias, relu, y + ow, ys,
+                                                 channels);
     ow = end;
   }
 }
 }  // namespace detail
 #endif  // NSL_HAVE_XSIMD
+
+/// w (O x K, K = C k k) laid out as DirectWeights (empty without xsimd).
+template <class T>
+DirectWeights<T> direct_weights(const T* w, index O, index K) {
+  DirectWeights<T> out;
+#if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
+  const index lanes = detail::DirectShape<T>::lanes;  // the widest tile for O channels (direct_registers)
+  const index widest = O > 2 * lanes ? 4 * lanes : O > lanes ? 2 * lanes : lanes;
+  out.O = O, out.K = K, out.stride = (O + widest - 1) / widest * widest;
+  out.values = Vector<T>::Zero(K * out.stride);
+  for (index o = 0; o < O; ++o)
+    for (index d = 0; d < K; ++d) out.values[d * out.stride + o] = w[o * K + d];
+#else
+  (void)w, (void)O, (void)K;
+#endif
+  return out;
+}
 
 /// Whether conv2d_direct_forward handles this layer (stride 1, built with xsimd).
 inline bool conv2d_direct_supported(const ConvGeometry& g) {
@@ -215,22 +257,34 @@ const T* direct_padded_image(const DirectPlan& d, const T* x, PaddedImageBuffer<
   return buffer.values.data();
 }
 
-// Items [first, last) of one image: `packed` holds the blocks from
-// first / Ho on, K x width each.
+// Where the items' weights are: block b's values for depth 0 at
+// base + (b - first_block) block_step, depth d's V L values `depth_step`
+// further on per depth. A thread's own layout: its blocks, K x V L each
+// (first_block its first, block_step K V L, depth_step V L);
+// DirectWeights: every block in one matrix (first_block 0, block_step V L,
+// depth_step its row length).
 template <class T>
-void direct_items(const DirectPlan& d, const T* image, const index* offsets, const T* packed, const T* bias,
-                  index first, index last, T* y) {
-  const index first_block = first / d.Ho;
+struct DirectWeightsAt {
+  const T* base;
+  index first_block, block_step, depth_step;
+};
+
+// Items [first, last) of one image.
+template <class T>
+void direct_items(const DirectPlan& d, const T* image, const index* offsets, const DirectWeightsAt<T>& w,
+                  const T* bias, bool relu, index first, index last, T* y) {
   for (index item = first; item < last; ++item) {
     const index b = item / d.Ho, oh = item % d.Ho, channels = std::min(d.width, d.O - b * d.width);
-    const T* block_weights = packed + (b - first_block) * d.K * d.width;
+    const T* block_weights = w.base + (b - w.first_block) * w.block_step;
     const T* block_bias = bias ? bias + b * d.width : nullptr;
     const T* x_row = image + oh * d.Wp;
     T* y_row = y + (b * d.width) * d.Ho * d.Wo + oh * d.Wo;
-    const index ys = d.Ho * d.Wo;
-    if (d.V == 4) direct_row<T, 4>(x_row, offsets, d.K, d.Wo, block_weights, block_bias, y_row, ys, channels);
-    else if (d.V == 2) direct_row<T, 2>(x_row, offsets, d.K, d.Wo, block_weights, block_bias, y_row, ys, channels);
-    else direct_row<T, 1>(x_row, offsets, d.K, d.Wo, block_weights, block_bias, y_row, ys, channels);
+    const index ys = d.Ho * d.Wo, step = w.depth_step;
+    if (d.V == 4)
+      direct_row<T, 4>(x_row, offsets, d.K, d.Wo, block_weights, step, block_bias, relu, y_row, ys, channels);
+    else if (d.V == 2)
+      direct_row<T, 2>(x_row, offsets, d.K, d.Wo, block_weights, step, block_bias, relu, y_row, ys, channels);
+    else direct_row<T, 1>(x_row, offsets, d.K, d.Wo, block_weights, step, block_bias, relu, y_row, ys, channels);
   }
 }
 }  // namespace detail
@@ -239,12 +293,17 @@ void direct_items(const DirectPlan& d, const T* image, const index* offsets, con
 /// y (O x Ho x Wo) = conv(x, w) + bias for one image x (C x H x W), stride 1
 /// (conv2d_direct_supported); bias null = none. Outside a parallel region,
 /// the channel blocks and output rows are split over num_threads() threads.
-/// Shapes are the caller's to check (conv2d_forward does).
+/// `prepared`: w laid out beforehand (direct_weights), or null (each thread
+/// lays out the blocks it computes). `relu`: y = max(conv + bias, 0), the
+/// ReLU applied as each value is stored. Shapes are the caller's to check
+/// (conv2d_forward does).
 template <class T>
 void conv2d_direct_forward(const T* x, index C, index H, index W, const T* w, index O, const T* bias,
-                           const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch) {
+                           const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch,
+                           const DirectWeights<T>* prepared = nullptr, bool relu = false) {
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
   const detail::DirectPlan d = detail::direct_plan<T>(C, H, W, O, g);
+  if (prepared && !prepared->fits(O, d.K)) prepared = nullptr;
   if (scratch.padded.empty()) scratch.padded.resize(1);
   PaddedImageBuffer<T>& padded = scratch.padded[0];
   if (d.p > 0) padded.prepare(C, H, W, d.p);
@@ -254,7 +313,7 @@ void conv2d_direct_forward(const T* x, index C, index H, index W, const T* w, in
                           ? 1
                           : static_cast<int>(std::min<index>(num_threads(), std::max<index>(1, d.items / 2)));
   if (static_cast<int>(scratch.weights.size()) < threads) scratch.weights.resize(static_cast<std::size_t>(threads));
-  for (int t = 0; t < threads; ++t) {  // room for the blocks thread t meets, before any thread starts
+  for (int t = 0; t < threads && !prepared; ++t) {  // room for the blocks thread t meets, before any thread starts
     const index first = d.items * t / threads, last = d.items * (t + 1) / threads;
     const index needed = last > first ? ((last - 1) / d.Ho - first / d.Ho + 1) * d.K * d.width : 0;
     Vector<T>& buffer = scratch.weights[static_cast<std::size_t>(t)];
@@ -268,50 +327,63 @@ void conv2d_direct_forward(const T* x, index C, index H, index W, const T* w, in
   const auto prepare = [&](int t) {
     if (d.p > 0) padded.copy_planes(x, C * t / threads, C * (t + 1) / threads);
     const index first = d.items * t / threads, last = d.items * (t + 1) / threads;
-    if (first >= last) return;
+    if (first >= last || prepared) return;
     T* packed = scratch.weights[static_cast<std::size_t>(t)].data();
     for (index b = first / d.Ho; b <= (last - 1) / d.Ho; ++b)
       detail::pack_direct_block(w, O, d.K, b, d.width, packed + (b - first / d.Ho) * d.K * d.width);
   };
   const auto compute = [&](int t) {
     const index first = d.items * t / threads, last = d.items * (t + 1) / threads;
-    if (first < last)
-      detail::direct_items(d, image, scratch.offsets.data(), scratch.weights[static_cast<std::size_t>(t)].data(), bias,
-                           first, last, y);
+    if (first >= last) return;
+    const detail::DirectWeightsAt<T> at =
+        prepared ? detail::DirectWeightsAt<T>{prepared->values.data(), 0, d.width, prepared->stride}
+                 : detail::DirectWeightsAt<T>{scratch.weights[static_cast<std::size_t>(t)].data(), first / d.Ho,
+                                              d.K * d.width, d.width};
+    detail::direct_items(d, image, scratch.offsets.data(), at, bias, relu, first, last, y);
   };
   on_threads_in_two_phases(threads, prepare, compute);
 #else
-  (void)x, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch;
+  (void)x, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch, (void)prepared;
+  (void)relu;
   fail(ErrorKind::state, "conv2d_direct_forward: needs xsimd (conv2d_direct_supported)");
 #endif
 }
 
 /// The same for a batch of N images (x: N x C x H x W, y: N x O x Ho x Wo):
-/// the weights laid out once, then one image per thread at a time (OpenMP
-/// over the batch outside a parallel region), each image computed as
-/// conv2d_direct_forward computes it on one thread, so the result does not
-/// depend on the thread count or the batch.
+/// the weights laid out once (unless `prepared`), then one image per thread
+/// at a time (OpenMP over the batch outside a parallel region), each image
+/// computed as conv2d_direct_forward computes it on one thread, so the
+/// result does not depend on the thread count or the batch.
 template <class T>
 void conv2d_direct_forward_batch(const T* x, index N, index C, index H, index W, const T* w, index O, const T* bias,
-                                 const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch) {
+                                 const ConvGeometry& g, T* y, DirectConvScratch<T>& scratch,
+                                 const DirectWeights<T>* prepared = nullptr, bool relu = false) {
 #if defined(NSL_HAVE_XSIMD) && NSL_HAVE_XSIMD
   const detail::DirectPlan d = detail::direct_plan<T>(C, H, W, O, g);
   detail::direct_offsets(d, scratch.offsets);
-  if (scratch.weights.empty()) scratch.weights.resize(1);
-  Vector<T>& packed = scratch.weights[0];
-  if (packed.size() < d.blocks * d.K * d.width) packed.resize(d.blocks * d.K * d.width);
-  for (index b = 0; b < d.blocks; ++b) detail::pack_direct_block(w, O, d.K, b, d.width, packed.data() + b * d.K * d.width);
+  detail::DirectWeightsAt<T> at{nullptr, 0, d.width, 0};
+  if (prepared && prepared->fits(O, d.K)) {
+    at = {prepared->values.data(), 0, d.width, prepared->stride};
+  } else {
+    if (scratch.weights.empty()) scratch.weights.resize(1);
+    Vector<T>& packed = scratch.weights[0];
+    if (packed.size() < d.blocks * d.K * d.width) packed.resize(d.blocks * d.K * d.width);
+    for (index b = 0; b < d.blocks; ++b)
+      detail::pack_direct_block(w, O, d.K, b, d.width, packed.data() + b * d.K * d.width);
+    at = {packed.data(), 0, d.K * d.width, d.width};
+  }
   const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<index>(num_threads(), N));
   if (static_cast<int>(scratch.padded.size()) < threads) scratch.padded.resize(static_cast<std::size_t>(threads));
   for (int t = 0; t < threads && d.p > 0; ++t)  // the padded images' borders, before any thread starts
     scratch.padded[static_cast<std::size_t>(t)].prepare(d.C, d.H, d.W, d.p);
   const auto image = [&](index n, int t) {
     const T* padded = detail::direct_padded_image(d, x + n * C * H * W, scratch.padded[static_cast<std::size_t>(t)]);
-    detail::direct_items(d, padded, scratch.offsets.data(), packed.data(), bias, 0, d.items, y + n * O * d.Ho * d.Wo);
+    detail::direct_items(d, padded, scratch.offsets.data(), at, bias, relu, 0, d.items, y + n * O * d.Ho * d.Wo);
   };
   for_each_on_threads(N, threads, image);
 #else
   (void)x, (void)N, (void)C, (void)H, (void)W, (void)w, (void)O, (void)bias, (void)g, (void)y, (void)scratch;
+  (void)prepared, (void)relu;
   fail(ErrorKind::state, "conv2d_direct_forward_batch: needs xsimd (conv2d_direct_supported)");
 #endif
 }
