@@ -78,7 +78,8 @@ class Conv2d : public Layer<T, D> {
   /// Inference without keeping state: const, safe to call from several threads.
   void infer(TensorView<const T, D> x, TensorView<T, D> y, Conv2dWorkspace<T, D>& workspace) const {
     if constexpr (is_cpu_v<D>)
-      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace, prepared_.empty() ? nullptr : &prepared_);
+      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace,
+                        prepared_.empty() ? nullptr : &prepared_);
     else
       conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace);
   }
