@@ -19,7 +19,9 @@
 // borders are kept between calls of one shape), and only the weights of
 // the channel blocks a thread computes are laid out for it, depth by depth,
 // V L channels side by side (or, for a layer that keeps them laid out,
-// DirectWeights, none: Conv2d::prepare_inference). Channels are the vector side,
+// DirectWeights, none: Conv2d::prepare_inference). With AVX-512 a tile's
+// sums reach the channel-major output 16 pixels x 16 channels at a time
+// through a register transpose. Channels are the vector side,
 // so 32, 64 or 128 of them fill the registers whatever the image size (a
 // 7 x 7 image leaves a GEMM over its 49 pixels a quarter empty). The sum
 // over the depths runs in the same order as the reference loops, c, di, dj.
@@ -118,6 +120,33 @@ void direct_tile(const T* x, const index* offsets, index K, const T* w, index ws
     }
     w += wstep;
   }
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    // The sums are pixels x channels; y wants each channel's pixels side by
+    // side: 16 pixels x 16 channels at a time through a register transpose,
+    // then a masked store of each channel's run (the same values as the
+    // scalar loop below, which stored them one by one).
+    alignas(64) float tile[P][V * L];
+    for (index p = 0; p < P; ++p)
+#pragma GCC unroll 4
+      for (index v = 0; v < V; ++v) acc[p][v].store_aligned(tile[p] + v * L);
+    const __m512 zero = _mm512_setzero_ps();
+    for (index p0 = 0; p0 < P; p0 += 16) {
+      const index run = std::min<index>(16, P - p0);
+      for (index first = 0; first < channels; first += L) {
+        __m512 r[16];
+        for (index i = 0; i < 16; ++i) r[i] = i < run ? _mm512_load_ps(tile[p0 + i] + first) : zero;
+        simd_transpose16(r);
+        for (index j = 0; j < std::min<index>(L, channels - first); ++j) {
+          __m512 value = bias ? _mm512_add_ps(r[j], _mm512_set1_ps(bias[first + j])) : r[j];
+          if (relu) value = _mm512_max_ps(value, zero);  // 0 where value is NaN, as below
+          _mm512_mask_storeu_ps(y + (first + j) * ys + p0, simd_first_lanes16(run), value);
+        }
+      }
+    }
+    return;
+  }
+#endif
   alignas(64) T sums[V * L];
   for (index p = 0; p < P; ++p) {
 #pragma GCC unroll 4
