@@ -144,16 +144,17 @@ void direct_tile(const T* x, const index* offsets, index K, const T* w, index ws
         }
       }
     }
-    return;
-  }
+  } else  // (an else, not a return: nvcc calls a loop after a returning branch unreachable)
 #endif
-  alignas(64) T sums[V * L];
-  for (index p = 0; p < P; ++p) {
+  {
+    alignas(64) T sums[V * L];
+    for (index p = 0; p < P; ++p) {
 #pragma GCC unroll 4
-    for (index v = 0; v < V; ++v) acc[p][v].store_aligned(sums + v * L);
-    for (index o = 0; o < channels; ++o) {
-      const T value = bias ? sums[o] + bias[o] : sums[o];
-      y[o * ys + p] = relu && !(value > T(0)) ? T(0) : value;
+      for (index v = 0; v < V; ++v) acc[p][v].store_aligned(sums + v * L);
+      for (index o = 0; o < channels; ++o) {
+        const T value = bias ? sums[o] + bias[o] : sums[o];
+        y[o * ys + p] = relu && !(value > T(0)) ? T(0) : value;
+      }
     }
   }
 }
