@@ -271,7 +271,7 @@ void max_pool2d_infer(TensorView<const T> x, index window, index stride, TensorV
         detail::pool_pairs(top, bottom, y_row, full_w);
         if (W % 2) {  // the window clipped to the last column
           const T a = top[W - 1], b = bottom[W - 1];
-          y_row[full_w] = (a != a) | (b != b) ? nan : a > b ? a : b;
+          y_row[full_w] = ((a != a) | (b != b)) ? nan : a > b ? a : b;
         }
         continue;
       }
