@@ -78,8 +78,7 @@ class Conv2d : public Layer<T, D> {
   /// Inference without keeping state: const, safe to call from several threads.
   void infer(TensorView<const T, D> x, TensorView<T, D> y, Conv2dWorkspace<T, D>& workspace) const {
     if constexpr (is_cpu_v<D>)
-      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace,
-                        prepared_.empty() ? nullptr : &prepared_);
+      conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace, prepared());
     else
       conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, workspace);
   }
@@ -97,7 +96,7 @@ class Conv2d : public Layer<T, D> {
       return Layer<T, D>::infer_relu(x, y, ws);
     } else {
       conv2d_forward<T>(x, weight_.view(), bias_.view(), geometry_, y, ws.scratch<Conv2dWorkspace<T, D>>(),
-                        prepared_.empty() ? nullptr : &prepared_, true);
+                        prepared(), true);
       return true;
     }
   }
@@ -137,6 +136,9 @@ class Conv2d : public Layer<T, D> {
   Tensor<T, D>& bias_grad() { return bias_grad_; }
 
  private:
+  /// prepare_inference's layout for conv2d_forward, or null (laid out per call).
+  const DirectWeights<T>* prepared() const { return prepared_.empty() ? nullptr : &prepared_; }
+
   ConvGeometry geometry_;
   Tensor<T, D> weight_, weight_grad_, bias_, bias_grad_;
   SavedTensor<T, D> input_;             ///< the last forward's input
